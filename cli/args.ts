@@ -1,0 +1,44 @@
+// Command-line parsing shared by every weft command: strict flags, durations, and the --json switch.
+
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { WeftError } from '../errors.ts';
+
+export type Options = NonNullable<ParseArgsConfig['options']>;
+
+export interface Parsed {
+  readonly values: Record<string, string | boolean | string[] | undefined>;
+  readonly positionals: string[];
+}
+
+/** Parses `argv` strictly: an unknown or malformed flag is an error naming the command and the flag. */
+export function parse(command: string, argv: readonly string[], options: Options, allowPositionals = false): Parsed {
+  try {
+    const { values, positionals } = parseArgs({ args: [...argv], options: { ...options, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, allowPositionals, strict: true });
+    return { values: values as Parsed['values'], positionals };
+  } catch (err) {
+    throw new WeftError('WEFT_CLI_USAGE', `weft ${command}: ${(err as Error).message}; see 'weft ${command} --help'`, { command }, { cause: err });
+  }
+}
+
+export function required(command: string, values: Parsed['values'], name: string): string {
+  const v = values[name];
+  if (typeof v !== 'string' || v === '') throw new WeftError('WEFT_CLI_USAGE', `weft ${command}: --${name} is required; see 'weft ${command} --help'`, { command, flag: name });
+  return v;
+}
+
+export function optional(values: Parsed['values'], name: string): string | undefined {
+  const v = values[name];
+  return typeof v === 'string' ? v : undefined;
+}
+
+const UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
+
+/** "90s", "5m", "1h", "1h30m", or a bare number of seconds. */
+export function parseDuration(flag: string, text: string): number {
+  if (/^\d+$/.test(text)) return Number(text);
+  const parts = [...text.matchAll(/(\d+)([smhd])/g)];
+  if (parts.length === 0 || parts.map((p) => p[0]).join('') !== text) {
+    throw new WeftError('WEFT_CLI_USAGE', `--${flag} ${JSON.stringify(text)} is not a duration; write it like 90s, 5m, 1h or 1h30m`, { flag });
+  }
+  return parts.reduce((sum, p) => sum + Number(p[1]) * UNITS[p[2]!]!, 0);
+}

@@ -1,0 +1,55 @@
+// The one list of Weft's error codes, grouped by subsystem, each with the HTTP status an API answers with.
+
+export const ErrorCodes = {
+  // SPIFFE identities
+  WEFT_SPIFFE_INVALID: 400,
+  // certificate authority: input the caller sent
+  WEFT_CA_PEM_MALFORMED: 400,
+  WEFT_CA_CSR_MALFORMED: 400,
+  WEFT_CA_CSR_SIGNATURE: 400,
+  WEFT_CA_CSR_KEY_UNSUPPORTED: 400,
+  WEFT_CA_CSR_NAME_MISMATCH: 403,
+  WEFT_CA_WRONG_TRUST_DOMAIN: 403,
+  WEFT_CA_TTL_OUT_OF_BOUNDS: 400,
+  // certificate authority: its own state
+  WEFT_CA_ISSUER_NOT_YET_VALID: 503,
+  WEFT_CA_ISSUER_EXPIRED: 503,
+  WEFT_CA_ISSUER_EXPIRES_TOO_SOON: 503,
+  WEFT_CA_KEY_MISMATCH: 500,
+  WEFT_CA_CHAIN_INVALID: 500,
+  WEFT_CA_STORE_CORRUPT: 500,
+  WEFT_CA_STORE_EXISTS: 409,
+  WEFT_CA_STORE_MISSING: 404,
+  WEFT_CA_ROTATION: 409,
+  // certificate verification (a peer's chain against a trust bundle)
+  WEFT_CERT_UNTRUSTED: 403,
+  WEFT_CERT_EXPIRED: 403,
+  WEFT_CERT_NOT_SVID: 403,
+  // command line
+  WEFT_CLI_USAGE: 400,
+} as const;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+/** Every error Weft raises on purpose: a stable `code` to test against and a message that says what, where and what to do. */
+export class WeftError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: ErrorCode, message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'WeftError';
+    this.code = code;
+    this.status = ErrorCodes[code];
+    this.details = details;
+  }
+
+  toJSON(): { code: ErrorCode; message: string; details: Readonly<Record<string, unknown>> } {
+    return { code: this.code, message: this.message, details: this.details };
+  }
+}
+
+export function isWeftError(err: unknown, code?: ErrorCode): err is WeftError {
+  return err instanceof WeftError && (code === undefined || err.code === code);
+}
