@@ -100,7 +100,6 @@ export class CaStore {
     const previous = CaStore.exists(dir) ? readState(dir) : null;
     const nowMs = opts.nowMs ?? Date.now();
     const record: AuthorityRecord = { id: newId(), state: 'active', pluggedIn: !!opts.plugIn, createdAt: new Date(nowMs).toISOString(), activatedAt: new Date(nowMs).toISOString() };
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
     await writeAuthority(dir, record, trustDomain, nowMs, opts.plugIn);
     commit(dir, { version: 1, trustDomain, authorities: [record] });
     for (const old of previous?.authorities ?? []) rmSync(join(dir, 'authorities', old.id), { recursive: true, force: true });
