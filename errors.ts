@@ -25,8 +25,21 @@ export const ErrorCodes = {
   WEFT_CERT_UNTRUSTED: 403,
   WEFT_CERT_EXPIRED: 403,
   WEFT_CERT_NOT_SVID: 403,
+  // control plane: identity API and operator API
+  WEFT_TOKEN_INVALID: 401,
+  WEFT_TOKEN_EXPIRED: 401,
+  WEFT_TOKEN_REPLAYED: 401,
+  WEFT_AUTH_REQUIRED: 401,
+  WEFT_AUTH_FORBIDDEN: 403,
+  WEFT_CERT_REVOKED: 403,
+  WEFT_API_BAD_REQUEST: 400,
+  WEFT_API_NOT_FOUND: 404,
+  WEFT_API_TOO_LARGE: 413,
+  WEFT_CP_UNREACHABLE: 503,
   // command line
   WEFT_CLI_USAGE: 400,
+  // mesh config
+  WEFT_CONFIG_INVALID: 400,
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;
