@@ -4,10 +4,13 @@ import { readFileSync } from 'node:fs';
 import { WeftError } from '../errors.ts';
 import { caInit, caIssue, caRotate } from './commands/ca.ts';
 import { certsInspect } from './commands/certs.ts';
+import { schema } from './commands/schema.ts';
+import { validate } from './commands/validate.ts';
+import { apply, controlPlane, revoke, status, token } from './commands/mesh.ts';
 import type { Command } from './command.ts';
 import { output, printError } from './output.ts';
 
-const COMMANDS: readonly Command[] = [caInit, caRotate, caIssue, certsInspect];
+const COMMANDS: readonly Command[] = [controlPlane, apply, status, token, revoke, caInit, caRotate, caIssue, certsInspect, validate, schema];
 
 function version(): string {
   return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;

@@ -1,0 +1,141 @@
+// weft control-plane | apply | token | status | revoke: run the control plane and operate it.
+
+import { readFileSync } from 'node:fs';
+import { WeftError } from '../../errors.ts';
+import { ControlPlane } from '../../control-plane/control-plane.ts';
+import { DEFAULT_STATE_DIR } from '../../control-plane/state-dir.ts';
+import type { StatusReport } from '../../control-plane/api/operator.ts';
+import { optional, parse, parseDuration, required } from '../args.ts';
+import type { Command } from '../command.ts';
+import { CONNECT_FLAGS, CONNECT_HELP, operatorClient } from '../operator-client.ts';
+
+export const controlPlane: Command = {
+  name: 'control-plane',
+  summary: 'run the control plane: CA, identity API, config push to sidecars',
+  help: `Usage: weft control-plane --config mesh.yaml [--state DIR] [--listen HOST:PORT]
+
+Runs until interrupted. On first start it creates the CA in DIR/ca for the Mesh's trust domain. It watches
+mesh.yaml and applies every valid change (an invalid one is logged and the last good config stays live).
+State (CA, issuance journal, used tokens, last config, revocations, admin token) lives in DIR (default
+${DEFAULT_STATE_DIR}) and survives restarts. Logs are JSON lines on stderr.
+
+  --listen HOST:PORT   default 127.0.0.1:15010; port 0 picks a free port (see DIR/control-plane.json)`,
+  async run(argv) {
+    const { values } = parse('control-plane', argv, { config: { type: 'string', short: 'c' }, state: { type: 'string' }, listen: { type: 'string' } });
+    const listen = optional(values, 'listen') ?? process.env.WEFT_LISTEN ?? '127.0.0.1:15010';
+    const m = /^(.*):(\d+)$/.exec(listen);
+    if (!m) throw new WeftError('WEFT_CLI_USAGE', `--listen ${JSON.stringify(listen)} must be HOST:PORT`);
+    const cp = await ControlPlane.start({ stateDir: optional(values, 'state') ?? DEFAULT_STATE_DIR, configPath: optional(values, 'config'), host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) });
+    process.stdout.write(`control plane ${cp.identity} listening on ${cp.url}\n`);
+    await new Promise<void>((resolve) => {
+      const stop = () => void cp.stop().then(resolve);
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+    return 0;
+  },
+};
+
+export const apply: Command = {
+  name: 'apply',
+  summary: 'send a mesh config to the control plane; rejected whole if anything is wrong',
+  help: `Usage: weft apply -f mesh.yaml [connection flags]
+
+Validates on the control plane and pushes the change to every sidecar. On any error nothing changes and every
+problem is listed with file:line:col.
+
+${CONNECT_HELP}`,
+  async run(argv, out) {
+    const { values } = parse('apply', argv, { file: { type: 'string', short: 'f' }, ...CONNECT_FLAGS });
+    const file = required('apply', values, 'file');
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new WeftError('WEFT_CLI_USAGE', `${file}: cannot be read (${(err as NodeJS.ErrnoException).code})`);
+    }
+    const client = operatorClient(values);
+    try {
+      const r = await client.request<{ version: number; summary: Record<string, number> }>('PUT', '/v1/config', text, { contentType: 'application/yaml', headers: { 'x-weft-file': file } });
+      out.result(r, () => `applied ${file}: version ${r.version} (${Object.entries(r.summary).map(([k, v]) => `${v} ${k}`).join(', ')})`);
+    } finally {
+      client.close();
+    }
+  },
+};
+
+export const token: Command = {
+  name: 'token',
+  summary: 'issue a one-time bootstrap token for a sidecar of a service',
+  help: `Usage: weft token --service S [--namespace N] [--ttl 10m] [connection flags]
+
+Prints a signed, single-use token bound to the service's SPIFFE ID (from its serviceAccount), valid for --ttl
+(default 10m). A sidecar redeems it once for its first certificate; a replay is refused.
+
+${CONNECT_HELP}`,
+  async run(argv, out) {
+    const { values } = parse('token', argv, { service: { type: 'string' }, namespace: { type: 'string' }, ttl: { type: 'string' }, ...CONNECT_FLAGS });
+    const body = {
+      service: required('token', values, 'service'),
+      namespace: optional(values, 'namespace') ?? 'default',
+      ttlSeconds: values.ttl === undefined ? undefined : parseDuration('ttl', values.ttl as string),
+    };
+    const client = operatorClient(values);
+    try {
+      const t = await client.request<{ token: string; identity: string; expiresAt: string }>('POST', '/v1/tokens', body);
+      out.result(t, () => t.token);
+    } finally {
+      client.close();
+    }
+  },
+};
+
+export const status: Command = {
+  name: 'status',
+  summary: 'list every connected sidecar: identity, config version and ACK state, certificate expiry',
+  help: `Usage: weft status [connection flags]
+
+Like istioctl proxy-status: SYNCED when a sidecar has ACKed the last snapshot sent to it, STALE while an ACK
+is outstanding, NACK when it refused one (with its reason).
+
+${CONNECT_HELP}`,
+  async run(argv, out) {
+    const { values } = parse('status', argv, CONNECT_FLAGS);
+    const client = operatorClient(values);
+    try {
+      const s = await client.request<StatusReport>('GET', '/v1/status');
+      out.result(s, () => statusTable(s));
+    } finally {
+      client.close();
+    }
+  },
+};
+
+function statusTable(s: StatusReport): string {
+  const rows = s.sidecars.map((e) => [String(e.id), String(e.service), String(e.identity), String(e.ackedVersion ?? '-'), String(e.sentVersion ?? '-'), String(e.ack), String(e.certExpiry)]);
+  const head = ['SIDECAR', 'SERVICE', 'IDENTITY', 'ACKED', 'SENT', 'STATE', 'CERT EXPIRES'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  const nacks = s.sidecars.filter((e) => e.ack === 'NACK').map((e) => `  ${e.id}: NACK of version ${e.sentVersion}: ${e.nackError}`);
+  return [`config version ${s.configVersion}, ${s.sidecars.length} sidecar(s)`, line(head), ...rows.map(line), ...nacks].join('\n');
+}
+
+export const revoke: Command = {
+  name: 'revoke',
+  summary: 'revoke a certificate by serial, or every valid certificate of an identity',
+  help: `Usage: weft revoke (--serial HEX | --identity SPIFFE_ID) [connection flags]
+
+The revocation is pushed to every sidecar with the config; from then on the certificate is refused.
+
+${CONNECT_HELP}`,
+  async run(argv, out) {
+    const { values } = parse('revoke', argv, { serial: { type: 'string' }, identity: { type: 'string' }, ...CONNECT_FLAGS });
+    const client = operatorClient(values);
+    try {
+      const r = await client.request<{ revoked: { serial: string; identity?: string }[] }>('POST', '/v1/revocations', { serial: optional(values, 'serial'), identity: optional(values, 'identity') });
+      out.result(r, () => r.revoked.map((x) => `revoked ${x.serial}${x.identity ? ` (${x.identity})` : ''}`).join('\n'));
+    } finally {
+      client.close();
+    }
+  },
+};

@@ -1,0 +1,78 @@
+// Who is calling: a workload by its verified certificate, an operator by admin token or operator certificate.
+
+import { timingSafeEqual } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
+import { WeftError } from '../../errors.ts';
+import { spiffeIdOfCertificate } from '../../ca/svid.ts';
+import type { Request } from './http.ts';
+
+export interface PeerIdentity {
+  readonly identity: string;
+  readonly serial: string;
+  readonly notBefore: number;
+  readonly notAfter: number;
+}
+
+export interface AuthContext {
+  readonly trustDomain: string;
+  readonly adminToken: string;
+  readonly operatorIdentities: ReadonlySet<string>;
+  isRevoked(serial: string): boolean;
+}
+
+function tlsSocket(req: Request): TLSSocket {
+  return req.stream.session!.socket as TLSSocket;
+}
+
+/** A connection's certificate does not change, so its identity is read once per connection. */
+const identities = new WeakMap<TLSSocket, PeerIdentity | null>();
+
+function readPeer(socket: TLSSocket, ctx: AuthContext): PeerIdentity | null {
+  const cert = socket.getPeerX509Certificate();
+  if (!cert) return null;
+  if (!socket.authorized) {
+    throw new WeftError('WEFT_AUTH_REQUIRED', `client certificate rejected: ${String(socket.authorizationError)}`);
+  }
+  const id = spiffeIdOfCertificate(cert);
+  if (id.trustDomain !== ctx.trustDomain) throw new WeftError('WEFT_AUTH_FORBIDDEN', `client identity ${id.uri} is not in trust domain ${ctx.trustDomain}`);
+  return { identity: id.uri, serial: cert.serialNumber, notBefore: cert.validFromDate.getTime(), notAfter: cert.validToDate.getTime() };
+}
+
+/** The caller's SPIFFE ID from a client certificate that chained to the trust bundle, or null if none was sent. */
+export function peerIdentity(req: Request, ctx: AuthContext): PeerIdentity | null {
+  const socket = tlsSocket(req);
+  let peer = identities.get(socket);
+  if (peer === undefined) {
+    peer = readPeer(socket, ctx);
+    identities.set(socket, peer);
+  }
+  // Revocation can happen while a connection is open, so it is checked on every call.
+  if (peer && ctx.isRevoked(peer.serial)) {
+    throw new WeftError('WEFT_CERT_REVOKED', `client certificate ${peer.serial} for ${peer.identity} is revoked`, { serial: peer.serial });
+  }
+  return peer;
+}
+
+export function requireWorkload(req: Request, ctx: AuthContext): PeerIdentity {
+  const peer = peerIdentity(req, ctx);
+  if (!peer) throw new WeftError('WEFT_AUTH_REQUIRED', 'this call needs the workload certificate over mutual TLS; bootstrap first with a token');
+  return peer;
+}
+
+/** An operator: `Authorization: Bearer <admin token>`, or a client certificate with an operator identity. */
+export function requireOperator(req: Request, ctx: AuthContext): string {
+  const auth = req.headers.authorization;
+  if (auth !== undefined) {
+    const m = /^Bearer (\S+)$/.exec(auth);
+    const given = Buffer.from(m?.[1] ?? '');
+    const want = Buffer.from(ctx.adminToken);
+    if (m && given.length === want.length && timingSafeEqual(given, want)) return 'admin-token';
+    throw new WeftError('WEFT_AUTH_FORBIDDEN', 'the admin token is not valid');
+  }
+  const peer = peerIdentity(req, ctx);
+  if (!peer) throw new WeftError('WEFT_AUTH_REQUIRED', 'the operator API needs an operator credential: the admin token (Authorization: Bearer) or an operator certificate');
+  if (!ctx.operatorIdentities.has(peer.identity)) {
+    throw new WeftError('WEFT_AUTH_FORBIDDEN', `${peer.identity} is not an operator identity (operators: ${[...ctx.operatorIdentities].join(', ')})`, { identity: peer.identity });
+  }
+  return peer.identity;
+}

@@ -1,0 +1,47 @@
+// The identity API: a sidecar's first certificate (for a bootstrap token) and its renewals (over mTLS).
+
+import type { CertificateAuthority, IssuedSvid } from '../../ca/authority.ts';
+import type { BootstrapTokens } from '../identity/tokens.ts';
+import { requireWorkload, type AuthContext } from './authenticate.ts';
+import { field, readJson, sendJson, type Request, type Response } from './http.ts';
+
+export interface IdentityDeps {
+  readonly auth: AuthContext;
+  readonly tokens: BootstrapTokens;
+  authority(): CertificateAuthority;
+  workloadTtlSeconds(): number;
+}
+
+function answer(svid: IssuedSvid) {
+  return {
+    identity: svid.spiffeId.uri,
+    serial: svid.serial,
+    notBefore: svid.notBefore.toISOString(),
+    notAfter: svid.notAfter.toISOString(),
+    chain: svid.chainPem,
+    bundle: svid.bundlePem,
+    clipped: svid.clipped && { requestedNotAfter: svid.clipped.requestedNotAfter.toISOString(), reason: svid.clipped.reason },
+  };
+}
+
+/** POST /v1/identity/bootstrap {token, csr}: the token names the identity; the CSR only brings a key. */
+export async function bootstrap(req: Request, res: Response, deps: IdentityDeps): Promise<void> {
+  const body = await readJson<Record<string, unknown>>(req);
+  const token = field(body, 'token');
+  const csr = field(body, 'csr', { max: 16 * 1024 });
+  const claims = await deps.tokens.verify(token);
+  // Check, sign and spend with no await in between: a replay racing this call cannot also get a certificate,
+  // and a bad CSR leaves the token unspent so the sidecar can retry.
+  deps.tokens.checkUnused(claims);
+  const svid = deps.authority().sign(csr, claims.identity, { ttlSeconds: deps.workloadTtlSeconds() });
+  deps.tokens.spend(claims);
+  sendJson(res, 200, answer(svid));
+}
+
+/** POST /v1/identity/renew {csr}: over mTLS with the current certificate, for that same identity only. */
+export async function renew(req: Request, res: Response, deps: IdentityDeps): Promise<void> {
+  const peer = requireWorkload(req, deps.auth);
+  const body = await readJson<Record<string, unknown>>(req);
+  const csr = field(body, 'csr', { max: 16 * 1024 });
+  sendJson(res, 200, answer(deps.authority().sign(csr, peer.identity, { ttlSeconds: deps.workloadTtlSeconds() })));
+}

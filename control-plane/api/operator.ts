@@ -1,0 +1,68 @@
+// The operator API: apply config, issue bootstrap tokens, revoke certificates, read status. Operators only.
+
+import { WeftError } from '../../errors.ts';
+import type { Revocation } from '../revocations.ts';
+import { requireOperator, type AuthContext } from './authenticate.ts';
+import { field, readBody, readJson, sendJson, type Request, type Response } from './http.ts';
+
+export interface StatusReport {
+  readonly version: number;
+  readonly configVersion: number;
+  readonly controlPlane: { readonly identity: string; readonly rssMb: number; readonly heapUsedMb: number };
+  readonly sidecars: readonly Record<string, unknown>[];
+}
+
+export interface OperatorDeps {
+  readonly auth: AuthContext;
+  readonly log: (event: Record<string, unknown>) => void;
+  /** validates and applies a whole config, or throws with every issue and changes nothing */
+  apply(text: string, file: string): { version: number; summary: Record<string, number> };
+  configText(): string;
+  issueToken(service: string, namespace: string, ttlSeconds: number | undefined): Promise<{ token: string; identity: string; expiresAt: Date }>;
+  revoke(what: { serial?: string; identity?: string }): Revocation[];
+  status(): StatusReport;
+}
+
+const CONFIG_LIMIT = 4 * 1024 * 1024;
+
+export async function putConfig(req: Request, res: Response, deps: OperatorDeps): Promise<void> {
+  const who = requireOperator(req, deps.auth);
+  const text = (await readBody(req, CONFIG_LIMIT)).toString('utf8');
+  const file = typeof req.headers['x-weft-file'] === 'string' ? req.headers['x-weft-file'].slice(0, 256) : 'request body';
+  const result = deps.apply(text, file);
+  deps.log({ msg: 'config applied', by: who, file, version: result.version });
+  sendJson(res, 200, result);
+}
+
+export function getConfig(req: Request, res: Response, deps: OperatorDeps): void {
+  requireOperator(req, deps.auth);
+  res.writeHead(200, { 'content-type': 'application/yaml', 'cache-control': 'no-store' });
+  res.end(deps.configText());
+}
+
+export async function postToken(req: Request, res: Response, deps: OperatorDeps): Promise<void> {
+  const who = requireOperator(req, deps.auth);
+  const body = await readJson<Record<string, unknown>>(req);
+  const ttl = body.ttlSeconds;
+  if (ttl !== undefined && typeof ttl !== 'number') throw new WeftError('WEFT_API_BAD_REQUEST', '"ttlSeconds" must be a number');
+  const t = await deps.issueToken(field(body, 'service'), field(body, 'namespace'), ttl);
+  // The token itself is a credential: log who asked and for what, never the token.
+  deps.log({ msg: 'bootstrap token issued', by: who, identity: t.identity, expiresAt: t.expiresAt.toISOString() });
+  sendJson(res, 200, { token: t.token, identity: t.identity, expiresAt: t.expiresAt.toISOString() });
+}
+
+export async function postRevocation(req: Request, res: Response, deps: OperatorDeps): Promise<void> {
+  const who = requireOperator(req, deps.auth);
+  const body = await readJson<Record<string, unknown>>(req);
+  const serial = field(body, 'serial', { optional: true });
+  const identity = field(body, 'identity', { optional: true });
+  if (!serial === !identity) throw new WeftError('WEFT_API_BAD_REQUEST', 'give exactly one of "serial" or "identity"');
+  const revoked = deps.revoke(serial ? { serial } : { identity });
+  deps.log({ msg: 'certificates revoked', by: who, serials: revoked.map((r) => r.serial) });
+  sendJson(res, 200, { revoked });
+}
+
+export function getStatus(req: Request, res: Response, deps: OperatorDeps): void {
+  requireOperator(req, deps.auth);
+  sendJson(res, 200, deps.status());
+}

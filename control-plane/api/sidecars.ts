@@ -1,0 +1,142 @@
+// The sidecar API: register and receive snapshots on one long-lived stream, ACK or NACK them, heartbeat.
+
+import { WeftError } from '../../errors.ts';
+import { keyOf, type Registry, type SidecarRegistration } from '../registry.ts';
+import type { SnapshotPusher } from '../push/pusher.ts';
+import { sseEvent, SSE_KEEPALIVE } from '../push/sse.ts';
+import { requireWorkload, type AuthContext, type PeerIdentity } from './authenticate.ts';
+import { field, readJson, sendJson, type Request, type Response } from './http.ts';
+
+const ID = /^[A-Za-z0-9._-]{1,64}$/;
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const LABEL_KEY = /^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$/;
+
+export interface SidecarApiOptions {
+  readonly auth: AuthContext;
+  readonly registry: Registry;
+  readonly pusher: SnapshotPusher;
+  readonly clock: () => number;
+  /** the SPIFFE ID a sidecar of this service must present */
+  readonly expectedIdentity: (service: string, namespace: string) => string;
+  readonly keepaliveMs: number;
+  readonly log: (event: Record<string, unknown>) => void;
+}
+
+function parseRegistration(body: Record<string, unknown>): SidecarRegistration & { identity: '' } {
+  const id = field(body, 'id');
+  if (!ID.test(id)) throw new WeftError('WEFT_API_BAD_REQUEST', `"id" ${JSON.stringify(id)} must be 1-64 letters, digits, '.', '_' or '-'`);
+  const service = field(body, 'service');
+  const namespace = field(body, 'namespace');
+  for (const [name, v] of [['service', service], ['namespace', namespace]] as const) {
+    if (!DNS_LABEL.test(v)) throw new WeftError('WEFT_API_BAD_REQUEST', `"${name}" ${JSON.stringify(v)} must be a DNS label (lowercase letters, digits, '-')`);
+  }
+  const address = field(body, 'address');
+  const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(address);
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new WeftError('WEFT_API_BAD_REQUEST', `"address" ${JSON.stringify(address)} must be host:port`);
+  const labels = body.labels ?? {};
+  if (typeof labels !== 'object' || labels === null || Array.isArray(labels) || Object.keys(labels).length > 32) {
+    throw new WeftError('WEFT_API_BAD_REQUEST', '"labels" must be an object of at most 32 string values');
+  }
+  for (const [k, v] of Object.entries(labels)) {
+    if (!LABEL_KEY.test(k) || typeof v !== 'string' || v.length > 63) throw new WeftError('WEFT_API_BAD_REQUEST', `label ${JSON.stringify(k)} must be a label name with a string value of at most 63 characters`);
+  }
+  return { id, service, namespace, address, labels: labels as Record<string, string>, identity: '' };
+}
+
+export class SidecarApi {
+  readonly #o: SidecarApiOptions;
+  /** open streams by sidecar ID, to end them when a sidecar is swept for missed heartbeats */
+  readonly #streams = new Map<string, { end(): void; connectedAt: number }>();
+
+  constructor(opts: SidecarApiOptions) {
+    this.#o = opts;
+  }
+
+  /** POST /v1/sidecars/stream: registers, then holds the response open and writes snapshots to it. */
+  async stream(req: Request, res: Response): Promise<void> {
+    const peer = requireWorkload(req, this.#o.auth);
+    const reg = parseRegistration(await readJson<Record<string, unknown>>(req));
+    const expected = this.#o.expectedIdentity(reg.service, reg.namespace);
+    if (peer.identity !== expected) {
+      throw new WeftError('WEFT_AUTH_FORBIDDEN', `certificate identity ${peer.identity} may not register as service ${keyOf(reg)}, which runs as ${expected}`, { identity: peer.identity, expected });
+    }
+    const now = this.#o.clock();
+    const entry = this.#o.registry.register({ ...reg, identity: peer.identity }, { serial: peer.serial, notAfter: peer.notAfter }, now);
+    this.#streams.get(reg.id)?.end();
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store' });
+    res.write(sseEvent('registered', JSON.stringify({ id: reg.id, identity: peer.identity })));
+    const sub = {
+      id: reg.id,
+      key: keyOf(reg),
+      write: (chunk: string) => res.write(chunk),
+      onDrain: (resume: () => void) => void res.on('drain', resume),
+      sent: (version: number) => {
+        entry.sentVersion = version;
+      },
+    };
+    const keepalive = setInterval(() => res.write(SSE_KEEPALIVE), this.#o.keepaliveMs);
+    keepalive.unref();
+    let closed = false;
+    const close = () => {
+      if (closed) return;
+      closed = true;
+      clearInterval(keepalive);
+      this.#o.pusher.unsubscribe(reg.id, sub);
+      if (this.#streams.get(reg.id)?.connectedAt === entry.connectedAt) this.#streams.delete(reg.id);
+      if (this.#o.registry.remove(reg.id, entry.connectedAt)) this.#o.log({ msg: 'sidecar disconnected', id: reg.id, identity: peer.identity });
+    };
+    this.#streams.set(reg.id, { end: () => (res.end(), close()), connectedAt: entry.connectedAt });
+    res.on('close', close);
+    this.#o.log({ msg: 'sidecar connected', id: reg.id, identity: peer.identity, service: keyOf(reg), address: reg.address });
+    this.#o.pusher.subscribe(sub);
+  }
+
+  /** POST /v1/sidecars/ack {id, version, ok, error}: the sidecar applied (or refused) a snapshot. */
+  async ack(req: Request, res: Response): Promise<void> {
+    const peer = requireWorkload(req, this.#o.auth);
+    const body = await readJson<Record<string, unknown>>(req);
+    const entry = this.#own(peer, field(body, 'id'));
+    const version = body.version;
+    if (typeof version !== 'number' || !Number.isSafeInteger(version)) throw new WeftError('WEFT_API_BAD_REQUEST', '"version" must be an integer');
+    if (body.ok === true) {
+      entry.ackedVersion = version;
+      if (entry.nack && entry.nack.version <= version) entry.nack = null;
+    } else {
+      entry.nack = { version, error: typeof body.error === 'string' ? body.error.slice(0, 2000) : 'no reason given' };
+      this.#o.log({ msg: 'sidecar refused a snapshot (NACK)', id: entry.id, version, error: entry.nack.error });
+    }
+    entry.lastSeen = this.#o.clock();
+    sendJson(res, 200, { ok: true });
+  }
+
+  /** POST /v1/sidecars/heartbeat {id} */
+  async heartbeat(req: Request, res: Response): Promise<void> {
+    const peer = requireWorkload(req, this.#o.auth);
+    const body = await readJson<Record<string, unknown>>(req);
+    this.#own(peer, field(body, 'id')).lastSeen = this.#o.clock();
+    sendJson(res, 200, { ok: true });
+  }
+
+  /** Ends the streams of sidecars that missed their heartbeats; the registry drops their endpoints. */
+  sweep(maxSilenceMs: number): void {
+    const now = this.#o.clock();
+    for (const entry of this.#o.registry.list()) {
+      if (now - entry.lastSeen <= maxSilenceMs) continue;
+      this.#o.log({ msg: 'sidecar missed heartbeats; removing it', id: entry.id, silentMs: now - entry.lastSeen });
+      const stream = this.#streams.get(entry.id);
+      if (stream) stream.end();
+      else this.#o.registry.remove(entry.id);
+    }
+  }
+
+  closeAll(): void {
+    for (const s of [...this.#streams.values()]) s.end();
+  }
+
+  #own(peer: PeerIdentity, id: string) {
+    const entry = this.#o.registry.get(id);
+    if (!entry) throw new WeftError('WEFT_API_NOT_FOUND', `no sidecar ${JSON.stringify(id)} is registered; open the stream first`, { id });
+    if (entry.identity !== peer.identity) throw new WeftError('WEFT_AUTH_FORBIDDEN', `sidecar ${id} belongs to ${entry.identity}, not ${peer.identity}`);
+    return entry;
+  }
+}

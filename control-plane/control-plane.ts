@@ -1,0 +1,364 @@
+// The control plane: loads config and the CA, serves the identity, sidecar and operator APIs, pushes snapshots.
+
+import { existsSync, readFileSync, watch, type FSWatcher } from 'node:fs';
+import http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import { basename, dirname } from 'node:path';
+import { WeftError } from '../errors.ts';
+import { writeFileAtomic } from '../ca/atomic-file.ts';
+import type { CertificateAuthority } from '../ca/authority.ts';
+import { generateKeyPair, privateKeyToPem } from '../ca/keys.ts';
+import { CaStore } from '../ca/store.ts';
+import { workloadId } from '../ca/spiffe-id.ts';
+import { EC_P256, x509 } from '../ca/x509.ts';
+import type { AuthContext } from './api/authenticate.ts';
+import { bootstrap, renew } from './api/identity.ts';
+import { getConfig, getStatus, postRevocation, postToken, putConfig, type OperatorDeps, type StatusReport } from './api/operator.ts';
+import { healthz, router } from './api/router.ts';
+import { SidecarApi } from './api/sidecars.ts';
+import { parseMeshConfigOrThrow } from './config/load.ts';
+import type { MeshConfig } from './config/types.ts';
+import { BootstrapTokens } from './identity/tokens.ts';
+import { built, SnapshotPusher, type BuiltResource } from './push/pusher.ts';
+import { keyOf, Registry } from './registry.ts';
+import { Revocations } from './revocations.ts';
+import { buildSnapshot, buildUpstreams, serviceIdentity, type SnapshotInputs } from './snapshot/build.ts';
+import type { Upstream } from './snapshot/types.ts';
+import { toResources } from './snapshot/resources.ts';
+import { StateDir } from './state-dir.ts';
+
+export const CONTROL_PLANE_SA = { namespace: 'weft-system', serviceAccount: 'control-plane' };
+export const OPERATOR_SA = { namespace: 'weft-system', serviceAccount: 'operator' };
+const SVID_TTL_S = 3600;
+
+export interface ControlPlaneOptions {
+  readonly stateDir: string;
+  /** the mesh config file, watched for changes; without it, the last config applied (kept in the state dir) */
+  readonly configPath?: string;
+  readonly host?: string;
+  readonly port?: number;
+  readonly clock?: () => number;
+  /** a sidecar silent (no heartbeat, ACK or stream) for this long is removed; default 15 s */
+  readonly heartbeatTimeoutMs?: number;
+  readonly keepaliveMs?: number;
+  readonly log?: (event: Record<string, unknown>) => void;
+}
+
+/** Where a running control plane listens, written to the state dir so the CLI finds it. */
+export interface ControlPlaneInfo {
+  readonly url: string;
+  readonly identity: string;
+  readonly pid: number;
+}
+
+export class ControlPlane {
+  readonly state: StateDir;
+  readonly identity: string;
+  #config: MeshConfig;
+  #store: CaStore;
+  #ca: CertificateAuthority;
+  readonly #clock: () => number;
+  readonly #log: (event: Record<string, unknown>) => void;
+  readonly #tokens: BootstrapTokens;
+  readonly #revocations: Revocations;
+  readonly #registry: Registry;
+  readonly #pusher: SnapshotPusher;
+  readonly #sidecars: SidecarApi;
+  readonly #auth: AuthContext & { adminToken: string };
+  readonly #configPath: string | undefined;
+  #configVersion: number;
+  #server: http2.Http2SecureServer | null = null;
+  #timers: NodeJS.Timeout[] = [];
+  #watchers: FSWatcher[] = [];
+  #url = '';
+
+  private constructor(opts: ControlPlaneOptions, state: StateDir, config: MeshConfig, store: CaStore) {
+    this.state = state;
+    this.#config = config;
+    this.#store = store;
+    this.#clock = opts.clock ?? Date.now;
+    this.#log = opts.log ?? ((e) => process.stderr.write(JSON.stringify({ time: new Date().toISOString(), component: 'control-plane', ...e }) + '\n'));
+    this.#configPath = opts.configPath;
+    this.#ca = store.authority({ clock: this.#clock });
+    const td = config.mesh.trustDomain;
+    this.identity = workloadId(td, CONTROL_PLANE_SA.namespace, CONTROL_PLANE_SA.serviceAccount).uri;
+    this.#tokens = new BootstrapTokens({ state, trustDomain: td, clock: this.#clock });
+    this.#revocations = new Revocations(state.path('revocations.json'), this.#clock());
+    this.#auth = {
+      trustDomain: td,
+      adminToken: state.adminToken(),
+      operatorIdentities: new Set([workloadId(td, OPERATOR_SA.namespace, OPERATOR_SA.serviceAccount).uri]),
+      isRevoked: (serial) => this.#revocations.has(serial),
+    };
+    // Per push: each namespace's upstream list is built once and each shared resource serialised once.
+    let memo = { version: -1, upstreams: new Map<string, readonly Upstream[]>(), json: new WeakMap<object, BuiltResource>() };
+    this.#pusher = new SnapshotPusher({
+      // Versions start from the clock so they keep increasing across restarts.
+      initialVersion: this.#clock(),
+      build: (key, version) => {
+        if (memo.version !== version) memo = { version, upstreams: new Map(), json: new WeakMap() };
+        const [name, namespace] = key.split('.') as [string, string];
+        const inputs: SnapshotInputs = {
+          config: this.#config,
+          endpoints: (s, ns) => this.#registry.endpoints(s, ns),
+          trustBundle: this.#store.bundle.toPem(),
+          revokedSerials: [...this.#revocations.serials],
+          upstreams: (ns) => {
+            let list = memo.upstreams.get(ns);
+            if (!list) memo.upstreams.set(ns, (list = buildUpstreams(inputs, ns)));
+            return list;
+          },
+        };
+        return built(toResources(buildSnapshot(inputs, name, namespace)), memo.json);
+      },
+    });
+    this.#configVersion = this.#pusher.version;
+    this.#registry = new Registry({ onEndpointsChange: () => this.#pusher.schedule() });
+    this.#sidecars = new SidecarApi({
+      auth: this.#auth,
+      registry: this.#registry,
+      pusher: this.#pusher,
+      clock: this.#clock,
+      expectedIdentity: (service, namespace) => serviceIdentity(this.#config, service, namespace),
+      keepaliveMs: opts.keepaliveMs ?? 10_000,
+      log: this.#log,
+    });
+  }
+
+  /** Loads state (creating the CA on first start), then listens. Fails whole if the config or CA is bad. */
+  static async start(opts: ControlPlaneOptions): Promise<ControlPlane> {
+    const state = new StateDir(opts.stateDir);
+    state.ensure();
+    const [text, file] = readConfig(opts.configPath, state);
+    const config = parseMeshConfigOrThrow(text, file);
+    const caDir = state.path('ca');
+    const store = CaStore.exists(caDir) ? CaStore.open(caDir) : await CaStore.init(caDir, { trustDomain: config.mesh.trustDomain });
+    if (store.trustDomain !== config.mesh.trustDomain) {
+      throw new WeftError('WEFT_CONFIG_INVALID', `${file}: Mesh trustDomain is ${config.mesh.trustDomain} but the CA in ${caDir} is for ${store.trustDomain}; the trust domain cannot change under a running CA`);
+    }
+    writeFileAtomic(state.path('config.yaml'), text, 0o600);
+    const cp = new ControlPlane(opts, state, config, store);
+    await cp.#listen(opts.host ?? '127.0.0.1', opts.port ?? 15010);
+    cp.#startTimers(opts.heartbeatTimeoutMs ?? 15_000);
+    cp.#watch();
+    return cp;
+  }
+
+  get url(): string {
+    return this.#url;
+  }
+
+  get config(): MeshConfig {
+    return this.#config;
+  }
+
+  get bundlePem(): string {
+    return this.#store.bundle.toPem();
+  }
+
+  /** Validates and applies a whole config; on any error throws them all and the last good config stays live. */
+  apply(text: string, file: string): { version: number; summary: Record<string, number> } {
+    const config = parseMeshConfigOrThrow(text, file);
+    if (config.mesh.trustDomain !== this.#config.mesh.trustDomain) {
+      throw new WeftError('WEFT_CONFIG_INVALID', `${file}: Mesh trustDomain ${config.mesh.trustDomain} differs from the running trust domain ${this.#config.mesh.trustDomain}; it cannot change live`);
+    }
+    writeFileAtomic(this.state.path('config.yaml'), text, 0o600);
+    this.#config = config;
+    this.#pusher.pushNow();
+    this.#configVersion = this.#pusher.version;
+    return {
+      version: this.#configVersion,
+      summary: { services: config.services.length, routes: config.routes.length, authorizationPolicies: config.authorizationPolicies.length, trafficPolicies: config.trafficPolicies.length },
+    };
+  }
+
+  status(): StatusReport {
+    const mem = process.memoryUsage();
+    return {
+      version: this.#pusher.version,
+      configVersion: this.#configVersion,
+      controlPlane: { identity: this.identity, rssMb: Math.round(mem.rss / 2 ** 20), heapUsedMb: Math.round(mem.heapUsed / 2 ** 20) },
+      sidecars: this.#registry.list().map((e) => ({
+        id: e.id,
+        identity: e.identity,
+        service: keyOf(e),
+        labels: e.labels,
+        address: e.address,
+        sentVersion: e.sentVersion,
+        ackedVersion: e.ackedVersion,
+        ack: e.nack && e.nack.version >= (e.ackedVersion ?? 0) ? 'NACK' : e.sentVersion !== null && e.sentVersion === e.ackedVersion ? 'SYNCED' : 'STALE',
+        nackError: e.nack?.error ?? null,
+        certSerial: e.certSerial,
+        certExpiry: new Date(e.certNotAfter).toISOString(),
+        lastSeen: new Date(e.lastSeen).toISOString(),
+      })),
+    };
+  }
+
+  async stop(): Promise<void> {
+    for (const t of this.#timers) clearTimeout(t);
+    this.#pusher.stop();
+    if (this.#svidTimer) clearTimeout(this.#svidTimer);
+    for (const w of this.#watchers) w.close();
+    this.#sidecars.closeAll();
+    const server = this.#server;
+    if (!server) return;
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      // Sessions (sidecar streams) keep a server open; close them so stop() returns promptly.
+      for (const s of this.#sessions) s.destroy();
+    });
+  }
+
+  readonly #sessions = new Set<http2.ServerHttp2Session>();
+
+  async #issueOwnSvid(): Promise<{ key: string; cert: string; ca: string; notAfter: number }> {
+    const keys = generateKeyPair();
+    const csr = await x509.Pkcs10CertificateRequestGenerator.create({ keys, signingAlgorithm: EC_P256 });
+    const svid = this.#ca.sign(csr.toString('pem'), this.identity, { ttlSeconds: SVID_TTL_S });
+    return { key: privateKeyToPem(keys.privateKey), cert: svid.chainPem, ca: svid.bundlePem, notAfter: svid.notAfter.getTime() };
+  }
+
+  async #listen(host: string, port: number): Promise<void> {
+    const own = await this.#issueOwnSvid();
+    const operator: OperatorDeps = {
+      auth: this.#auth,
+      log: this.#log,
+      apply: (text, file) => this.apply(text, file),
+      configText: () => this.#config.source,
+      issueToken: (service, namespace, ttl) => this.#tokens.issue(serviceIdentity(this.#config, service, namespace), ttl),
+      revoke: (what) => this.#revoke(what),
+      status: () => this.status(),
+    };
+    const identity = {
+      auth: this.#auth,
+      tokens: this.#tokens,
+      authority: () => this.#ca,
+      workloadTtlSeconds: () => Math.round(this.#config.mesh.certificates.workloadTtlMs / 1000),
+    };
+    const handler = router({
+      'GET /healthz': healthz,
+      'POST /v1/identity/bootstrap': (req, res) => bootstrap(req, res, identity),
+      'POST /v1/identity/renew': (req, res) => renew(req, res, identity),
+      'POST /v1/sidecars/stream': (req, res) => this.#sidecars.stream(req, res),
+      'POST /v1/sidecars/ack': (req, res) => this.#sidecars.ack(req, res),
+      'POST /v1/sidecars/heartbeat': (req, res) => this.#sidecars.heartbeat(req, res),
+      'PUT /v1/config': (req, res) => putConfig(req, res, operator),
+      'GET /v1/config': (req, res) => getConfig(req, res, operator),
+      'POST /v1/tokens': (req, res) => postToken(req, res, operator),
+      'POST /v1/revocations': (req, res) => postRevocation(req, res, operator),
+      'GET /v1/status': (req, res) => getStatus(req, res, operator),
+    }, this.#log);
+    const server = http2.createSecureServer({
+      key: own.key,
+      cert: own.cert,
+      ca: own.ca,
+      // Client certificates are optional at the TLS layer (a bootstrapping sidecar has none yet); every
+      // handler that needs one checks it was sent and verified.
+      requestCert: true,
+      rejectUnauthorized: false,
+      minVersion: 'TLSv1.3',
+      allowHTTP1: true,
+      handshakeTimeout: 10_000,
+      settings: { maxConcurrentStreams: 64, maxHeaderListSize: 16 * 1024 },
+    }, handler);
+    server.on('session', (s) => {
+      this.#sessions.add(s);
+      s.on('close', () => this.#sessions.delete(s));
+    });
+    server.on('tlsClientError', () => {});
+    this.#server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => resolve());
+    });
+    const addr = server.address() as AddressInfo;
+    this.#url = `https://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+    const info: ControlPlaneInfo = { url: this.#url, identity: this.identity, pid: process.pid };
+    writeFileAtomic(this.state.path('control-plane.json'), JSON.stringify(info, null, 2) + '\n', 0o644);
+    this.#scheduleSvidRenewal(own.notAfter);
+    this.#log({ msg: 'control plane listening', url: this.#url, identity: this.identity, trustDomain: this.#config.mesh.trustDomain });
+  }
+
+  /** Renews the control plane's own certificate at half its life; open connections keep the old one. */
+  #scheduleSvidRenewal(notAfter: number): void {
+    const delay = Math.max(1000, (notAfter - this.#clock()) / 2);
+    if (this.#svidTimer) clearTimeout(this.#svidTimer);
+    this.#svidTimer = setTimeout(() => void this.#renewOwnSvid(), delay);
+    this.#svidTimer.unref();
+  }
+
+  #svidTimer: NodeJS.Timeout | null = null;
+
+  /** New certificate and trust bundle for the listener; open connections keep the old ones. */
+  async #renewOwnSvid(): Promise<void> {
+    try {
+      const own = await this.#issueOwnSvid();
+      this.#server?.setSecureContext({ key: own.key, cert: own.cert, ca: own.ca });
+      this.#scheduleSvidRenewal(own.notAfter);
+    } catch (err) {
+      this.#log({ msg: 'renewing the control plane certificate failed; retrying in 10s', error: (err as Error).message });
+      this.#scheduleSvidRenewal(this.#clock() + 20_000);
+    }
+  }
+
+  #startTimers(heartbeatTimeoutMs: number): void {
+    const t = setInterval(() => this.#sidecars.sweep(heartbeatTimeoutMs), Math.max(250, heartbeatTimeoutMs / 3));
+    t.unref();
+    this.#timers.push(t);
+  }
+
+  #revoke(what: { serial?: string; identity?: string }) {
+    const journal = this.#store.journal.read();
+    const revoked = what.serial ? this.#revocations.revokeSerial(what.serial, this.#clock(), journal) : this.#revocations.revokeIdentity(what.identity!, this.#clock(), journal);
+    this.#pusher.pushNow();
+    return revoked;
+  }
+
+  /** Watches the config file (editors replace it, so the folder is watched) and the CA state (rotation). */
+  #watch(): void {
+    const onChange = (file: string, action: () => void) => {
+      let timer: NodeJS.Timeout | null = null;
+      const w = watch(dirname(file), (_event, name) => {
+        if (name !== basename(file)) return;
+        if (timer) clearTimeout(timer);
+        timer = setTimeout(action, 100);
+      });
+      w.unref();
+      this.#watchers.push(w);
+    };
+    if (this.#configPath) {
+      const path = this.#configPath;
+      onChange(path, () => {
+        if (!existsSync(path)) return;
+        const text = readFileSync(path, 'utf8');
+        if (text === this.#config.source) return;
+        try {
+          const r = this.apply(text, path);
+          this.#log({ msg: 'config file changed; applied', file: path, version: r.version });
+        } catch (err) {
+          this.#log({ msg: 'config file changed but is invalid; the last good config stays live', file: path, error: (err as Error).message });
+        }
+      });
+    }
+    onChange(this.state.path('ca') + '/ca.json', () => {
+      try {
+        this.#store = CaStore.open(this.state.path('ca'));
+        this.#ca = this.#store.authority({ clock: this.#clock });
+        this.#pusher.pushNow();
+        void this.#renewOwnSvid();
+        this.#log({ msg: 'CA state changed; reloaded', roots: this.#store.bundle.roots.length });
+      } catch (err) {
+        this.#log({ msg: 'CA state changed but cannot be loaded; keeping the previous CA', error: (err as Error).message });
+      }
+    });
+  }
+}
+
+function readConfig(configPath: string | undefined, state: StateDir): [string, string] {
+  const path = configPath ?? state.path('config.yaml');
+  if (!existsSync(path)) {
+    throw new WeftError('WEFT_CONFIG_INVALID', configPath ? `${path}: no such config file` : `no config: pass --config mesh.yaml (nothing applied yet in ${state.root})`, { path });
+  }
+  return [readFileSync(path, 'utf8'), path];
+}
