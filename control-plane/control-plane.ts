@@ -312,6 +312,7 @@ export class ControlPlane {
     const journal = this.#store.journal.read();
     const revoked = what.serial ? this.#revocations.revokeSerial(what.serial, this.#clock(), journal) : this.#revocations.revokeIdentity(what.identity!, this.#clock(), journal);
     this.#pusher.pushNow();
+    this.#sidecars.disconnectRevoked((serial) => this.#revocations.has(serial));
     return revoked;
   }
 

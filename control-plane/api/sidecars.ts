@@ -129,6 +129,15 @@ export class SidecarApi {
     }
   }
 
+  /** Ends the streams of sidecars whose certificate was just revoked; they must come back with a new one. */
+  disconnectRevoked(isRevoked: (serial: string) => boolean): void {
+    for (const entry of this.#o.registry.list()) {
+      if (!isRevoked(entry.certSerial)) continue;
+      this.#o.log({ msg: 'sidecar certificate revoked; closing its stream', id: entry.id, serial: entry.certSerial });
+      this.#streams.get(entry.id)?.end();
+    }
+  }
+
   closeAll(): void {
     for (const s of [...this.#streams.values()]) s.end();
   }

@@ -159,6 +159,24 @@ test('a sidecar may register only as the service its certificate names', async (
   t.regex(err!.message, /identity spiffe:\/\/shop\.example\/ns\/default\/sa\/web may not register as service catalog\.default/);
 });
 
+test('revoking an identity closes its open stream and refuses its certificate from then on', async (t) => {
+  const cp = await startControlPlane();
+  t.teardown(() => cp.cp.stop());
+  const web = await stub(cp, 'web');
+  t.teardown(() => web.close());
+  await web.waitFor(() => true);
+  const catalog = await stub(cp, 'catalog', { address: '127.0.0.1:7100' });
+  t.teardown(() => catalog.close());
+  await web.waitFor((s) => catalogEndpoints(s).includes('127.0.0.1:7100'));
+  const r = await weft(['revoke', '--identity', 'spiffe://shop.example/ns/default/sa/catalog', '--state', join(cp.dir, 'state'), '--json']);
+  t.is(r.code, 0, r.stderr);
+  t.true(JSON.parse(r.stdout).revoked.length >= 1);
+  // Its stream is closed, so its endpoint leaves; and it cannot come back with the same certificate.
+  await web.waitFor((s) => catalogEndpoints(s).length === 0);
+  const err = await t.throwsAsync(catalog.connect());
+  t.true(isWeftError(err, 'WEFT_CERT_REVOKED'), err?.message);
+});
+
 test('a revoked certificate is pushed to sidecars and can no longer renew', async (t) => {
   const cp = await startControlPlane();
   t.teardown(() => cp.cp.stop());
