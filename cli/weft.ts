@@ -7,10 +7,11 @@ import { certsInspect } from './commands/certs.ts';
 import { schema } from './commands/schema.ts';
 import { validate } from './commands/validate.ts';
 import { apply, controlPlane, revoke, status, token } from './commands/mesh.ts';
+import { sidecar } from './commands/sidecar.ts';
 import type { Command } from './command.ts';
 import { output, printError } from './output.ts';
 
-const COMMANDS: readonly Command[] = [controlPlane, apply, status, token, revoke, caInit, caRotate, caIssue, certsInspect, validate, schema];
+const COMMANDS: readonly Command[] = [controlPlane, sidecar, apply, status, token, revoke, caInit, caRotate, caIssue, certsInspect, validate, schema];
 
 function version(): string {
   return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -50,7 +51,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       throw new WeftError('WEFT_CLI_USAGE', `unknown command ${JSON.stringify(argv.slice(0, 2).join(' '))}${near.length ? `; did you mean: ${near.join(', ')}` : ''}; see 'weft --help'`);
     }
     const rest = argv.slice(command.name.split(' ').length);
-    if (rest.includes('--help') || rest.includes('-h')) {
+    const own = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest;
+    if (own.includes('--help') || own.includes('-h')) {
       process.stdout.write(command.help + '\n');
       return 0;
     }

@@ -1,0 +1,226 @@
+// bench (proxy) — the data plane against a peer: the app alone, behind a pair of Weft sidecars, and behind a pair
+// of haproxy processes doing the same two hops (plain HTTP in, mTLS between, plain HTTP to the app), in one run.
+//
+// The app is nginx answering "ok\n". Each setup runs alone, warmed up first: wrk with 32 connections measures
+// throughput, then hey at a fixed 2,000 requests/s measures latency. The server-side proxy's RSS is read from
+// /proc idle (ready, before any load) and at its peak under wrk. Everything is on 127.0.0.1. Writes
+// bench/results/proxy.json when all three setups ran.
+//
+// Env: BENCH_SECONDS (each wrk and hey run, default 10), BENCH_WARMUP_SECONDS (2), BENCH_CONNECTIONS (32),
+// BENCH_RATE (2000), BENCH_HEY_WORKERS (20), BENCH_WRK_THREADS (1), BENCH_SETUPS (direct,haproxy,weft),
+// BENCH_SIDECAR_NODE_ARGS (e.g. '--cpu-prof --cpu-prof-dir=/tmp/prof'), BENCH_KEEP=1 keeps the temp dir.
+
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, release, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { Children, exited, logTail, type Child } from './proxy/children.ts';
+import { startHaproxyPair } from './proxy/haproxy.ts';
+import { hey, wrk, type HeyResult, type WrkResult } from './proxy/load.ts';
+import { answers, freePorts, probe, waitUntil, type Target } from './proxy/loopback.ts';
+import { APP_BODY, startNginx } from './proxy/nginx.ts';
+import { cpuSeconds, rss, sampleRss } from './proxy/proc-stats.ts';
+import { findTools, toolVersions } from './proxy/tools.ts';
+import { sidecarSupport, startWeftPair, type SidecarSupport } from './proxy/weft.ts';
+
+const env = (name: string, dflt: number) => Number(process.env[name] ?? dflt);
+const SECONDS = env('BENCH_SECONDS', 10);
+const WARMUP_SECONDS = env('BENCH_WARMUP_SECONDS', 2);
+const CONNECTIONS = env('BENCH_CONNECTIONS', 32);
+const RATE = env('BENCH_RATE', 2000);
+const HEY_WORKERS = env('BENCH_HEY_WORKERS', 20);
+// One wrk thread: the load generator shares the two cores with the proxies, so it should take as little as it can.
+const WRK_THREADS = env('BENCH_WRK_THREADS', 1);
+const SETUP_NAMES = ['direct', 'haproxy', 'weft'] as const;
+type SetupName = (typeof SETUP_NAMES)[number];
+const SELECTED = (process.env.BENCH_SETUPS ?? SETUP_NAMES.join(',')).split(',').map((s) => s.trim()) as SetupName[];
+const GOALS = { throughputRatio: 0.6, addedP99Ms: 2, rssIdleMb: 64, rssLoadMb: 100 };
+
+for (const s of SELECTED) {
+  if (!SETUP_NAMES.includes(s)) {
+    console.error(`BENCH_SETUPS: unknown setup '${s}'; choose from ${SETUP_NAMES.join(', ')}`);
+    process.exit(2);
+  }
+}
+
+/** A setup under test: where the load goes, and the proxy processes to measure (none for the app alone). */
+interface Running {
+  readonly target: Target;
+  readonly proxies?: { readonly client: Child; readonly server: Child };
+  stop(): Promise<void>;
+}
+
+interface ProxyCost {
+  /** CPU time per request during the wrk run, µs */
+  readonly cpuUsPerRequest: number;
+  readonly rssIdleMb: number;
+  /** VmHWM after the wrk run: the peak since start, so under load unless start-up was higher (see rssIdlePeakMb) */
+  readonly rssLoadMb: number;
+  /** VmHWM while idle */
+  readonly rssIdlePeakMb: number;
+  /** the largest VmRSS sampled every 100 ms during the wrk run */
+  readonly rssLoadSampledMb: number;
+}
+
+interface Measured {
+  /** wrk, CONNECTIONS connections */
+  readonly rps: number;
+  /** hey at RATE requests/s */
+  readonly p50Ms: number;
+  readonly p90Ms: number;
+  readonly p99Ms: number;
+  readonly wrk: WrkResult;
+  readonly hey: HeyResult;
+  readonly client?: ProxyCost;
+  readonly server?: ProxyCost;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const r2 = (x: number) => Math.round(x * 100) / 100;
+
+async function measure(label: string, running: Running, wrkPath: string, heyPath: string): Promise<Measured> {
+  const procs = running.proxies ? [running.proxies.client, running.proxies.server] : [];
+  await sleep(1000); // let start-up work (JIT, GC, the first snapshot) settle before calling it idle
+  const idle = procs.map((p) => rss(p.pid));
+
+  await wrk(wrkPath, running.target, { connections: CONNECTIONS, threads: WRK_THREADS, seconds: WARMUP_SECONDS });
+  const cpuBefore = procs.map((p) => cpuSeconds(p.pid));
+  const samplers = procs.map((p) => sampleRss(p.pid));
+  const w = await wrk(wrkPath, running.target, { connections: CONNECTIONS, threads: WRK_THREADS, seconds: SECONDS });
+  const sampled = samplers.map((s) => s.stop());
+  const cost = procs.map((p, i): ProxyCost => ({
+    cpuUsPerRequest: r2(((cpuSeconds(p.pid) - cpuBefore[i]!) / w.requests) * 1e6),
+    rssIdleMb: idle[i]!.rssMb,
+    rssIdlePeakMb: idle[i]!.peakMb,
+    rssLoadMb: rss(p.pid).peakMb,
+    rssLoadSampledMb: sampled[i]!,
+  }));
+
+  const h = await hey(heyPath, running.target, { rate: RATE, workers: HEY_WORKERS, seconds: SECONDS });
+  const dead = procs.find(exited);
+  if (dead) throw new Error(`${label}: ${dead.name} exited during the run; its log (${dead.log}):\n${logTail(dead)}`);
+  for (const [tool, errors, total] of [['wrk', w.errors, w.requests], ['hey', h.errors, h.requests]] as const) {
+    if (errors > 0) console.warn(`  warning: ${label}: ${errors} of ${total} ${tool} requests failed or were not 200`);
+  }
+  return { rps: Math.round(w.rps), p50Ms: r2(h.p50Ms), p90Ms: r2(h.p90Ms), p99Ms: r2(h.p99Ms), wrk: w, hey: h, client: cost[0], server: cost[1] };
+}
+
+function row(label: string, m: Measured): string {
+  const server = m.server ? `  ${m.server.rssIdleMb} / ${m.server.rssLoadMb} MB, ${m.client!.cpuUsPerRequest} + ${m.server.cpuUsPerRequest} µs CPU/req` : '';
+  return `${label.padEnd(20)} ${String(m.rps).padStart(7)} rps   p50 ${m.p50Ms.toFixed(2)} ms  p99 ${m.p99Ms.toFixed(2)} ms  (at ${Math.round(m.hey.rps)} rps)${server}`;
+}
+
+const tools = findTools();
+if ('missing' in tools) {
+  console.error(tools.missing);
+  process.exit(1);
+}
+let support: SidecarSupport | undefined;
+if (SELECTED.includes('weft')) {
+  const s = await sidecarSupport();
+  if ('missing' in s) {
+    console.error(`${s.missing}\nTo measure the app alone and the haproxy pair meanwhile: BENCH_SETUPS=direct,haproxy npm run bench`);
+    process.exit(1);
+  }
+  support = s;
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'weft-bench-proxy-'));
+const children = new Children(dir);
+const results: Partial<Record<SetupName, Measured>> = {};
+let failed = false;
+try {
+  const [app, front, tls, clientApp, upstream, ...sidecarPorts] = await freePorts(11);
+  const direct: Target = { url: `http://127.0.0.1:${app}/` };
+  const nginx = startNginx(children, tools.paths.nginx!, dir, app!);
+  await waitUntil('nginx', answers(direct, APP_BODY), [nginx]);
+
+  const setups: Record<SetupName, { label: string; start(): Promise<Running> }> = {
+    direct: { label: 'app alone', start: async () => ({ target: direct, stop: async () => {} }) },
+    haproxy: {
+      label: 'haproxy pair',
+      async start() {
+        const pair = await startHaproxyPair(children, tools.paths.haproxy!, dir, { front: front!, tls: tls!, app: app! });
+        const target = { url: `http://127.0.0.1:${front}/` };
+        await waitUntil('haproxy pair', answers(target, APP_BODY), [pair.client, pair.server, nginx]);
+        return { target, proxies: pair, stop: () => Promise.all([children.stop(pair.client), children.stop(pair.server)]).then(() => {}) };
+      },
+    },
+    weft: {
+      label: 'Weft sidecar pair',
+      async start() {
+        const [ci, co, ca, si, so, sa] = sidecarPorts as [number, number, number, number, number, number];
+        const pair = await startWeftPair(children, dir, { app: app!, clientApp: clientApp!, upstream: upstream!, client: { inbound: ci, outbound: co, admin: ca }, server: { inbound: si, outbound: so, admin: sa } }, support!);
+        const watched = [pair.controlPlane, pair.client, pair.server, nginx];
+        for (const [side, url] of Object.entries(pair.admin)) {
+          await waitUntil(`sidecar ${side} /ready`, async () => ((await probe({ url }))?.status === 200 ? true : `${url} is not 200 yet`), watched);
+        }
+        // Ready is not enough: the client side must also have the server side's endpoint from the control plane.
+        await waitUntil('Weft sidecar pair', answers(pair.target, APP_BODY), watched);
+        return {
+          target: pair.target,
+          proxies: { client: pair.client, server: pair.server },
+          stop: () => Promise.all([children.stop(pair.client), children.stop(pair.server)]).then(() => children.stop(pair.controlPlane)),
+        };
+      },
+    },
+  };
+
+  console.log(`load: wrk ${CONNECTIONS} connections (${WRK_THREADS} thread) ${SECONDS} s after ${WARMUP_SECONDS} s warm-up; hey ${RATE} requests/s (${HEY_WORKERS} workers × -q ${RATE / HEY_WORKERS}) ${SECONDS} s`);
+  for (const name of SELECTED) {
+    const setup = setups[name];
+    const running = await setup.start();
+    try {
+      results[name] = await measure(setup.label, running, tools.paths.wrk!, tools.paths.hey!);
+    } finally {
+      await running.stop();
+    }
+    console.log(row(setup.label, results[name]!));
+  }
+} catch (err) {
+  failed = true;
+  console.error(`bench failed: ${(err as Error).message}\n(logs kept in ${dir})`);
+  process.exitCode = 1;
+} finally {
+  await children.stopAll();
+  if (!failed && !process.env.BENCH_KEEP) rmSync(dir, { recursive: true, force: true });
+}
+
+const { direct, haproxy, weft } = results;
+if (!failed && direct && haproxy && weft) {
+  const result = {
+    throughputRatio: Math.round((weft.rps / haproxy.rps) * 1000) / 1000,
+    addedP50Ms: r2(weft.p50Ms - direct.p50Ms),
+    addedP99Ms: r2(weft.p99Ms - direct.p99Ms),
+    haproxyAddedP50Ms: r2(haproxy.p50Ms - direct.p50Ms),
+    haproxyAddedP99Ms: r2(haproxy.p99Ms - direct.p99Ms),
+    rssIdleMb: weft.server!.rssIdleMb,
+    rssLoadMb: weft.server!.rssLoadMb,
+    goals: { throughputRatio: `>= ${GOALS.throughputRatio}`, addedP99Ms: `<= ${GOALS.addedP99Ms}`, rssIdleMb: `<= ${GOALS.rssIdleMb}`, rssLoadMb: `<= ${GOALS.rssLoadMb}` },
+    met: {} as Record<keyof typeof GOALS, boolean>,
+    setups: { direct, haproxy, weft },
+    load: {
+      wrk: { connections: CONNECTIONS, threads: WRK_THREADS, seconds: SECONDS, warmupSeconds: WARMUP_SECONDS },
+      hey: { ratePerSecond: RATE, workers: HEY_WORKERS, qPerWorker: RATE / HEY_WORKERS, seconds: SECONDS, latencyResolutionMs: 0.1 },
+      app: `nginx, 1 worker, return 200 ${JSON.stringify(APP_BODY)}`,
+      haproxy: 'one process each, nbthread 1, TLS 1.3 mTLS between, keep-alive',
+      weft: support!.upstreamFlag ? 'two sidecar processes; load on the client side\'s --upstream server=PORT' : 'two sidecar processes; load on the client side\'s outbound port with Host: server',
+    },
+    machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: availableParallelism(), memoryGb: Math.round(totalmem() / 2 ** 30), kernel: release(), node: process.version, packages: toolVersions() },
+    date: new Date().toISOString(),
+  };
+  result.met = {
+    throughputRatio: result.throughputRatio >= GOALS.throughputRatio,
+    addedP99Ms: result.addedP99Ms <= GOALS.addedP99Ms,
+    rssIdleMb: result.rssIdleMb <= GOALS.rssIdleMb,
+    rssLoadMb: result.rssLoadMb <= GOALS.rssLoadMb,
+  };
+  const mark = (ok: boolean) => (ok ? 'met' : 'MISSED');
+  console.log(`\nthroughput, sidecar pair ÷ haproxy pair: ${result.throughputRatio} (goal ≥ ${GOALS.throughputRatio}: ${mark(result.met.throughputRatio)})`);
+  console.log(`added latency at ${RATE} rps, sidecar pair: p50 ${result.addedP50Ms} ms, p99 ${result.addedP99Ms} ms (goal p99 ≤ ${GOALS.addedP99Ms} ms: ${mark(result.met.addedP99Ms)}); haproxy pair: p50 ${result.haproxyAddedP50Ms} ms, p99 ${result.haproxyAddedP99Ms} ms`);
+  console.log(`server-side sidecar RSS: idle ${result.rssIdleMb} MB (goal ≤ ${GOALS.rssIdleMb}: ${mark(result.met.rssIdleMb)}), peak under load ${result.rssLoadMb} MB (goal ≤ ${GOALS.rssLoadMb}: ${mark(result.met.rssLoadMb)})`);
+  mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
+  writeFileSync(new URL('./results/proxy.json', import.meta.url), JSON.stringify(result, null, 2) + '\n');
+  console.log('written bench/results/proxy.json');
+} else if (!failed) {
+  console.log(`\nnot all of ${SETUP_NAMES.join(', ')} ran, so bench/results/proxy.json is left as it was`);
+}

@@ -1,0 +1,60 @@
+// The outside tools the proxy benchmark drives (Debian packages), where they are and which versions ran.
+
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+
+export interface Tool {
+  readonly binary: string;
+  readonly pkg: string;
+  readonly role: string;
+}
+
+export const TOOLS: readonly Tool[] = [
+  { binary: 'haproxy', pkg: 'haproxy', role: 'the reference proxy pair' },
+  { binary: 'nginx', pkg: 'nginx-light', role: 'the app' },
+  { binary: 'wrk', pkg: 'wrk', role: 'throughput load' },
+  { binary: 'hey', pkg: 'hey', role: 'fixed-rate latency load' },
+];
+
+/** PATH plus the sbin folders, which a non-root shell on Debian often lacks (haproxy and nginx live there). */
+export function locate(binary: string): string | null {
+  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/local/sbin', '/usr/sbin', '/sbin'];
+  for (const d of dirs) {
+    const p = join(d, binary);
+    if (d && existsSync(p)) return p;
+  }
+  return null;
+}
+
+/** Paths of every tool, or a message naming what is missing and the one command that installs it. */
+export function findTools(): { paths: Record<string, string> } | { missing: string } {
+  const paths: Record<string, string> = {};
+  const missing: Tool[] = [];
+  for (const t of TOOLS) {
+    const p = locate(t.binary);
+    if (p) paths[t.binary] = p;
+    else missing.push(t);
+  }
+  if (missing.length === 0) return { paths };
+  return {
+    missing: [
+      `bench/proxy.ts needs ${missing.map((t) => `${t.binary} (${t.role})`).join(', ')}, not found on PATH or in /usr/sbin.`,
+      `On Debian or Ubuntu: sudo apt-get update && sudo apt-get install -y ${missing.map((t) => t.pkg).join(' ')}`,
+      `(the installed nginx and haproxy services are not used; the benchmark runs its own on 127.0.0.1)`,
+    ].join('\n'),
+  };
+}
+
+/** Package versions from dpkg (hey has no --version); 'unknown' off Debian. */
+export function toolVersions(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const t of TOOLS) {
+    try {
+      out[t.pkg] = execFileSync('dpkg-query', ['-W', '-f', '${Version}', t.pkg], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() || 'unknown';
+    } catch {
+      out[t.pkg] = 'unknown';
+    }
+  }
+  return out;
+}

@@ -1,0 +1,134 @@
+// The Weft pair: a control plane and two sidecar processes (`weft sidecar`), client side and server side.
+
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Child, Children } from './children.ts';
+import type { Target } from './loopback.ts';
+
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
+const WEFT = join(REPO, 'cli/weft.ts');
+const TRUST_DOMAIN = 'bench.example';
+
+function weft(args: string[], timeoutMs = 20_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [WEFT, ...args], { cwd: REPO, timeout: timeoutMs }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`weft ${args.join(' ')} failed: ${(stderr || stdout || err.message).trim()}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+export interface SidecarSupport {
+  /** whether `--upstream NAME=PORT` (a local port per upstream, as Consul does) is there */
+  readonly upstreamFlag: boolean;
+}
+
+/** Whether this clone has a sidecar to benchmark; a message saying what is missing if not. */
+export async function sidecarSupport(): Promise<SidecarSupport | { missing: string }> {
+  if (!existsSync(join(REPO, 'sidecar/sidecar.ts'))) return { missing: 'the Weft sidecar is not in this clone yet (sidecar/sidecar.ts not found)' };
+  try {
+    const help = await weft(['sidecar', '--help']);
+    return { upstreamFlag: help.includes('--upstream') };
+  } catch (err) {
+    return { missing: `'weft sidecar --help' failed, so the sidecar cannot be benchmarked: ${(err as Error).message}` };
+  }
+}
+
+export interface WeftPorts {
+  /** the app behind the server-side sidecar */
+  readonly app: number;
+  /** a port nothing listens on: the client-side workload has no app of its own here */
+  readonly clientApp: number;
+  /** where the load goes with --upstream server=PORT */
+  readonly upstream: number;
+  readonly client: { readonly inbound: number; readonly outbound: number; readonly admin: number };
+  readonly server: { readonly inbound: number; readonly outbound: number; readonly admin: number };
+}
+
+export interface WeftPair {
+  readonly controlPlane: Child;
+  readonly client: Child;
+  readonly server: Child;
+  /** where the load goes: the client-side sidecar's local port for `server`, or its outbound port with Host: server */
+  readonly target: Target;
+  readonly admin: { readonly client: string; readonly server: string };
+}
+
+function meshYaml(ports: WeftPorts): string {
+  return `apiVersion: weft/v1
+kind: Mesh
+metadata: {name: bench}
+spec:
+  trustDomain: ${TRUST_DOMAIN}
+---
+apiVersion: weft/v1
+kind: Service
+metadata: {name: client, namespace: default}
+spec: {port: ${ports.clientApp}, protocol: http}
+---
+apiVersion: weft/v1
+kind: Service
+metadata: {name: server, namespace: default}
+spec: {port: ${ports.app}, protocol: http}
+`;
+}
+
+async function startControlPlane(children: Children, dir: string, ports: WeftPorts): Promise<{ child: Child; url: string }> {
+  writeFileSync(join(dir, 'mesh.yaml'), meshYaml(ports));
+  const child = children.start('control-plane', process.execPath, [WEFT, 'control-plane', '--config', join(dir, 'mesh.yaml'), '--state', join(dir, 'state'), '--listen', '127.0.0.1:0'], { cwd: REPO, pipeStdout: true });
+  const url = await new Promise<string>((resolve, reject) => {
+    let seen = '';
+    const timer = setTimeout(() => reject(new Error(`control plane printed no 'listening on URL' in 20 s (see ${child.log}); it printed: ${seen}`)), 20_000);
+    // Keep reading stdout for the process's whole life, so it never blocks on a full pipe.
+    child.proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      seen += d;
+      const m = /listening on (\S+)/.exec(seen);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    });
+    child.proc.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`control plane exited (${code}) before listening; see ${child.log}`));
+    });
+  });
+  return { child, url };
+}
+
+/** Extra node flags for the sidecars, e.g. BENCH_SIDECAR_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof'. */
+const SIDECAR_NODE_ARGS = process.env.BENCH_SIDECAR_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+
+export async function startWeftPair(children: Children, dir: string, ports: WeftPorts, support: SidecarSupport): Promise<WeftPair> {
+  const home = join(dir, 'weft');
+  mkdirSync(home, { recursive: true });
+  const state = join(home, 'state');
+  const cp = await startControlPlane(children, home, ports);
+  const bundle = join(state, 'ca', 'bundle.pem');
+
+  const sidecar = async (service: 'client' | 'server', appPort: number, p: WeftPorts['client'], extra: string[]): Promise<Child> => {
+    const token = (await weft(['token', '--service', service, '--namespace', 'default', '--state', state])).trim();
+    const args = [
+      ...SIDECAR_NODE_ARGS, WEFT, 'sidecar',
+      '--control-plane', cp.url, '--trust-bundle', bundle, '--token', token,
+      '--service', service, '--namespace', 'default', '--app-port', String(appPort),
+      '--inbound-port', String(p.inbound), '--outbound-port', String(p.outbound), '--admin-port', String(p.admin),
+      ...extra,
+    ];
+    return children.start(`sidecar-${service}`, process.execPath, args, { cwd: REPO });
+  };
+
+  // B first, so that A's first snapshot already holds B's endpoint.
+  const server = await sidecar('server', ports.app, ports.server, []);
+  const client = await sidecar('client', ports.clientApp, ports.client, support.upstreamFlag ? ['--upstream', `server=${ports.upstream}`] : []);
+  const target: Target = support.upstreamFlag ? { url: `http://127.0.0.1:${ports.upstream}/` } : { url: `http://127.0.0.1:${ports.client.outbound}/`, host: 'server' };
+  return {
+    controlPlane: cp.child,
+    client,
+    server,
+    target,
+    admin: { client: `http://127.0.0.1:${ports.client.admin}/ready`, server: `http://127.0.0.1:${ports.server.admin}/ready` },
+  };
+}

@@ -1,0 +1,145 @@
+// weft sidecar: run the data plane for one workload (and, after `--`, the workload itself).
+
+import { readFileSync } from 'node:fs';
+import { WeftError } from '../../errors.ts';
+import { parseCertificates } from '../../ca/pem.ts';
+import { workloadId } from '../../ca/spiffe-id.ts';
+import { spiffeIdOfCertificate } from '../../ca/svid.ts';
+import { startApp } from '../../sidecar/app-process.ts';
+import { Sidecar, type UpstreamPort } from '../../sidecar/sidecar.ts';
+import { parse, parseDuration } from '../args.ts';
+import type { Command } from '../command.ts';
+
+// Each flag, its environment variable, and its default.
+const FLAGS = {
+  'control-plane': ['WEFT_CONTROL_PLANE', undefined],
+  'trust-bundle': ['WEFT_TRUST_BUNDLE', undefined],
+  'control-plane-identity': ['WEFT_CONTROL_PLANE_IDENTITY', undefined],
+  token: ['WEFT_TOKEN', undefined],
+  'token-file': ['WEFT_TOKEN_FILE', undefined],
+  service: ['WEFT_SERVICE', undefined],
+  namespace: ['WEFT_NAMESPACE', 'default'],
+  labels: ['WEFT_LABELS', ''],
+  'app-host': ['WEFT_APP_HOST', '127.0.0.1'],
+  'app-port': ['WEFT_APP_PORT', undefined],
+  'inbound-host': ['WEFT_INBOUND_HOST', '127.0.0.1'],
+  'inbound-port': ['WEFT_INBOUND_PORT', '15006'],
+  'outbound-host': ['WEFT_OUTBOUND_HOST', '127.0.0.1'],
+  'outbound-port': ['WEFT_OUTBOUND_PORT', '15001'],
+  'admin-host': ['WEFT_ADMIN_HOST', '127.0.0.1'],
+  'admin-port': ['WEFT_ADMIN_PORT', '15000'],
+  upstream: ['WEFT_UPSTREAMS', ''],
+  drain: ['WEFT_DRAIN', '5s'],
+} as const;
+
+type Flag = keyof typeof FLAGS;
+
+function port(flag: string, v: string): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n > 65535) throw new WeftError('WEFT_CLI_USAGE', `--${flag} ${JSON.stringify(v)} is not a port number (0-65535)`);
+  return n;
+}
+
+function pairs(flag: string, text: string): [string, string][] {
+  if (!text) return [];
+  return text.split(',').map((kv) => {
+    const [k, v, ...rest] = kv.split('=');
+    if (!k || v === undefined || rest.length) throw new WeftError('WEFT_CLI_USAGE', `--${flag} ${JSON.stringify(kv)} must be NAME=VALUE`);
+    return [k.trim(), v.trim()];
+  });
+}
+
+export const sidecar: Command = {
+  name: 'sidecar',
+  summary: 'run the sidecar proxy for one workload (mTLS, policy, routing), optionally with the app',
+  help: `Usage: weft sidecar --control-plane URL --trust-bundle FILE (--token T | --token-file F)
+                    --service S [--namespace N] [--labels version=v2] --app-port P
+                    [--inbound-port 15006] [--outbound-port 15001] [--admin-port 15000]
+                    [--upstream catalog=15101 ...] [-- app command ...]
+
+Gets a certificate for the one-time token, a first config from the control plane, then serves:
+  inbound  (--inbound-host:port)   mTLS from peer sidecars → the app on --app-host:--app-port
+  outbound (--outbound-host:port)  an HTTP proxy for the app (Host or absolute URI names the service; h2c too)
+  upstream ports (--upstream NAME=PORT, repeatable or comma-separated): one service each, in its protocol
+  admin    (--admin-host:port)     /ready /live /config /certs /metrics (loopback by default)
+With "-- app command", the app starts only once the sidecar is ready, with HTTP_PROXY pointing at the outbound
+port; signals go to the app, and the sidecar exits with the app's status after draining.
+
+Every flag can come from the environment: WEFT_CONTROL_PLANE, WEFT_TRUST_BUNDLE, WEFT_TOKEN, WEFT_TOKEN_FILE,
+WEFT_SERVICE, WEFT_NAMESPACE, WEFT_LABELS, WEFT_APP_PORT, WEFT_INBOUND_PORT, WEFT_OUTBOUND_PORT,
+WEFT_ADMIN_PORT, WEFT_UPSTREAMS, WEFT_DRAIN (and *_HOST for each address). Logs are JSON lines on stderr.`,
+  async run(argv) {
+    const split = argv.indexOf('--');
+    const own = split === -1 ? argv : argv.slice(0, split);
+    const command = split === -1 ? [] : argv.slice(split + 1);
+    const options = Object.fromEntries(Object.keys(FLAGS).map((f) => [f, f === 'upstream' ? { type: 'string', multiple: true } : { type: 'string' }])) as Parameters<typeof parse>[2];
+    const { values } = parse('sidecar', own, options);
+    const get = (f: Flag): string | undefined => {
+      const v = values[f];
+      if (Array.isArray(v)) return v.join(',');
+      return (v as string | undefined) ?? process.env[FLAGS[f][0]] ?? FLAGS[f][1];
+    };
+    const need = (f: Flag): string => {
+      const v = get(f);
+      if (!v) throw new WeftError('WEFT_CLI_USAGE', `weft sidecar: --${f} (or ${FLAGS[f][0]}) is required; see 'weft sidecar --help'`);
+      return v;
+    };
+    const bundleFile = need('trust-bundle');
+    let ca: string;
+    try {
+      ca = readFileSync(bundleFile, 'utf8');
+    } catch (err) {
+      throw new WeftError('WEFT_CLI_USAGE', `--trust-bundle ${bundleFile}: cannot be read (${(err as NodeJS.ErrnoException).code})`);
+    }
+    const roots = parseCertificates(ca, bundleFile);
+    const serverIdentity = get('control-plane-identity') ?? workloadId(spiffeIdOfCertificate(roots[0]!).trustDomain, 'weft-system', 'control-plane').uri;
+    const tokenFile = get('token-file');
+    const token = tokenFile ? readFileSync(tokenFile, 'utf8').trim() : need('token');
+    const upstreams: UpstreamPort[] = pairs('upstream', get('upstream') ?? '').map(([service, p]) => ({ service, port: port('upstream', p) }));
+    const log = (e: Record<string, unknown>) => process.stderr.write(JSON.stringify({ time: new Date().toISOString(), component: 'sidecar', service: get('service'), ...e }) + '\n');
+
+    const sc = new Sidecar({
+      controlPlane: { url: need('control-plane'), ca, serverIdentity },
+      token,
+      service: need('service'),
+      namespace: need('namespace'),
+      labels: Object.fromEntries(pairs('labels', get('labels') ?? '')),
+      appHost: need('app-host'),
+      appPort: port('app-port', need('app-port')),
+      inboundHost: need('inbound-host'),
+      inboundPort: port('inbound-port', need('inbound-port')),
+      outboundHost: need('outbound-host'),
+      outboundPort: port('outbound-port', need('outbound-port')),
+      adminHost: need('admin-host'),
+      adminPort: port('admin-port', need('admin-port')),
+      upstreams,
+      drainMs: parseDuration('drain', need('drain')) * 1000,
+      log,
+    });
+    let stopping = false;
+    const stop = async (code: number) => {
+      if (stopping) return;
+      stopping = true;
+      await sc.stop();
+      process.exit(code);
+    };
+    if (command.length === 0) {
+      process.once('SIGTERM', () => void stop(0));
+      process.once('SIGINT', () => void stop(0));
+    }
+    await sc.start();
+    if (command.length === 0) return new Promise<number>(() => {});
+    const app = startApp(command, {
+      ...process.env,
+      HTTP_PROXY: `http://127.0.0.1:${sc.ports.outbound}`,
+      http_proxy: `http://127.0.0.1:${sc.ports.outbound}`,
+      NO_PROXY: 'localhost,127.0.0.1,::1',
+      WEFT_OUTBOUND_PORT: String(sc.ports.outbound),
+      ...Object.fromEntries(Object.entries(sc.ports.upstreams).map(([name, p]) => [`WEFT_UPSTREAM_${name.replace(/[^A-Za-z0-9]/g, '_').toUpperCase()}_PORT`, String(p)])),
+    });
+    const code = await app.exited;
+    log({ msg: 'app exited; draining and exiting with its status', status: code });
+    await stop(code);
+    return code;
+  },
+};

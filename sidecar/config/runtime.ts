@@ -1,0 +1,90 @@
+// The sidecar's compiled view of a snapshot: lookups by host and service, ready for the request path.
+//
+// Compiling is where a snapshot is refused: anything this sidecar does not understand is an error, the agent
+// NACKs it, and the last good config stays in force (fail closed, never half-apply).
+
+import { X509Certificate } from 'node:crypto';
+import type { MtlsMode, ServiceConfig } from '../../control-plane/config/types.ts';
+import type { Endpoint } from '../../control-plane/registry.ts';
+import type { SnapshotBody, Upstream } from '../../control-plane/snapshot/types.ts';
+import { inSubset, RoundRobin } from '../routing/balancer.ts';
+import { compileRoute, type RouteTable } from '../routing/route-table.ts';
+
+const PROTOCOLS = new Set(['http', 'http2', 'grpc', 'tcp']);
+const MTLS_MODES = new Set(['STRICT', 'PERMISSIVE']);
+
+export interface UpstreamRuntime {
+  /** "name.namespace" */
+  readonly key: string;
+  readonly service: ServiceConfig;
+  /** SPIFFE IDs a peer of this service may present */
+  readonly expectedIdentities: ReadonlySet<string>;
+  readonly endpoints: readonly Endpoint[];
+  readonly route: Upstream['route'];
+  readonly routeTable: RouteTable | null;
+  readonly trafficPolicy: Upstream['trafficPolicy'];
+  /** endpoints per subset name ('' for the whole service), each with its balancer */
+  readonly subsets: ReadonlyMap<string, { readonly endpoints: readonly Endpoint[]; readonly balancer: RoundRobin }>;
+}
+
+export interface RuntimeConfig {
+  readonly version: number;
+  readonly body: SnapshotBody;
+  readonly self: SnapshotBody['service'];
+  readonly mtlsMode: MtlsMode;
+  /** by every name an app may use: "catalog" (same namespace), "catalog.default" */
+  readonly hosts: ReadonlyMap<string, UpstreamRuntime>;
+  readonly upstreams: ReadonlyMap<string, UpstreamRuntime>;
+  readonly trustBundle: string;
+  readonly revokedSerials: ReadonlySet<string>;
+}
+
+export function compileSnapshot(version: number, body: SnapshotBody): RuntimeConfig {
+  if (!MTLS_MODES.has(body.mesh.mtls.mode)) throw new Error(`unknown mTLS mode ${JSON.stringify(body.mesh.mtls.mode)}`);
+  if (!/-----BEGIN CERTIFICATE-----/.test(body.trustBundle)) throw new Error('the trust bundle holds no certificate');
+  // Parse each root now: a bundle node:tls would choke on later is refused here.
+  for (const pem of body.trustBundle.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? []) new X509Certificate(pem);
+  const hosts = new Map<string, UpstreamRuntime>();
+  const upstreams = new Map<string, UpstreamRuntime>();
+  for (const u of body.upstreams) {
+    if (!PROTOCOLS.has(u.service.protocol)) throw new Error(`service ${u.service.name}.${u.service.namespace}: unknown protocol ${JSON.stringify(u.service.protocol)}`);
+    if (u.expectedIdentities.length === 0) throw new Error(`service ${u.service.name}.${u.service.namespace}: no expected identity`);
+    for (const e of u.endpoints) {
+      if (!/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(e.address)) throw new Error(`service ${u.service.name}: endpoint address ${JSON.stringify(e.address)} is not host:port`);
+    }
+    const subsets = new Map([['', { endpoints: u.endpoints, balancer: new RoundRobin() }]]);
+    for (const subset of u.service.subsets) subsets.set(subset.name, { endpoints: u.endpoints.filter((e) => inSubset(e, subset)), balancer: new RoundRobin() });
+    const rt: UpstreamRuntime = {
+      key: `${u.service.name}.${u.service.namespace}`,
+      service: u.service,
+      expectedIdentities: new Set(u.expectedIdentities),
+      endpoints: u.endpoints,
+      route: u.route,
+      routeTable: u.route ? compileRoute(u.route) : null,
+      trafficPolicy: u.trafficPolicy,
+      subsets,
+    };
+    upstreams.set(rt.key, rt);
+    for (const h of u.hosts) hosts.set(h.toLowerCase(), rt);
+  }
+  return {
+    version,
+    body,
+    self: body.service,
+    mtlsMode: body.mesh.mtls.mode,
+    hosts,
+    upstreams,
+    trustBundle: body.trustBundle,
+    revokedSerials: new Set(body.revokedSerials),
+  };
+}
+
+/** Finds the upstream for a Host header or absolute-URI authority: case, trailing dot and port do not matter. */
+export function upstreamForHost(config: RuntimeConfig, host: string | undefined): UpstreamRuntime | undefined {
+  if (!host) return undefined;
+  let h = host.toLowerCase();
+  const colon = h.lastIndexOf(':');
+  if (colon !== -1 && !h.endsWith(']')) h = h.slice(0, colon);
+  if (h.endsWith('.')) h = h.slice(0, -1);
+  return config.hosts.get(h) ?? config.hosts.get(h.replace(/\.svc(\.cluster\.local)?$/, ''));
+}

@@ -1,0 +1,95 @@
+// Forwarding one HTTP/2 stream (a gRPC call, unary or streaming) to another HTTP/2 session, trailers included.
+
+import http2, { type ClientHttp2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { REASON_HEADER } from './headers.ts';
+
+const { HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_SCHEME, HTTP2_HEADER_STATUS, NGHTTP2_CANCEL } = http2.constants;
+const DROP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings', 'host']);
+
+/** Request headers for the next hop: pseudo-headers rebuilt, x-weft-* removed, `extra` added. */
+export function h2RequestHeaders(incoming: IncomingHttpHeaders, extra: Record<string, string> = {}): http2.OutgoingHttpHeaders {
+  const out: http2.OutgoingHttpHeaders = {
+    [HTTP2_HEADER_METHOD]: incoming[HTTP2_HEADER_METHOD],
+    [HTTP2_HEADER_PATH]: incoming[HTTP2_HEADER_PATH],
+    [HTTP2_HEADER_AUTHORITY]: incoming[HTTP2_HEADER_AUTHORITY],
+    [HTTP2_HEADER_SCHEME]: 'http',
+  };
+  for (const [name, value] of Object.entries(incoming)) {
+    if (name.startsWith(':') || name.startsWith('x-weft-') || DROP.has(name) || value === undefined) continue;
+    out[name] = value;
+  }
+  return { ...out, ...extra };
+}
+
+function responseHeaders(incoming: IncomingHttpHeaders): http2.OutgoingHttpHeaders {
+  const out: http2.OutgoingHttpHeaders = { [HTTP2_HEADER_STATUS]: incoming[HTTP2_HEADER_STATUS] };
+  for (const [name, value] of Object.entries(incoming)) {
+    if (name.startsWith(':') || DROP.has(name) || value === undefined) continue;
+    out[name] = value;
+  }
+  return out;
+}
+
+/**
+ * Relays `inbound` (a stream a client opened on us) to `session`. Data flows both ways as it comes, so
+ * streaming calls stream; response trailers (grpc-status, grpc-message) are passed on; a reset on either side
+ * resets the other. Rejects if the upstream fails before answering, so the caller can answer for the mesh.
+ */
+export function forwardH2(inbound: ServerHttp2Stream, session: ClientHttp2Session, headers: http2.OutgoingHttpHeaders): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let answered = false;
+    let upstream: http2.ClientHttp2Stream;
+    try {
+      upstream = session.request(headers, { endStream: false });
+    } catch (err) {
+      reject(err);
+      return;
+    }
+    inbound.pipe(upstream);
+    upstream.on('response', (h) => {
+      answered = true;
+      if (inbound.destroyed) return;
+      inbound.respond(responseHeaders(h), { waitForTrailers: true });
+      upstream.pipe(inbound);
+    });
+    let trailers: http2.OutgoingHttpHeaders | null = null;
+    upstream.on('trailers', (t) => {
+      const out: http2.OutgoingHttpHeaders = {};
+      for (const [name, value] of Object.entries(t)) if (!name.startsWith(':') && value !== undefined && value !== null) out[name] = value as string | string[];
+      trailers = out;
+    });
+    inbound.on('wantTrailers', () => {
+      if (trailers) inbound.sendTrailers(trailers);
+      else inbound.close();
+    });
+    upstream.on('close', () => {
+      if (!answered) return;
+      if (upstream.rstCode && upstream.rstCode !== http2.constants.NGHTTP2_NO_ERROR && !inbound.destroyed) inbound.close(upstream.rstCode);
+      resolve();
+    });
+    upstream.on('error', (err) => {
+      if (!answered) reject(err);
+    });
+    inbound.on('close', () => {
+      if (!upstream.closed) upstream.close(inbound.rstCode || NGHTTP2_CANCEL);
+    });
+    inbound.on('error', () => {});
+  });
+}
+
+/** A mesh answer on an HTTP/2 stream; for gRPC callers the status is also given as a gRPC status. */
+export function meshReplyH2(stream: ServerHttp2Stream, status: number, reason: string, message: string, grpc: boolean): void {
+  if (stream.destroyed || stream.headersSent) {
+    stream.close(NGHTTP2_CANCEL);
+    return;
+  }
+  if (grpc) {
+    // gRPC clients read trailers-only responses: UNAVAILABLE (14) or PERMISSION_DENIED (7) or DEADLINE_EXCEEDED (4).
+    const code = status === 403 ? 7 : status === 504 ? 4 : 14;
+    stream.respond({ [HTTP2_HEADER_STATUS]: 200, 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': encodeURIComponent(`weft: ${message}`), [REASON_HEADER]: reason }, { endStream: true });
+    return;
+  }
+  const body = `weft: ${message}\n`;
+  stream.respond({ [HTTP2_HEADER_STATUS]: status, 'content-type': 'text/plain; charset=utf-8', [REASON_HEADER]: reason });
+  stream.end(body);
+}

@@ -1,0 +1,46 @@
+// Header hygiene shared by both directions: hop-by-hop headers stay on their hop, and the mesh's own
+// headers are never taken from anyone outside it.
+
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+
+/** The header the inbound sidecar sets for the app: the caller's SPIFFE ID, from its verified certificate. */
+export const PEER_IDENTITY_HEADER = 'x-weft-peer-identity';
+/** Every response the mesh itself makes carries this, so nobody mistakes it for the app's. */
+export const REASON_HEADER = 'x-weft-reason';
+const INTERNAL_PREFIX = 'x-weft-';
+
+// RFC 9110 §7.6.1, plus the proxy-era names that must not be forwarded either.
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'http2-settings']);
+
+/**
+ * Copies request headers for the next hop: drops hop-by-hop headers (and any named in Connection), every
+ * x-weft-* header (so an outsider cannot forge an identity), and HTTP/2 pseudo-headers.
+ */
+export function forwardHeaders(incoming: IncomingHttpHeaders, keep: readonly string[] = []): Record<string, string | string[]> {
+  const named = new Set<string>();
+  const conn = incoming.connection;
+  if (typeof conn === 'string') for (const n of conn.split(',')) named.add(n.trim().toLowerCase());
+  const out: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(incoming)) {
+    if (value === undefined || name.startsWith(':')) continue;
+    if ((HOP_BY_HOP.has(name) || named.has(name)) && !keep.includes(name)) continue;
+    if (name.startsWith(INTERNAL_PREFIX)) continue;
+    out[name] = value;
+  }
+  return out;
+}
+
+/** Response headers for the previous hop: hop-by-hop ones dropped, everything else as the app sent it. */
+export function responseHeaders(incoming: IncomingHttpHeaders | OutgoingHttpHeaders): Record<string, string | string[] | number> {
+  const named = new Set<string>();
+  const conn = incoming.connection;
+  if (typeof conn === 'string') for (const n of conn.split(',')) named.add(n.trim().toLowerCase());
+  const out: Record<string, string | string[] | number> = {};
+  for (const [name, value] of Object.entries(incoming)) {
+    if (value === undefined || name.startsWith(':')) continue;
+    if (HOP_BY_HOP.has(name) && name !== 'host') continue;
+    if (named.has(name)) continue;
+    out[name] = value as string | string[] | number;
+  }
+  return out;
+}

@@ -1,0 +1,31 @@
+// Answers the mesh gives itself (no route, no upstream, timeouts, denials): a status, a reason header, and a
+// body that says it was the mesh that answered and why.
+
+import type { ServerResponse } from 'node:http';
+import type { Http2ServerResponse } from 'node:http2';
+import { REASON_HEADER } from './headers.ts';
+
+export type MeshReason =
+  | 'no-route'
+  | 'no-healthy-upstream'
+  | 'upstream-connect-failure'
+  | 'upstream-reset'
+  | 'peer-identity-mismatch'
+  | 'app-unavailable'
+  | 'not-ready'
+  | 'bad-request'
+  | 'timeout'
+  | 'circuit-open'
+  | 'overflow'
+  | 'denied';
+
+export function meshReply(res: ServerResponse | Http2ServerResponse, status: number, reason: MeshReason, message: string): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = `weft: ${message}\n`;
+  // Http2ServerResponse and ServerResponse share writeHead/end; the union's overloads do not line up.
+  (res as ServerResponse).writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), [REASON_HEADER]: reason, 'cache-control': 'no-store' });
+  (res as ServerResponse).end(body);
+}

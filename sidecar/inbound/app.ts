@@ -1,0 +1,64 @@
+// The local app as the inbound side reaches it: a keep-alive HTTP/1.1 pool, one h2c session, or TCP.
+
+import http2 from 'node:http2';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { Pool } from 'undici';
+
+export class AppConnector {
+  readonly pool: Pool;
+  readonly #host: string;
+  readonly #port: number;
+  #h2: http2.ClientHttp2Session | null = null;
+
+  constructor(host: string, port: number) {
+    this.#host = host;
+    this.#port = port;
+    this.pool = new Pool(`http://${host.includes(':') ? `[${host}]` : host}:${port}`, { connections: 256, pipelining: 1, keepAliveTimeout: 30_000 });
+  }
+
+  /** One cleartext HTTP/2 session to the app (prior knowledge), re-opened if it closes. */
+  h2Session(): http2.ClientHttp2Session {
+    if (this.#h2 && !this.#h2.closed && !this.#h2.destroyed) return this.#h2;
+    const session = http2.connect(`http://${this.#host.includes(':') ? `[${this.#host}]` : this.#host}:${this.#port}`);
+    session.on('error', () => {});
+    session.on('close', () => {
+      if (this.#h2 === session) this.#h2 = null;
+    });
+    this.#h2 = session;
+    return session;
+  }
+
+  connectTcp(): Promise<Duplex> {
+    return new Promise((resolve, reject) => {
+      const s = net.connect({ host: this.#host, port: this.#port, noDelay: true });
+      s.once('connect', () => {
+        s.off('error', reject);
+        resolve(s);
+      });
+      s.once('error', reject);
+    });
+  }
+
+  pipeTcp(peer: Duplex, onError: (err: Error) => void): void {
+    peer.pause();
+    this.connectTcp().then(
+      (app) => {
+        app.on('error', () => peer.destroy());
+        peer.on('error', () => app.destroy());
+        peer.pipe(app);
+        app.pipe(peer);
+        peer.resume();
+      },
+      (err: Error) => {
+        onError(err);
+        peer.destroy();
+      },
+    );
+  }
+
+  close(): void {
+    void this.pool.close();
+    this.#h2?.close();
+  }
+}

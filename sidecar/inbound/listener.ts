@@ -1,0 +1,228 @@
+// The inbound listener: terminates mTLS from peer sidecars, learns the caller's identity from its verified
+// certificate, and hands each connection to the app as HTTP/1.1, HTTP/2 or raw TCP (by ALPN).
+//
+//   peer ─TLS 1.3 (client cert required)─► identity check ─► revocation check ─► ALPN:
+//       h2        → HTTP/2 streams to the app over h2c (gRPC, http2 services)
+//       http/1.1  → HTTP/1.1 requests to the app over a keep-alive pool (WebSocket upgrades tunnelled on a 101)
+//       weft-tcp  → a TCP connection to the app, bytes piped both ways
+//   PERMISSIVE mode only: a connection whose first byte is not a TLS handshake is plaintext HTTP/1.1, with no
+//   identity (so policy sees an unauthenticated caller).
+
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import http2, { type ServerHttp2Stream } from 'node:http2';
+import net, { type Socket } from 'node:net';
+import { constants as cryptoConstants } from 'node:crypto';
+import tls, { type TLSSocket } from 'node:tls';
+import type { Duplex } from 'node:stream';
+import { spiffeIdOfCertificate } from '../../ca/svid.ts';
+import type { RuntimeConfig } from '../config/runtime.ts';
+import { AppConnector } from './app.ts';
+import { forwardH1 } from '../http/h1-proxy.ts';
+import { forwardH2, h2RequestHeaders, meshReplyH2 } from '../http/h2-proxy.ts';
+import { forwardHeaders, PEER_IDENTITY_HEADER } from '../http/headers.ts';
+import { meshReply } from '../http/mesh-reply.ts';
+import { forwardUpgrade } from '../http/upgrade.ts';
+import { replaySocket } from './replay-socket.ts';
+
+export const ALPN = { h2: 'h2', http1: 'http/1.1', tcp: 'weft-tcp' } as const;
+
+export interface PeerIdentity {
+  readonly identity: string;
+  readonly serial: string;
+}
+
+export interface TlsMaterial {
+  readonly keyPem: string;
+  readonly chainPem: string;
+  readonly bundlePem: string;
+}
+
+export interface InboundOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly appHost: string;
+  readonly appPort: number;
+  readonly config: () => RuntimeConfig;
+  readonly log: (event: Record<string, unknown>) => void;
+}
+
+export function serverTlsOptions(m: TlsMaterial): tls.SecureContextOptions {
+  return {
+    key: m.keyPem,
+    cert: m.chainPem,
+    ca: m.bundlePem,
+    minVersion: 'TLSv1.3',
+    // No resumption tickets: a resumed session would outlive a revoked or rotated certificate.
+    secureOptions: cryptoConstants.SSL_OP_NO_TICKET,
+  };
+}
+
+export class InboundListener {
+  readonly #o: InboundOptions;
+  readonly #net: net.Server;
+  readonly #tls: tls.Server;
+  readonly #h1: http.Server;
+  readonly #h2: http2.Http2Server;
+  readonly #app: AppConnector;
+  /** open peer connections and who is on the other end, to close them when a certificate is revoked */
+  readonly #peers = new Map<TLSSocket, PeerIdentity>();
+  readonly #plain = new Set<Socket>();
+  /** HTTP/2 hides the TLS socket behind a proxy; the peer is attached to the session as it is created */
+  readonly #sessionPeers = new WeakMap<http2.Http2Session, PeerIdentity>();
+  #nextPeer: PeerIdentity | null = null;
+
+  constructor(opts: InboundOptions, material: TlsMaterial) {
+    this.#o = opts;
+    this.#app = new AppConnector(opts.appHost, opts.appPort);
+    this.#tls = tls.createServer({
+      ...serverTlsOptions(material),
+      requestCert: true,
+      rejectUnauthorized: true,
+      ALPNProtocols: [ALPN.h2, ALPN.http1, ALPN.tcp],
+      handshakeTimeout: 10_000,
+    });
+    this.#tls.on('secureConnection', (socket) => this.#onSecure(socket));
+    this.#tls.on('tlsClientError', (err, socket) => {
+      opts.log({ msg: 'inbound TLS handshake refused', error: err.message, remote: `${socket.remoteAddress}:${socket.remotePort}` });
+    });
+    // Slowloris bounds: a request must send its head within 10 s and finish within 5 minutes.
+    this.#h1 = http.createServer({ headersTimeout: 10_000, requestTimeout: 300_000, keepAliveTimeout: 60_000 }, (req, res) => this.#onRequest(req, res));
+    this.#h1.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head));
+    this.#h1.on('clientError', (_err, socket) => socket.destroy());
+    this.#h2 = http2.createServer({ settings: { maxConcurrentStreams: 256, maxHeaderListSize: 64 * 1024 } });
+    this.#h2.on('stream', (stream, headers) => this.#onStream(stream, headers));
+    this.#h2.on('sessionError', () => {});
+    this.#h2.on('session', (session) => {
+      if (this.#nextPeer) this.#sessionPeers.set(session, this.#nextPeer);
+    });
+    this.#net = net.createServer({ noDelay: true }, (socket) => this.#onConnection(socket));
+  }
+
+  get address(): string {
+    const a = this.#net.address() as net.AddressInfo;
+    return `${a.address}:${a.port}`;
+  }
+
+  async listen(): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.#net.once('error', reject);
+      this.#net.listen(this.#o.port, this.#o.host, () => resolve());
+    });
+  }
+
+  /** New certificate or bundle: new handshakes use it; open connections keep theirs. */
+  setTls(material: TlsMaterial): void {
+    this.#tls.setSecureContext(serverTlsOptions(material));
+  }
+
+  /** Closes every open connection whose client certificate is now revoked. */
+  closeRevoked(revoked: ReadonlySet<string>): void {
+    for (const [socket, peer] of this.#peers) {
+      if (!revoked.has(peer.serial)) continue;
+      this.#o.log({ msg: 'closing a connection: peer certificate revoked', identity: peer.identity, serial: peer.serial });
+      socket.destroy();
+    }
+  }
+
+  /** Stops accepting, lets in-flight requests finish until `deadlineMs`, then closes what is left. */
+  async close(deadlineMs: number): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.#net.close(() => resolve()));
+    this.#h1.closeIdleConnections();
+    const timer = setTimeout(() => {
+      for (const s of this.#peers.keys()) s.destroy();
+      for (const s of this.#plain) s.destroy();
+    }, deadlineMs);
+    timer.unref();
+    await closed;
+    clearTimeout(timer);
+    this.#app.close();
+  }
+
+  #onConnection(socket: Socket): void {
+    socket.on('error', () => {});
+    if (this.#o.config().mtlsMode === 'STRICT') {
+      this.#tls.emit('connection', socket);
+      return;
+    }
+    // PERMISSIVE: look at the first byte. 0x16 starts a TLS handshake record; anything else is plaintext.
+    socket.once('data', (first: Buffer) => {
+      socket.pause();
+      if (first[0] === 0x16) {
+        this.#tls.emit('connection', replaySocket(socket, first));
+      } else {
+        this.#plain.add(socket);
+        socket.on('close', () => this.#plain.delete(socket));
+        socket.unshift(first);
+        this.#h1.emit('connection', socket);
+        socket.resume();
+      }
+    });
+  }
+
+  #onSecure(socket: TLSSocket): void {
+    let peer: PeerIdentity;
+    try {
+      const cert = socket.getPeerX509Certificate();
+      if (!cert) throw new Error('no client certificate');
+      const id = spiffeIdOfCertificate(cert);
+      const config = this.#o.config();
+      const ownDomain = new URL(config.self.identity).host;
+      if (id.trustDomain !== ownDomain) throw new Error(`peer ${id.uri} is not in trust domain ${ownDomain}`);
+      if (config.revokedSerials.has(cert.serialNumber)) throw new Error(`peer certificate ${cert.serialNumber} (${id.uri}) is revoked`);
+      peer = { identity: id.uri, serial: cert.serialNumber };
+    } catch (err) {
+      this.#o.log({ msg: 'inbound connection refused', error: (err as Error).message });
+      socket.destroy();
+      return;
+    }
+    this.#peers.set(socket, peer);
+    socket.on('close', () => this.#peers.delete(socket));
+    switch (socket.alpnProtocol) {
+      case ALPN.h2:
+        this.#nextPeer = peer;
+        this.#h2.emit('connection', socket);
+        this.#nextPeer = null;
+        return;
+      case ALPN.tcp:
+        // Opaque TCP: the app gets the bytes; identity is enforced at the handshake above.
+        this.#app.pipeTcp(socket, (err) => this.#o.log({ msg: 'app refused a TCP connection', error: err.message }));
+        return;
+      default:
+        this.#h1.emit('connection', socket);
+    }
+  }
+
+  #peerOf(socket: unknown): PeerIdentity | null {
+    return this.#peers.get(socket as TLSSocket) ?? null;
+  }
+
+  #appHeaders(req: IncomingMessage): Record<string, string | string[]> {
+    const headers = forwardHeaders(req.headers);
+    if (req.headers.host) headers.host = req.headers.host;
+    const peer = this.#peerOf(req.socket);
+    if (peer) headers[PEER_IDENTITY_HEADER] = peer.identity;
+    return headers;
+  }
+
+  #onRequest(req: IncomingMessage, res: ServerResponse): void {
+    forwardH1(this.#app.pool, req, res, this.#appHeaders(req)).catch((err: Error) => {
+      meshReply(res, 503, 'app-unavailable', `the app at ${this.#o.appHost}:${this.#o.appPort} did not answer: ${err.message}`);
+    });
+  }
+
+  #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => {});
+    forwardUpgrade(req, socket, head, this.#appHeaders(req), () => this.#app.connectTcp()).catch((err: Error) => {
+      socket.end(`HTTP/1.1 503 Service Unavailable\r\nx-weft-reason: app-unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
+      this.#o.log({ msg: 'upgrade to the app failed', error: err.message });
+    });
+  }
+
+  #onStream(stream: ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+    const peer = stream.session ? (this.#sessionPeers.get(stream.session) ?? null) : null;
+    const grpc = String(headers['content-type'] ?? '').startsWith('application/grpc');
+    forwardH2(stream, this.#app.h2Session(), h2RequestHeaders(headers, peer ? { [PEER_IDENTITY_HEADER]: peer.identity } : {})).catch((err: Error) => {
+      meshReplyH2(stream, 503, 'app-unavailable', `the app did not answer: ${err.message}`, grpc);
+    });
+  }
+}

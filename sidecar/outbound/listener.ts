@@ -1,0 +1,220 @@
+// The outbound side: the app speaks plain HTTP (or h2c, or TCP) to the sidecar, which opens mTLS to a peer.
+//
+//   main port (HTTP proxy): Host header or absolute URI names the service ("catalog", "catalog.default"),
+//       so HTTP_PROXY works; a connection starting with the HTTP/2 preface is h2c, routed by :authority.
+//   upstream ports (--upstream catalog=15101, as Consul does): everything on the port goes to that service,
+//       in its protocol: HTTP/1.1, h2c (gRPC) or raw TCP.
+//   each request: service → route rule → weighted subset → endpoint → mTLS to that peer, whose SPIFFE ID
+//   must be one expected for the service; the mesh answers itself (with x-weft-reason) when it cannot.
+
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import http2, { type ServerHttp2Stream } from 'node:http2';
+import net, { type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { upstreamForHost, type RuntimeConfig, type UpstreamRuntime } from '../config/runtime.ts';
+import { forwardH1 } from '../http/h1-proxy.ts';
+import { forwardH2, h2RequestHeaders, meshReplyH2 } from '../http/h2-proxy.ts';
+import { forwardHeaders } from '../http/headers.ts';
+import { meshReply } from '../http/mesh-reply.ts';
+import { forwardUpgrade } from '../http/upgrade.ts';
+import { ALPN } from '../inbound/listener.ts';
+import type { RequestFacts } from '../routing/route-table.ts';
+import type { PeerConnector } from './peers.ts';
+import { select } from './select.ts';
+
+const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n');
+
+export interface OutboundOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly config: () => RuntimeConfig;
+  readonly peers: PeerConnector;
+  readonly log: (event: Record<string, unknown>) => void;
+  /** a per-upstream port: every connection goes to this service ("name.namespace") */
+  readonly upstream?: string;
+}
+
+function failure(err: Error & { code?: string }): { status: number; reason: 'peer-identity-mismatch' | 'upstream-connect-failure'; message: string } {
+  if (err.code === 'WEFT_PEER_IDENTITY') return { status: 502, reason: 'peer-identity-mismatch', message: err.message };
+  return { status: 503, reason: 'upstream-connect-failure', message: `upstream connection failed: ${err.message}` };
+}
+
+export class OutboundListener {
+  readonly #o: OutboundOptions;
+  readonly #net: net.Server;
+  readonly #h1: http.Server;
+  readonly #h2: http2.Http2Server;
+  readonly #sockets = new Set<Socket>();
+
+  constructor(opts: OutboundOptions) {
+    this.#o = opts;
+    this.#h1 = http.createServer({ headersTimeout: 10_000, requestTimeout: 300_000, keepAliveTimeout: 60_000 }, (req, res) => this.#onRequest(req, res));
+    this.#h1.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head));
+    this.#h1.on('clientError', (_err, socket) => socket.destroy());
+    this.#h2 = http2.createServer({ settings: { maxConcurrentStreams: 256, maxHeaderListSize: 64 * 1024 } });
+    this.#h2.on('stream', (stream, headers) => this.#onStream(stream, headers));
+    this.#h2.on('sessionError', () => {});
+    this.#net = net.createServer({ noDelay: true }, (socket) => this.#onConnection(socket));
+  }
+
+  async listen(): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.#net.once('error', reject);
+      this.#net.listen(this.#o.port, this.#o.host, () => resolve());
+    });
+  }
+
+  get port(): number {
+    return (this.#net.address() as net.AddressInfo).port;
+  }
+
+  async close(deadlineMs: number): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.#net.close(() => resolve()));
+    this.#h1.closeIdleConnections();
+    const timer = setTimeout(() => {
+      for (const s of this.#sockets) s.destroy();
+    }, deadlineMs);
+    timer.unref();
+    await closed;
+    clearTimeout(timer);
+  }
+
+  #fixed(): UpstreamRuntime | undefined {
+    return this.#o.upstream ? this.#o.config().upstreams.get(this.#o.upstream) : undefined;
+  }
+
+  #onConnection(socket: Socket): void {
+    socket.on('error', () => {});
+    this.#sockets.add(socket);
+    socket.on('close', () => this.#sockets.delete(socket));
+    const fixed = this.#fixed();
+    if (this.#o.upstream && !fixed) {
+      this.#o.log({ msg: 'upstream port for a service not in the config; closing', upstream: this.#o.upstream });
+      socket.destroy();
+      return;
+    }
+    const protocol = fixed?.service.protocol;
+    if (protocol === 'tcp') {
+      this.#pipeTcp(socket, fixed!);
+      return;
+    }
+    if (protocol === 'grpc' || protocol === 'http2') {
+      this.#h2.emit('connection', socket);
+      return;
+    }
+    if (fixed) {
+      this.#h1.emit('connection', socket);
+      return;
+    }
+    // The main port: HTTP/1.x, or h2c with prior knowledge (its first bytes are the HTTP/2 preface).
+    socket.once('data', (first: Buffer) => {
+      socket.pause();
+      socket.unshift(first);
+      const h2 = first.subarray(0, Math.min(first.length, H2_PREFACE.length)).equals(H2_PREFACE.subarray(0, Math.min(first.length, H2_PREFACE.length)));
+      (h2 ? this.#h2 : this.#h1).emit('connection', socket);
+      socket.resume();
+    });
+  }
+
+  /** Which service an HTTP/1 request names, and its origin-form path. */
+  #target(req: IncomingMessage): { upstream: UpstreamRuntime | undefined; host: string; path: string } {
+    const url = req.url ?? '/';
+    if (/^https?:\/\//i.test(url)) {
+      // Absolute form (HTTP_PROXY style): the authority in the URI wins over Host (RFC 9112 §3.2.2).
+      const u = new URL(url);
+      return { upstream: this.#fixed() ?? upstreamForHost(this.#o.config(), u.host), host: u.host, path: `${u.pathname}${u.search}` };
+    }
+    const host = req.headers.host ?? '';
+    return { upstream: this.#fixed() ?? upstreamForHost(this.#o.config(), host), host, path: url };
+  }
+
+  #facts(req: IncomingMessage, path: string): RequestFacts {
+    const q = path.indexOf('?');
+    return { method: req.method ?? 'GET', path: q === -1 ? path : path.slice(0, q), header: (n) => req.headers[n] };
+  }
+
+  #onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const { upstream, host, path } = this.#target(req);
+    if (!upstream) {
+      meshReply(res, 404, 'no-route', `${host || '(no Host header)'} is not a service in this mesh; known: ${[...this.#o.config().hosts.keys()].join(', ')}`);
+      return;
+    }
+    if (upstream.service.protocol !== 'http') {
+      meshReply(res, 400, 'bad-request', `${upstream.key} speaks ${upstream.service.protocol}; use an upstream port (--upstream ${upstream.service.name}=PORT)${upstream.service.protocol === 'tcp' ? '' : ' or h2c'}`);
+      return;
+    }
+    const sel = select(upstream, this.#facts(req, path));
+    if (!sel.ok) {
+      meshReply(res, sel.status, sel.reason, sel.message);
+      return;
+    }
+    const headers = forwardHeaders(req.headers);
+    headers.host = host;
+    forwardH1(this.#o.peers.h1Pool(upstream, sel.address), req, res, headers, { path }).catch((err: Error) => {
+      const f = failure(err);
+      meshReply(res, f.status, f.reason, f.message);
+    });
+  }
+
+  #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => {});
+    const { upstream, host, path } = this.#target(req);
+    const sel = upstream ? select(upstream, this.#facts(req, path)) : null;
+    if (!upstream || !sel?.ok) {
+      socket.end(`HTTP/1.1 ${upstream ? 503 : 404} Mesh\r\nx-weft-reason: ${upstream ? 'no-healthy-upstream' : 'no-route'}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
+      return;
+    }
+    const headers = forwardHeaders(req.headers);
+    headers.host = host;
+    req.url = path;
+    forwardUpgrade(req, socket, head, headers, () => this.#o.peers.connect(upstream, sel.address, ALPN.http1)).catch((err: Error) => {
+      const f = failure(err);
+      socket.end(`HTTP/1.1 ${f.status} Mesh\r\nx-weft-reason: ${f.reason}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
+    });
+  }
+
+  #onStream(stream: ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+    stream.on('error', () => {});
+    const grpc = String(headers['content-type'] ?? '').startsWith('application/grpc');
+    const authority = headers[':authority'];
+    const upstream = this.#fixed() ?? upstreamForHost(this.#o.config(), authority);
+    if (!upstream) {
+      meshReplyH2(stream, 404, 'no-route', `${authority ?? '(no authority)'} is not a service in this mesh`, grpc);
+      return;
+    }
+    const path = String(headers[':path'] ?? '/');
+    const q = path.indexOf('?');
+    const sel = select(upstream, { method: String(headers[':method']), path: q === -1 ? path : path.slice(0, q), header: (n) => headers[n] });
+    if (!sel.ok) {
+      meshReplyH2(stream, sel.status, sel.reason, sel.message, grpc);
+      return;
+    }
+    forwardH2(stream, this.#o.peers.h2Session(upstream, sel.address), h2RequestHeaders(headers)).catch((err: Error) => {
+      const f = failure(err);
+      meshReplyH2(stream, f.status, f.reason, f.message, grpc);
+    });
+  }
+
+  #pipeTcp(socket: Socket, upstream: UpstreamRuntime): void {
+    socket.pause();
+    const sel = select(upstream, { method: '', path: '', header: () => undefined });
+    if (!sel.ok) {
+      this.#o.log({ msg: 'tcp connection refused', upstream: upstream.key, reason: sel.message });
+      socket.destroy();
+      return;
+    }
+    this.#o.peers.connect(upstream, sel.address, ALPN.tcp).then(
+      (peer) => {
+        peer.on('error', () => socket.destroy());
+        socket.on('error', () => peer.destroy());
+        socket.pipe(peer);
+        peer.pipe(socket);
+        socket.resume();
+      },
+      (err: Error) => {
+        this.#o.log({ msg: 'tcp upstream connection failed', upstream: upstream.key, error: err.message });
+        socket.destroy();
+      },
+    );
+  }
+}

@@ -1,0 +1,105 @@
+// Connections to peer sidecars: mutual TLS 1.3 with this sidecar's certificate, and the peer's SPIFFE ID
+// checked against the identities expected for the service; pooled and kept alive per endpoint.
+
+import http2 from 'node:http2';
+import tls from 'node:tls';
+import type { Duplex } from 'node:stream';
+import { Pool } from 'undici';
+import { spiffeIdOfCertificate } from '../../ca/svid.ts';
+import type { UpstreamRuntime } from '../config/runtime.ts';
+import { ALPN, type TlsMaterial } from '../inbound/listener.ts';
+
+export class PeerIdentityError extends Error {
+  readonly code = 'WEFT_PEER_IDENTITY';
+}
+
+function identityCheck(upstream: UpstreamRuntime): (host: string, cert: tls.PeerCertificate) => Error | undefined {
+  return (_host, cert) => {
+    try {
+      const id = spiffeIdOfCertificate(cert.raw).uri;
+      if (upstream.expectedIdentities.has(id)) return undefined;
+      return new PeerIdentityError(`peer for ${upstream.key} presented ${id}; expected ${[...upstream.expectedIdentities].join(' or ')}`);
+    } catch (err) {
+      return new PeerIdentityError(`peer for ${upstream.key}: ${(err as Error).message}`);
+    }
+  };
+}
+
+export class PeerConnector {
+  #material: TlsMaterial;
+  #h1 = new Map<string, Pool>();
+  #h2 = new Map<string, http2.ClientHttp2Session>();
+
+  constructor(material: TlsMaterial) {
+    this.#material = material;
+  }
+
+  /** New certificate or bundle: new connections use it; pools of the old one finish what they carry, then close. */
+  setTls(material: TlsMaterial): void {
+    this.#material = material;
+    const h1 = this.#h1;
+    const h2 = this.#h2;
+    this.#h1 = new Map();
+    this.#h2 = new Map();
+    for (const p of h1.values()) void p.close();
+    for (const s of h2.values()) s.close();
+  }
+
+  tlsOptions(upstream: UpstreamRuntime, alpn: string): tls.ConnectionOptions {
+    return {
+      ca: this.#material.bundlePem,
+      cert: this.#material.chainPem,
+      key: this.#material.keyPem,
+      minVersion: 'TLSv1.3',
+      ALPNProtocols: [alpn],
+      // Node's hostname check ignores URI SANs: the SPIFFE ID is checked here, whole.
+      checkServerIdentity: identityCheck(upstream),
+    };
+  }
+
+  h1Pool(upstream: UpstreamRuntime, address: string): Pool {
+    const key = `${upstream.key}|${address}`;
+    let pool = this.#h1.get(key);
+    if (!pool) {
+      pool = new Pool(`https://${address}`, {
+        connections: 128,
+        pipelining: 1,
+        keepAliveTimeout: 30_000,
+        connect: { ...this.tlsOptions(upstream, ALPN.http1), servername: undefined } as never,
+      });
+      this.#h1.set(key, pool);
+    }
+    return pool;
+  }
+
+  h2Session(upstream: UpstreamRuntime, address: string): http2.ClientHttp2Session {
+    const key = `${upstream.key}|${address}`;
+    const existing = this.#h2.get(key);
+    if (existing && !existing.closed && !existing.destroyed) return existing;
+    const session = http2.connect(`https://${address}`, this.tlsOptions(upstream, ALPN.h2));
+    session.on('error', () => {});
+    session.on('close', () => {
+      if (this.#h2.get(key) === session) this.#h2.delete(key);
+    });
+    this.#h2.set(key, session);
+    return session;
+  }
+
+  /** A fresh mTLS connection (TCP services, WebSocket tunnels). */
+  connect(upstream: UpstreamRuntime, address: string, alpn: string): Promise<Duplex> {
+    const m = /^\[?([^\]]+)\]?:(\d+)$/.exec(address)!;
+    return new Promise((resolve, reject) => {
+      const socket = tls.connect({ ...this.tlsOptions(upstream, alpn), host: m[1], port: Number(m[2]) });
+      socket.once('secureConnect', () => {
+        socket.off('error', reject);
+        resolve(socket);
+      });
+      socket.once('error', reject);
+    });
+  }
+
+  close(): void {
+    for (const p of this.#h1.values()) void p.close();
+    for (const s of this.#h2.values()) s.close();
+  }
+}

@@ -1,0 +1,187 @@
+// The sidecar: identity first, then a first config, then the listeners; the app starts only once all are up.
+//
+//   start:  admin port (503 on /ready) → certificate for the token → stream from the control plane → first
+//           snapshot applied → inbound and outbound listeners → ready
+//   config: each snapshot is compiled (or NACKed, keeping the last good one); a new trust bundle or certificate
+//           swaps TLS contexts for new connections; revoked peers' open connections are closed
+//   stop:   stop accepting, drain in-flight requests up to a deadline
+
+import { X509Certificate } from 'node:crypto';
+import net from 'node:net';
+import { WeftError } from '../errors.ts';
+import { AdminServer } from './admin/server.ts';
+import { compileSnapshot, type RuntimeConfig } from './config/runtime.ts';
+import { ControlPlaneAgent } from './control/agent.ts';
+import { SvidSource, type Svid } from './identity/svid-source.ts';
+import { InboundListener, type TlsMaterial } from './inbound/listener.ts';
+import { OutboundListener } from './outbound/listener.ts';
+import { PeerConnector } from './outbound/peers.ts';
+
+export interface UpstreamPort {
+  /** "catalog" (this namespace) or "catalog.other" */
+  readonly service: string;
+  readonly port: number;
+}
+
+export interface SidecarOptions {
+  readonly controlPlane: { readonly url: string; readonly ca: string; readonly serverIdentity: string };
+  readonly token: string;
+  readonly service: string;
+  readonly namespace: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly appHost: string;
+  readonly appPort: number;
+  /** where peers reach this sidecar; the inbound listens here */
+  readonly inboundHost: string;
+  readonly inboundPort: number;
+  readonly outboundHost: string;
+  readonly outboundPort: number;
+  readonly adminHost: string;
+  readonly adminPort: number;
+  readonly upstreams: readonly UpstreamPort[];
+  readonly drainMs?: number;
+  readonly log: (event: Record<string, unknown>) => void;
+}
+
+/** A port to listen on: the one given, or (for 0) a free one found now, so it can be registered before serving. */
+async function resolvePort(host: string, port: number): Promise<number> {
+  if (port !== 0) return port;
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen(0, host, () => {
+      const p = (probe.address() as net.AddressInfo).port;
+      probe.close(() => resolve(p));
+    });
+  });
+}
+
+export class Sidecar {
+  readonly #o: SidecarOptions;
+  readonly svid: SvidSource;
+  #agent: ControlPlaneAgent | null = null;
+  #admin: AdminServer;
+  #config: RuntimeConfig | null = null;
+  #inbound: InboundListener | null = null;
+  #outbound: OutboundListener[] = [];
+  #peers: PeerConnector | null = null;
+  #ready = false;
+  #stage = 'starting';
+  ports = { inbound: 0, outbound: 0, admin: 0, upstreams: {} as Record<string, number> };
+
+  constructor(opts: SidecarOptions) {
+    this.#o = opts;
+    this.svid = new SvidSource({ controlPlane: opts.controlPlane, token: opts.token, log: opts.log });
+    this.#admin = new AdminServer({
+      notReady: () => (this.#ready ? null : this.#stage),
+      config: () => (this.#config ? { version: this.#config.version, snapshot: this.#config.body } : { version: null }),
+      certs: () => this.#certs(),
+      metrics: () => this.#metrics(),
+    });
+  }
+
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  get config(): RuntimeConfig | null {
+    return this.#config;
+  }
+
+  async start(): Promise<void> {
+    const o = this.#o;
+    this.ports.admin = await this.#admin.listen(o.adminPort, o.adminHost);
+    this.#stage = 'waiting for a certificate';
+    const svid = await this.svid.bootstrap();
+    this.ports.inbound = await resolvePort(o.inboundHost, o.inboundPort);
+    this.#stage = 'waiting for the first config from the control plane';
+    this.#agent = new ControlPlaneAgent({
+      controlPlane: o.controlPlane,
+      svid: this.svid,
+      registration: { service: o.service, namespace: o.namespace, labels: o.labels, address: `${o.inboundHost}:${this.ports.inbound}` },
+      apply: (version, body) => this.#apply(version, body),
+      log: o.log,
+    });
+    this.#agent.start();
+    await this.#agent.firstConfig;
+
+    const material = this.#material(svid);
+    this.#peers = new PeerConnector(material);
+    const config = () => this.#config!;
+    this.#inbound = new InboundListener({ host: o.inboundHost, port: this.ports.inbound, appHost: o.appHost, appPort: o.appPort, config, log: o.log }, material);
+    await this.#inbound.listen();
+    const main = new OutboundListener({ host: o.outboundHost, port: o.outboundPort, config, peers: this.#peers, log: o.log });
+    await main.listen();
+    this.ports.outbound = main.port;
+    this.#outbound.push(main);
+    for (const u of o.upstreams) {
+      const key = u.service.includes('.') ? u.service : `${u.service}.${o.namespace}`;
+      const l = new OutboundListener({ host: o.outboundHost, port: u.port, config, peers: this.#peers, log: o.log, upstream: key });
+      await l.listen();
+      this.ports.upstreams[u.service] = l.port;
+      this.#outbound.push(l);
+    }
+    this.svid.on('rotated', (s) => this.#retls(s));
+    this.#ready = true;
+    this.#stage = 'ready';
+    o.log({ msg: 'sidecar ready', identity: svid.identity, inbound: this.ports.inbound, outbound: this.ports.outbound, admin: this.ports.admin, upstreams: this.ports.upstreams, configVersion: this.#config?.version });
+  }
+
+  /** Stops accepting, drains in-flight requests for up to `drainMs`, closes the rest. */
+  async stop(): Promise<void> {
+    this.#ready = false;
+    this.#stage = 'draining';
+    const deadline = this.#o.drainMs ?? 5000;
+    await Promise.all([this.#inbound?.close(deadline), ...this.#outbound.map((l) => l.close(deadline))]);
+    this.#agent?.stop();
+    this.svid.stop();
+    this.#peers?.close();
+    await this.#admin.close();
+  }
+
+  #material(svid: Svid): TlsMaterial {
+    return { keyPem: svid.keyPem, chainPem: svid.chainPem, bundlePem: this.#config?.trustBundle ?? svid.bundlePem };
+  }
+
+  #retls(svid: Svid): void {
+    const material = this.#material(svid);
+    this.#inbound?.setTls(material);
+    this.#peers?.setTls(material);
+  }
+
+  #apply(version: number, body: Parameters<typeof compileSnapshot>[1]): void {
+    const next = compileSnapshot(version, body);
+    const identity = this.svid.current.identity;
+    if (next.self.identity !== identity) {
+      throw new WeftError('WEFT_AUTH_FORBIDDEN', `snapshot is for ${next.self.identity} but this sidecar is ${identity}`);
+    }
+    const bundleChanged = this.#config?.trustBundle !== next.trustBundle;
+    this.#config = next;
+    if (bundleChanged && this.#inbound) this.#retls(this.svid.current);
+    this.#inbound?.closeRevoked(next.revokedSerials);
+  }
+
+  #certs(): unknown {
+    if (!this.svid.ready) return { identity: null, renewal: this.svid.renewal };
+    const s = this.svid.current;
+    const roots = (this.#config?.trustBundle ?? s.bundlePem).match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+    return {
+      identity: s.identity,
+      serial: s.serial,
+      notBefore: s.notBefore.toISOString(),
+      notAfter: s.notAfter.toISOString(),
+      renewal: s && this.svid.renewal,
+      bundle: roots.map((pem) => {
+        const c = new X509Certificate(pem);
+        return { subject: c.subject.replace(/\n/g, ', '), fingerprint: c.fingerprint256, notAfter: c.validToDate.toISOString() };
+      }),
+    };
+  }
+
+  #metrics(): string {
+    const lines = ['# HELP weft_ready Whether the sidecar is ready (certificate and config in hand, listeners up).', '# TYPE weft_ready gauge', `weft_ready ${this.#ready ? 1 : 0}`];
+    if (this.#config) lines.push('# HELP weft_config_version Version of the applied config snapshot.', '# TYPE weft_config_version gauge', `weft_config_version ${this.#config.version}`);
+    if (this.svid.ready) lines.push('# HELP weft_certificate_expiry_seconds When the workload certificate expires (Unix time).', '# TYPE weft_certificate_expiry_seconds gauge', `weft_certificate_expiry_seconds ${Math.floor(this.svid.current.notAfter.getTime() / 1000)}`);
+    return lines.join('\n') + '\n';
+  }
+}
