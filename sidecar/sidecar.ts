@@ -40,6 +40,7 @@ export interface SidecarOptions {
   readonly adminPort: number;
   readonly upstreams: readonly UpstreamPort[];
   readonly drainMs?: number;
+  readonly renewEveryMs?: number;
   readonly log: (event: Record<string, unknown>) => void;
 }
 
@@ -71,7 +72,7 @@ export class Sidecar {
 
   constructor(opts: SidecarOptions) {
     this.#o = opts;
-    this.svid = new SvidSource({ controlPlane: opts.controlPlane, token: opts.token, log: opts.log });
+    this.svid = new SvidSource({ controlPlane: opts.controlPlane, token: opts.token, renewEveryMs: opts.renewEveryMs, log: opts.log });
     this.#admin = new AdminServer({
       notReady: () => (this.#ready ? null : this.#stage),
       config: () => (this.#config ? { version: this.#config.version, snapshot: this.#config.body } : { version: null }),

@@ -30,6 +30,8 @@ const FLAGS = {
   'admin-port': ['WEFT_ADMIN_PORT', '15000'],
   upstream: ['WEFT_UPSTREAMS', ''],
   drain: ['WEFT_DRAIN', '5s'],
+  // Rotation drills: renew this often instead of at half-life.
+  'renew-every': ['WEFT_RENEW_EVERY', ''],
 } as const;
 
 type Flag = keyof typeof FLAGS;
@@ -67,7 +69,8 @@ port; signals go to the app, and the sidecar exits with the app's status after d
 
 Every flag can come from the environment: WEFT_CONTROL_PLANE, WEFT_TRUST_BUNDLE, WEFT_TOKEN, WEFT_TOKEN_FILE,
 WEFT_SERVICE, WEFT_NAMESPACE, WEFT_LABELS, WEFT_APP_PORT, WEFT_INBOUND_PORT, WEFT_OUTBOUND_PORT,
-WEFT_ADMIN_PORT, WEFT_UPSTREAMS, WEFT_DRAIN (and *_HOST for each address). Logs are JSON lines on stderr.`,
+WEFT_ADMIN_PORT, WEFT_UPSTREAMS, WEFT_DRAIN (and *_HOST for each address). Logs are JSON lines on stderr.
+--renew-every 30s (WEFT_RENEW_EVERY) renews the certificate that often instead of at half-life (rotation drills).`,
   async run(argv) {
     const split = argv.indexOf('--');
     const own = split === -1 ? argv : argv.slice(0, split);
@@ -114,6 +117,7 @@ WEFT_ADMIN_PORT, WEFT_UPSTREAMS, WEFT_DRAIN (and *_HOST for each address). Logs 
       adminPort: port('admin-port', need('admin-port')),
       upstreams,
       drainMs: parseDuration('drain', need('drain')) * 1000,
+      renewEveryMs: get('renew-every') ? parseDuration('renew-every', get('renew-every')!) * 1000 : undefined,
       log,
     });
     let stopping = false;

@@ -46,9 +46,14 @@ export function forwardH2(inbound: ServerHttp2Stream, session: ClientHttp2Sessio
       return;
     }
     inbound.pipe(upstream);
-    upstream.on('response', (h) => {
+    upstream.on('response', (h, flags) => {
       answered = true;
       if (inbound.destroyed) return;
+      if (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) {
+        // A trailers-only answer (how gRPC reports most errors): one header block that also ends the stream.
+        inbound.respond(responseHeaders(h), { endStream: true });
+        return;
+      }
       inbound.respond(responseHeaders(h), { waitForTrailers: true });
       upstream.pipe(inbound);
     });
@@ -58,10 +63,7 @@ export function forwardH2(inbound: ServerHttp2Stream, session: ClientHttp2Sessio
       for (const [name, value] of Object.entries(t)) if (!name.startsWith(':') && value !== undefined && value !== null) out[name] = value as string | string[];
       trailers = out;
     });
-    inbound.on('wantTrailers', () => {
-      if (trailers) inbound.sendTrailers(trailers);
-      else inbound.close();
-    });
+    inbound.on('wantTrailers', () => inbound.sendTrailers(trailers ?? {}));
     upstream.on('close', () => {
       if (!answered) return;
       if (upstream.rstCode && upstream.rstCode !== http2.constants.NGHTTP2_NO_ERROR && !inbound.destroyed) inbound.close(upstream.rstCode);

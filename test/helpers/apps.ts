@@ -1,0 +1,89 @@
+// Small apps for mesh tests, with no mesh code in them: an HTTP echo, a gRPC service, a WebSocket echo and
+// a TCP line echo, each on a real loopback port.
+
+import http from 'node:http';
+import net from 'node:net';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { WebSocketServer } from 'ws';
+
+export interface App {
+  readonly port: number;
+  /** requests seen, newest last */
+  readonly seen: { method: string; url: string; headers: http.IncomingHttpHeaders }[];
+  close(): Promise<void>;
+}
+
+export async function httpEcho(name: string): Promise<App> {
+  const seen: App['seen'] = [];
+  const server = http.createServer((req, res) => {
+    seen.push({ method: req.method!, url: req.url!, headers: req.headers });
+    let body = '';
+    req.setEncoding('utf8').on('data', (d: string) => (body += d));
+    req.on('end', () => {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ app: name, method: req.method, url: req.url, host: req.headers.host, peer: req.headers['x-weft-peer-identity'] ?? null, body }));
+    });
+  });
+  const wss = new WebSocketServer({ server });
+  wss.on('connection', (ws, req) => ws.on('message', (m) => ws.send(`${name} echo: ${m.toString()} (from ${req.headers['x-weft-peer-identity'] ?? 'nobody'})`)));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    seen,
+    close: () => new Promise((r) => (wss.close(), server.closeAllConnections(), server.close(() => r()))),
+  };
+}
+
+export async function tcpEcho(): Promise<App> {
+  const server = net.createServer((s) => {
+    s.setEncoding('utf8');
+    let buf = '';
+    s.on('data', (d: string) => {
+      buf += d;
+      for (let i = buf.indexOf('\n'); i !== -1; i = buf.indexOf('\n')) {
+        s.write(`echo: ${buf.slice(0, i)}\n`);
+        buf = buf.slice(i + 1);
+      }
+    });
+    s.on('error', () => {});
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { port: (server.address() as net.AddressInfo).port, seen: [], close: () => new Promise((r) => server.close(() => r())) };
+}
+
+const PROTO = fileURLToPath(new URL('../fixtures/prices.proto', import.meta.url));
+
+export function pricesProto(): grpc.GrpcObject {
+  return grpc.loadPackageDefinition(protoLoader.loadSync(PROTO, { keepCase: true, defaults: true })).prices as grpc.GrpcObject;
+}
+
+export async function grpcPrices(): Promise<App> {
+  const proto = pricesProto();
+  const server = new grpc.Server();
+  const caller = (call: { metadata: grpc.Metadata }) => String(call.metadata.get('x-weft-peer-identity')[0] ?? '');
+  server.addService((proto.Prices as unknown as { service: grpc.ServiceDefinition }).service, {
+    Get: (call: grpc.ServerUnaryCall<{ sku: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+      if (call.request.sku === 'missing') {
+        cb({ code: grpc.status.NOT_FOUND, details: `no price for ${call.request.sku}` });
+        return;
+      }
+      cb(null, { sku: call.request.sku, cents: 1299, caller: caller(call) });
+    },
+    Watch: (call: grpc.ServerWritableStream<{ sku: string; count: number }, unknown>) => {
+      for (let i = 0; i < call.request.count; i++) call.write({ sku: call.request.sku, cents: 100 + i, caller: caller(call) });
+      call.end();
+    },
+    Collect: (call: grpc.ServerReadableStream<{ sku: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+      const skus: string[] = [];
+      call.on('data', (r: { sku: string }) => skus.push(r.sku));
+      call.on('end', () => cb(null, { sku: skus.join(','), cents: skus.length, caller: caller(call) }));
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+  return { port, seen: [], close: () => new Promise((r) => server.tryShutdown(() => r())) };
+}
