@@ -15,6 +15,8 @@ export type AckState = 'SENT' | 'ACK' | 'NACK' | 'NONE';
 
 export interface SidecarEntry extends SidecarRegistration {
   readonly connectedAt: number;
+  /** distinguishes this registration from an earlier one of the same sidecar (a reconnect, a rotation) */
+  readonly generation: number;
   lastSeen: number;
   certSerial: string;
   certNotAfter: number;
@@ -33,6 +35,7 @@ export interface Endpoint {
 
 export class Registry {
   readonly #entries = new Map<string, SidecarEntry>();
+  #generation = 0;
   readonly #onEndpointsChange: (serviceKey: string) => void;
 
   constructor(opts: { onEndpointsChange?: (serviceKey: string) => void } = {}) {
@@ -42,17 +45,17 @@ export class Registry {
   /** Registers (or re-registers, after a reconnect) a sidecar. */
   register(reg: SidecarRegistration, cert: { serial: string; notAfter: number }, nowMs: number): SidecarEntry {
     const previous = this.#entries.get(reg.id);
-    const entry: SidecarEntry = { ...reg, connectedAt: nowMs, lastSeen: nowMs, certSerial: cert.serial, certNotAfter: cert.notAfter, sentVersion: null, ackedVersion: previous?.ackedVersion ?? null, nack: null };
+    const entry: SidecarEntry = { ...reg, generation: ++this.#generation, connectedAt: nowMs, lastSeen: nowMs, certSerial: cert.serial, certNotAfter: cert.notAfter, sentVersion: null, ackedVersion: previous?.ackedVersion ?? null, nack: null };
     this.#entries.set(reg.id, entry);
     if (previous && keyOf(previous) !== keyOf(reg)) this.#onEndpointsChange(keyOf(previous));
     this.#onEndpointsChange(keyOf(reg));
     return entry;
   }
 
-  remove(id: string, connectedAt?: number): boolean {
+  remove(id: string, generation?: number): boolean {
     const entry = this.#entries.get(id);
     // A stale stream closing after the sidecar already reconnected must not remove the new registration.
-    if (!entry || (connectedAt !== undefined && entry.connectedAt !== connectedAt)) return false;
+    if (!entry || (generation !== undefined && entry.generation !== generation)) return false;
     this.#entries.delete(id);
     this.#onEndpointsChange(keyOf(entry));
     return true;

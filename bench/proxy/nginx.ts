@@ -10,9 +10,10 @@ export function startNginx(children: Children, binary: string, dir: string, port
   const prefix = join(dir, 'nginx');
   mkdirSync(join(prefix, 'temp'), { recursive: true });
   // Every path nginx would otherwise take from its compiled-in defaults under /var is set here, so it needs no root.
+  // No master process: the one process serves, and a SIGKILL on the way out leaves no orphaned worker.
   // keepalive_requests is raised so that no client (wrk, hey, a proxy's pool) is made to reconnect every 1,000 requests.
   const conf = `daemon off;
-worker_processes 1;
+master_process off;
 pid ${prefix}/nginx.pid;
 error_log stderr warn;
 events { worker_connections 4096; }

@@ -46,7 +46,7 @@ function parseRegistration(body: Record<string, unknown>): SidecarRegistration &
 export class SidecarApi {
   readonly #o: SidecarApiOptions;
   /** open streams by sidecar ID, to end them when a sidecar is swept for missed heartbeats */
-  readonly #streams = new Map<string, { end(): void; connectedAt: number }>();
+  readonly #streams = new Map<string, { end(): void; generation: number }>();
 
   constructor(opts: SidecarApiOptions) {
     this.#o = opts;
@@ -82,10 +82,10 @@ export class SidecarApi {
       closed = true;
       clearInterval(keepalive);
       this.#o.pusher.unsubscribe(reg.id, sub);
-      if (this.#streams.get(reg.id)?.connectedAt === entry.connectedAt) this.#streams.delete(reg.id);
-      if (this.#o.registry.remove(reg.id, entry.connectedAt)) this.#o.log({ msg: 'sidecar disconnected', id: reg.id, identity: peer.identity });
+      if (this.#streams.get(reg.id)?.generation === entry.generation) this.#streams.delete(reg.id);
+      if (this.#o.registry.remove(reg.id, entry.generation)) this.#o.log({ msg: 'sidecar disconnected', id: reg.id, identity: peer.identity });
     };
-    this.#streams.set(reg.id, { end: () => (res.end(), close()), connectedAt: entry.connectedAt });
+    this.#streams.set(reg.id, { end: () => (res.end(), close()), generation: entry.generation });
     res.on('close', close);
     this.#o.log({ msg: 'sidecar connected', id: reg.id, identity: peer.identity, service: keyOf(reg), address: reg.address });
     this.#o.pusher.subscribe(sub);

@@ -32,12 +32,17 @@ export interface AgentStatus {
   readonly reconnects: number;
 }
 
+/** One connection to the control plane: its client, its stream, and the resources received on it. */
+interface Link {
+  readonly client: ControlPlaneClient;
+  stream: { close(): void; closed: Promise<void> } | null;
+  resources: Map<string, unknown> | null;
+}
+
 export class ControlPlaneAgent {
   readonly id = `${process.pid}-${randomBytes(4).toString('hex')}`;
   readonly #o: AgentOptions;
-  #client: ControlPlaneClient | null = null;
-  #stream: { close(): void; closed: Promise<void> } | null = null;
-  #resources: Map<string, unknown> | null = null;
+  #link: Link | null = null;
   #stopped = false;
   #failures = 0;
   #heartbeat: NodeJS.Timeout | null = null;
@@ -57,34 +62,66 @@ export class ControlPlaneAgent {
   start(): void {
     void this.#loop();
     this.#heartbeat = setInterval(() => {
-      void this.#client?.request('POST', '/v1/sidecars/heartbeat', { id: this.id }).catch(() => {});
+      void this.#link?.client.request('POST', '/v1/sidecars/heartbeat', { id: this.id }).catch(() => {});
     }, this.#o.heartbeatMs ?? 5000);
     this.#heartbeat.unref();
-    // A new certificate means a new connection: the stream is re-established under the new identity proof.
-    this.#o.svid.on('rotated', () => this.#stream?.close());
+    this.#o.svid.on('rotated', () => void this.#replace());
   }
 
   stop(): void {
     this.#stopped = true;
     if (this.#heartbeat) clearInterval(this.#heartbeat);
-    this.#stream?.close();
-    this.#client?.close();
+    this.#close(this.#link);
+  }
+
+  /** Opens a connection under the current certificate; a new stream starts with a full snapshot. */
+  async #open(): Promise<Link> {
+    const svid = this.#o.svid.current;
+    const link: Link = { client: new ControlPlaneClient({ ...this.#o.controlPlane, cert: svid.chainPem, key: svid.keyPem }), stream: null, resources: null };
+    try {
+      link.stream = await link.client.stream('/v1/sidecars/stream', { id: this.id, ...this.#o.registration }, (m) => {
+        if (m.event === 'snapshot') this.#onSnapshot(link, m.data);
+      });
+      return link;
+    } catch (err) {
+      link.client.close();
+      throw err;
+    }
+  }
+
+  #close(link: Link | null): void {
+    link?.stream?.close();
+    link?.client.close();
+  }
+
+  /**
+   * A new certificate: make the new connection before breaking the old one. The control plane sees the same
+   * sidecar ID re-register, so its endpoint never leaves the mesh during a rotation.
+   */
+  async #replace(): Promise<void> {
+    if (this.#stopped || !this.#link) return;
+    try {
+      const next = await this.#open();
+      const old = this.#link;
+      this.#link = next;
+      this.#close(old);
+    } catch (err) {
+      this.#o.log({ msg: 'could not reconnect with the new certificate; keeping the current stream', error: (err as Error).message });
+    }
   }
 
   async #loop(): Promise<void> {
     while (!this.#stopped) {
-      const svid = this.#o.svid.current;
-      this.#client?.close();
-      this.#client = new ControlPlaneClient({ ...this.#o.controlPlane, cert: svid.chainPem, key: svid.keyPem });
-      // A new stream starts with a full snapshot.
-      this.#resources = null;
       try {
-        this.#stream = await this.#client.stream('/v1/sidecars/stream', { id: this.id, ...this.#o.registration }, (m) => {
-          if (m.event === 'snapshot') this.#onSnapshot(m.data);
-        });
+        if (!this.#link) this.#link = await this.#open();
         this.#status.connected = true;
         this.#failures = 0;
-        await this.#stream.closed;
+        const link = this.#link;
+        await link.stream!.closed;
+        // Replaced by a rotation: the new link is already streaming.
+        if (this.#link !== link) continue;
+        this.#link = null;
+        this.#close(link);
       } catch (err) {
         this.#o.log({ msg: 'control plane stream failed', error: (err as Error).message });
       }
@@ -98,23 +135,23 @@ export class ControlPlaneAgent {
     }
   }
 
-  #onSnapshot(data: string): void {
+  #onSnapshot(link: Link, data: string): void {
     let version = -1;
     try {
       const delta = JSON.parse(data) as SnapshotDelta;
       version = delta.version;
-      // What the control plane sent is what it believes this sidecar holds, applied or not.
-      const { resources, body } = assemble(this.#resources, delta);
-      this.#resources = resources;
+      // What the control plane sent on this stream is what it believes this sidecar holds, applied or not.
+      const { resources, body } = assemble(link.resources, delta);
+      link.resources = resources;
       this.#o.apply(version, body);
       this.#status.appliedVersion = version;
       this.#firstApplied();
-      void this.#client?.request('POST', '/v1/sidecars/ack', { id: this.id, version, ok: true }).catch(() => {});
+      void link.client.request('POST', '/v1/sidecars/ack', { id: this.id, version, ok: true }).catch(() => {});
     } catch (err) {
       const error = (err as Error).message;
       this.#status.lastNack = { version, error };
       this.#o.log({ msg: 'snapshot refused (NACK); keeping the last good config', version, error });
-      void this.#client?.request('POST', '/v1/sidecars/ack', { id: this.id, version, ok: false, error }).catch(() => {});
+      void link.client.request('POST', '/v1/sidecars/ack', { id: this.id, version, ok: false, error }).catch(() => {});
     }
   }
 }
