@@ -18,7 +18,7 @@ import { startHaproxyPair } from './proxy/haproxy.ts';
 import { hey, wrk, type HeyResult, type WrkResult } from './proxy/load.ts';
 import { answers, freePorts, probe, waitUntil, type Target } from './proxy/loopback.ts';
 import { APP_BODY, startNginx } from './proxy/nginx.ts';
-import { cpuSeconds, rss, sampleRss } from './proxy/proc-stats.ts';
+import { cpuSeconds, machineBusyPercent, rss, sampleRss } from './proxy/proc-stats.ts';
 import { findTools, toolVersions } from './proxy/tools.ts';
 import { sidecarSupport, startWeftPair, type SidecarSupport } from './proxy/weft.ts';
 
@@ -124,6 +124,10 @@ if (SELECTED.includes('weft')) {
   support = s;
 }
 
+// The setups share the machine's cores with the load generators; anything else running skews the ratios.
+const busyBefore = await machineBusyPercent();
+if (busyBefore > 10) console.warn(`warning: ${busyBefore}% of the CPUs were busy before the benchmark started; its figures will be noisy`);
+
 const dir = mkdtempSync(join(tmpdir(), 'weft-bench-proxy-'));
 const children = new Children(dir);
 const results: Partial<Record<SetupName, Measured>> = {};
@@ -205,7 +209,7 @@ if (!failed && direct && haproxy && weft) {
       haproxy: 'one process each, nbthread 1, TLS 1.3 mTLS between, keep-alive',
       weft: support!.upstreamFlag ? 'two sidecar processes; load on the client side\'s --upstream server=PORT' : 'two sidecar processes; load on the client side\'s outbound port with Host: server',
     },
-    machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: availableParallelism(), memoryGb: Math.round(totalmem() / 2 ** 30), kernel: release(), node: process.version, packages: toolVersions() },
+    machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: availableParallelism(), memoryGb: Math.round(totalmem() / 2 ** 30), kernel: release(), node: process.version, cpuBusyBeforePercent: busyBefore, packages: toolVersions() },
     date: new Date().toISOString(),
   };
   result.met = {

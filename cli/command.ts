@@ -5,7 +5,6 @@ import type { Output } from './output.ts';
 export interface Command {
   /** words after `weft`, e.g. "ca init" */
   readonly name: string;
-  readonly summary: string;
   /** full help text: usage line, flags, an example */
   readonly help: string;
   run(argv: readonly string[], out: Output): Promise<number | void> | number | void;

@@ -2,16 +2,27 @@
 
 import { readFileSync } from 'node:fs';
 import { WeftError } from '../errors.ts';
-import { caInit, caIssue, caRotate } from './commands/ca.ts';
-import { certsInspect } from './commands/certs.ts';
-import { schema } from './commands/schema.ts';
-import { validate } from './commands/validate.ts';
-import { apply, controlPlane, revoke, status, token } from './commands/mesh.ts';
-import { sidecar } from './commands/sidecar.ts';
 import type { Command } from './command.ts';
 import { output, printError } from './output.ts';
 
-const COMMANDS: readonly Command[] = [controlPlane, sidecar, apply, status, token, revoke, caInit, caRotate, caIssue, certsInspect, validate, schema];
+/**
+ * Every command, loaded only when run: a sidecar process must not carry the control plane's config compiler,
+ * the CA's certificate library or the YAML parser (each costs memory on every workload).
+ */
+const COMMANDS: readonly { name: string; summary: string; load: () => Promise<Command> }[] = [
+  { name: 'control-plane', summary: 'run the control plane: CA, identity API, config push to sidecars', load: async () => (await import('./commands/mesh.ts')).controlPlane },
+  { name: 'sidecar', summary: 'run the sidecar proxy for one workload (mTLS, policy, routing), optionally with the app', load: async () => (await import('./commands/sidecar.ts')).sidecar },
+  { name: 'apply', summary: 'send a mesh config to the control plane; rejected whole if anything is wrong', load: async () => (await import('./commands/mesh.ts')).apply },
+  { name: 'status', summary: 'list every connected sidecar: identity, config version and ACK state, certificate expiry', load: async () => (await import('./commands/mesh.ts')).status },
+  { name: 'token', summary: 'issue a one-time bootstrap token for a sidecar of a service', load: async () => (await import('./commands/mesh.ts')).token },
+  { name: 'revoke', summary: 'revoke a certificate by serial, or every valid certificate of an identity', load: async () => (await import('./commands/mesh.ts')).revoke },
+  { name: 'validate', summary: 'check a mesh config file without applying it; every problem is listed with file:line:col', load: async () => (await import('./commands/validate.ts')).validate },
+  { name: 'schema', summary: 'print the JSON Schema of mesh config documents (for editors)', load: async () => (await import('./commands/schema.ts')).schema },
+  { name: 'ca init', summary: 'create the certificate authority (a new root and intermediate, or your own plug-in intermediate)', load: async () => (await import('./commands/ca.ts')).caInit },
+  { name: 'ca rotate', summary: 'rotate the root: prepare, activate, finish (or status)', load: async () => (await import('./commands/ca.ts')).caRotate },
+  { name: 'ca issue', summary: 'issue a certificate for an identity by hand (operator SVIDs, tests)', load: async () => (await import('./commands/ca.ts')).caIssue },
+  { name: 'certs inspect', summary: 'show a certificate chain (identity, serial, validity, issuers) and verify it against a bundle', load: async () => (await import('./commands/certs.ts')).certsInspect },
+];
 
 function version(): string {
   return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -53,10 +64,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     const rest = argv.slice(command.name.split(' ').length);
     const own = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest;
     if (own.includes('--help') || own.includes('-h')) {
-      process.stdout.write(command.help + '\n');
+      process.stdout.write((await command.load()).help + '\n');
       return 0;
     }
-    return (await command.run(rest, output(json))) ?? 0;
+    return (await (await command.load()).run(rest, output(json))) ?? 0;
   } catch (err) {
     return printError(err, json);
   }

@@ -1,4 +1,4 @@
-// The app for the proxy benchmark: nginx with one worker answering a small fixed body, no files, no logs.
+// The app for the proxy benchmark: nginx as one process answering a small fixed body, no files, no logs.
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -48,3 +48,16 @@ export function sampleRss(pid: number, everyMs = 100): { stop(): number } {
 function round1(x: number): number {
   return Math.round(x * 10) / 10;
 }
+
+/** The share of all CPUs busy over `ms` (from /proc/stat), in percent: other work on the machine skews every figure. */
+export async function machineBusyPercent(ms = 1000): Promise<number> {
+  const read = () => {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const idle = f[3]! + f[4]!; // idle + iowait
+    return { idle, total: f.reduce((a, b) => a + b, 0) };
+  };
+  const a = read();
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  const b = read();
+  return Math.round((1 - (b.idle - a.idle) / (b.total - a.total)) * 100);
+}

@@ -63,7 +63,6 @@ function describeText(store: CaStore): string {
 
 export const caInit: Command = {
   name: 'ca init',
-  summary: 'create the certificate authority (a new root and intermediate, or your own plug-in intermediate)',
   help: `Usage: weft ca init --trust-domain DOMAIN [--dir DIR] [--force]
                     [--plugin-cert FILE --plugin-key FILE --plugin-root FILE]
 
@@ -82,7 +81,6 @@ Example: weft ca init --trust-domain shop.example --dir .weft/ca`,
 
 export const caRotate: Command = {
   name: 'ca rotate',
-  summary: 'rotate the root: prepare, activate, finish (or status)',
   help: `Usage: weft ca rotate prepare|activate|finish|status [--dir DIR] [--plugin-cert F --plugin-key F --plugin-root F]
 
 Rotates the CA's root with no failed handshake, in three steps:
@@ -119,7 +117,6 @@ function nextStep(store: CaStore): string {
 
 export const caIssue: Command = {
   name: 'ca issue',
-  summary: 'issue a certificate for an identity by hand (operator SVIDs, tests)',
   help: `Usage: weft ca issue --id SPIFFE_ID --out DIR [--csr FILE] [--ttl 1h] [--dir CA_DIR]
 
 Issues an X.509-SVID for SPIFFE_ID from the CA in CA_DIR (default ${DEFAULT_CA_DIR}). Without --csr a fresh

@@ -38,7 +38,6 @@ function summary(cert: X509Certificate) {
 
 export const certsInspect: Command = {
   name: 'certs inspect',
-  summary: 'show a certificate chain (identity, serial, validity, issuers) and verify it against a bundle',
   help: `Usage: weft certs inspect FILE [--bundle BUNDLE.pem] [--at ISO-TIME]
 
 Prints every certificate in FILE (leaf first): its SPIFFE ID, serial, validity and issuer. With --bundle, verifies

@@ -11,7 +11,6 @@ import { CONNECT_FLAGS, CONNECT_HELP, operatorClient } from '../operator-client.
 
 export const controlPlane: Command = {
   name: 'control-plane',
-  summary: 'run the control plane: CA, identity API, config push to sidecars',
   help: `Usage: weft control-plane --config mesh.yaml [--state DIR] [--listen HOST:PORT]
 
 Runs until interrupted. On first start it creates the CA in DIR/ca for the Mesh's trust domain. It watches
@@ -38,7 +37,6 @@ ${DEFAULT_STATE_DIR}) and survives restarts. Logs are JSON lines on stderr.
 
 export const apply: Command = {
   name: 'apply',
-  summary: 'send a mesh config to the control plane; rejected whole if anything is wrong',
   help: `Usage: weft apply -f mesh.yaml [connection flags]
 
 Validates on the control plane and pushes the change to every sidecar. On any error nothing changes and every
@@ -66,7 +64,6 @@ ${CONNECT_HELP}`,
 
 export const token: Command = {
   name: 'token',
-  summary: 'issue a one-time bootstrap token for a sidecar of a service',
   help: `Usage: weft token --service S [--namespace N] [--ttl 10m] [connection flags]
 
 Prints a signed, single-use token bound to the service's SPIFFE ID (from its serviceAccount), valid for --ttl
@@ -92,7 +89,6 @@ ${CONNECT_HELP}`,
 
 export const status: Command = {
   name: 'status',
-  summary: 'list every connected sidecar: identity, config version and ACK state, certificate expiry',
   help: `Usage: weft status [connection flags]
 
 Like istioctl proxy-status: SYNCED when a sidecar has ACKed the last snapshot sent to it, STALE while an ACK
@@ -122,7 +118,6 @@ function statusTable(s: StatusReport): string {
 
 export const revoke: Command = {
   name: 'revoke',
-  summary: 'revoke a certificate by serial, or every valid certificate of an identity',
   help: `Usage: weft revoke (--serial HEX | --identity SPIFFE_ID) [connection flags]
 
 The revocation is pushed to every sidecar with the config; from then on the certificate is refused.

@@ -6,7 +6,6 @@ import type { Command } from '../command.ts';
 
 export const schema: Command = {
   name: 'schema',
-  summary: 'print the JSON Schema of mesh config documents (for editors)',
   help: `Usage: weft schema
 
 Prints the JSON Schema (draft-07) of one mesh config document, chosen by its kind. Save it and point your editor

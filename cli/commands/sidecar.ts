@@ -53,7 +53,6 @@ function pairs(flag: string, text: string): [string, string][] {
 
 export const sidecar: Command = {
   name: 'sidecar',
-  summary: 'run the sidecar proxy for one workload (mTLS, policy, routing), optionally with the app',
   help: `Usage: weft sidecar --control-plane URL --trust-bundle FILE (--token T | --token-file F)
                     --service S [--namespace N] [--labels version=v2] --app-port P
                     [--inbound-port 15006] [--outbound-port 15001] [--admin-port 15000]

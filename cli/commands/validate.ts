@@ -18,7 +18,6 @@ function documentCounts(config: MeshConfig): Record<string, number> {
 
 export const validate: Command = {
   name: 'validate',
-  summary: 'check a mesh config file without applying it; every problem is listed with file:line:col',
   help: `Usage: weft validate -f FILE [--json]
 
 Loads FILE as the control plane would (YAML, schema of every kind, references between documents) and prints
