@@ -41,6 +41,8 @@ export interface SidecarOptions {
   readonly upstreams: readonly UpstreamPort[];
   readonly drainMs?: number;
   readonly renewEveryMs?: number;
+  /** name the deciding policy and rule on denials (x-weft-policy); default true */
+  readonly policyHeader?: boolean;
   readonly log: (event: Record<string, unknown>) => void;
 }
 
@@ -109,7 +111,7 @@ export class Sidecar {
     const material = this.#material(svid);
     this.#peers = new PeerConnector(material);
     const config = () => this.#config!;
-    this.#inbound = new InboundListener({ host: o.inboundHost, port: this.ports.inbound, appHost: o.appHost, appPort: o.appPort, config, log: o.log }, material);
+    this.#inbound = new InboundListener({ host: o.inboundHost, port: this.ports.inbound, appHost: o.appHost, appPort: o.appPort, config, log: o.log, policyHeader: o.policyHeader }, material);
     await this.#inbound.listen();
     const main = new OutboundListener({ host: o.outboundHost, port: o.outboundPort, config, peers: this.#peers, log: o.log });
     await main.listen();

@@ -49,15 +49,49 @@ function round1(x: number): number {
   return Math.round(x * 10) / 10;
 }
 
+function machineTicks(): { busy: number; total: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - f[3]! - f[4]!, total }; // all but idle and iowait
+}
+
 /** The share of all CPUs busy over `ms` (from /proc/stat), in percent: other work on the machine skews every figure. */
 export async function machineBusyPercent(ms = 1000): Promise<number> {
-  const read = () => {
-    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-    const idle = f[3]! + f[4]!; // idle + iowait
-    return { idle, total: f.reduce((a, b) => a + b, 0) };
-  };
-  const a = read();
+  const a = machineTicks();
   await new Promise((resolve) => setTimeout(resolve, ms));
-  const b = read();
-  return Math.round((1 - (b.idle - a.idle) / (b.total - a.total)) * 100);
+  const b = machineTicks();
+  return Math.round(((b.busy - a.busy) / (b.total - a.total)) * 100);
+}
+
+function ownTicks(pids: readonly number[]): number {
+  let n = 0;
+  for (const pid of pids) {
+    try {
+      n += cpuSeconds(pid) * (ticksPerSecond ?? 100);
+    } catch {
+      // gone: its time no longer shows anywhere, a small undercount of our own work
+    }
+  }
+  // This process, plus the load generators it has already waited for (cutime and cstime count reaped children).
+  const self = readFileSync('/proc/self/stat', 'utf8');
+  const f = self.slice(self.lastIndexOf(')') + 2).split(' ');
+  return n + Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+}
+
+/**
+ * Watches for CPU time spent by anything other than `pids`, this process and its finished children (wrk, hey),
+ * as a percentage of all CPUs: a figure measured while something else ran is not comparable with the others.
+ * Kernel work charged to no process (softirq threads) counts as foreign too, so a quiet machine reads a few percent.
+ */
+export function watchForeignCpu(pids: readonly number[]): { stop(): number } {
+  cpuSeconds(process.pid); // sets ticksPerSecond
+  const m0 = machineTicks();
+  const o0 = ownTicks(pids);
+  return {
+    stop() {
+      const m1 = machineTicks();
+      const foreign = m1.busy - m0.busy - (ownTicks(pids) - o0);
+      return Math.max(0, Math.round((foreign / (m1.total - m0.total)) * 100));
+    },
+  };
 }

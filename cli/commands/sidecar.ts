@@ -32,6 +32,7 @@ const FLAGS = {
   drain: ['WEFT_DRAIN', '5s'],
   // Rotation drills: renew this often instead of at half-life.
   'renew-every': ['WEFT_RENEW_EVERY', ''],
+  'policy-header': ['WEFT_POLICY_HEADER', 'on'],
 } as const;
 
 type Flag = keyof typeof FLAGS;
@@ -40,6 +41,11 @@ function port(flag: string, v: string): number {
   const n = Number(v);
   if (!/^\d+$/.test(v) || n > 65535) throw new WeftError('WEFT_CLI_USAGE', `--${flag} ${JSON.stringify(v)} is not a port number (0-65535)`);
   return n;
+}
+
+function onOff(flag: string, v: string): boolean {
+  if (v === 'on' || v === 'off') return v === 'on';
+  throw new WeftError('WEFT_CLI_USAGE', `--${flag} must be on or off, not ${JSON.stringify(v)}`);
 }
 
 function pairs(flag: string, text: string): [string, string][] {
@@ -69,6 +75,7 @@ port; signals go to the app, and the sidecar exits with the app's status after d
 Every flag can come from the environment: WEFT_CONTROL_PLANE, WEFT_TRUST_BUNDLE, WEFT_TOKEN, WEFT_TOKEN_FILE,
 WEFT_SERVICE, WEFT_NAMESPACE, WEFT_LABELS, WEFT_APP_PORT, WEFT_INBOUND_PORT, WEFT_OUTBOUND_PORT,
 WEFT_ADMIN_PORT, WEFT_UPSTREAMS, WEFT_DRAIN (and *_HOST for each address). Logs are JSON lines on stderr.
+--policy-header off (WEFT_POLICY_HEADER) leaves the deciding policy out of 403 answers (it is always logged).
 --renew-every 30s (WEFT_RENEW_EVERY) renews the certificate that often instead of at half-life (rotation drills).`,
   async run(argv) {
     const split = argv.indexOf('--');
@@ -116,6 +123,7 @@ WEFT_ADMIN_PORT, WEFT_UPSTREAMS, WEFT_DRAIN (and *_HOST for each address). Logs 
       adminPort: port('admin-port', need('admin-port')),
       upstreams,
       drainMs: parseDuration('drain', need('drain')) * 1000,
+      policyHeader: onOff('policy-header', need('policy-header')),
       renewEveryMs: get('renew-every') ? parseDuration('renew-every', get('renew-every')!) * 1000 : undefined,
       log,
     });

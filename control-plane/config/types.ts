@@ -140,7 +140,7 @@ export interface PolicyCondition {
   readonly notValues: readonly string[];
 }
 
-/** Matches when each non-empty list matches: one of `from`, one of `to`, and one of `when`. */
+/** Matches when one of `from`, one of `to` and every `when` condition match (Istio semantics); an empty list is no condition. */
 export interface PolicyRule {
   readonly from: readonly PolicySource[];
   readonly to: readonly PolicyOperation[];

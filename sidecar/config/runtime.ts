@@ -7,6 +7,7 @@ import { X509Certificate } from 'node:crypto';
 import type { MtlsMode, ServiceConfig } from '../../control-plane/config/types.ts';
 import type { Endpoint } from '../../control-plane/registry.ts';
 import type { SnapshotBody, Upstream } from '../../control-plane/snapshot/types.ts';
+import { compileAuthorizer, type Authorizer } from '../policy/authorizer.ts';
 import { inSubset, RoundRobin } from '../routing/balancer.ts';
 import { compileRoute, type RouteTable } from '../routing/route-table.ts';
 
@@ -37,6 +38,10 @@ export interface RuntimeConfig {
   readonly upstreams: ReadonlyMap<string, UpstreamRuntime>;
   readonly trustBundle: string;
   readonly revokedSerials: ReadonlySet<string>;
+  /** this service's authorization policies and the mesh default, compiled */
+  readonly authorizer: Authorizer;
+  /** the service port policies' `ports` match against (0 if the service is not in the config) */
+  readonly servicePort: number;
 }
 
 export function compileSnapshot(version: number, body: SnapshotBody): RuntimeConfig {
@@ -76,6 +81,8 @@ export function compileSnapshot(version: number, body: SnapshotBody): RuntimeCon
     upstreams,
     trustBundle: body.trustBundle,
     revokedSerials: new Set(body.revokedSerials),
+    authorizer: compileAuthorizer(body.inbound.authorizationPolicies, body.mesh.defaultPolicy),
+    servicePort: body.inbound.service?.port ?? 0,
   };
 }
 

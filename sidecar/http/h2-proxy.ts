@@ -80,7 +80,7 @@ export function forwardH2(inbound: ServerHttp2Stream, session: ClientHttp2Sessio
 }
 
 /** A mesh answer on an HTTP/2 stream; for gRPC callers the status is also given as a gRPC status. */
-export function meshReplyH2(stream: ServerHttp2Stream, status: number, reason: string, message: string, grpc: boolean): void {
+export function meshReplyH2(stream: ServerHttp2Stream, status: number, reason: string, message: string, grpc: boolean, extra: Record<string, string> = {}): void {
   if (stream.destroyed || stream.headersSent) {
     stream.close(NGHTTP2_CANCEL);
     return;
@@ -88,10 +88,10 @@ export function meshReplyH2(stream: ServerHttp2Stream, status: number, reason: s
   if (grpc) {
     // gRPC clients read trailers-only responses: UNAVAILABLE (14) or PERMISSION_DENIED (7) or DEADLINE_EXCEEDED (4).
     const code = status === 403 ? 7 : status === 504 ? 4 : 14;
-    stream.respond({ [HTTP2_HEADER_STATUS]: 200, 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': encodeURIComponent(`weft: ${message}`), [REASON_HEADER]: reason }, { endStream: true });
+    stream.respond({ [HTTP2_HEADER_STATUS]: 200, 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': encodeURIComponent(`weft: ${message}`), [REASON_HEADER]: reason, ...extra }, { endStream: true });
     return;
   }
   const body = `weft: ${message}\n`;
-  stream.respond({ [HTTP2_HEADER_STATUS]: status, 'content-type': 'text/plain; charset=utf-8', [REASON_HEADER]: reason });
+  stream.respond({ [HTTP2_HEADER_STATUS]: status, 'content-type': 'text/plain; charset=utf-8', [REASON_HEADER]: reason, ...extra });
   stream.end(body);
 }

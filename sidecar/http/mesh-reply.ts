@@ -19,13 +19,13 @@ export type MeshReason =
   | 'overflow'
   | 'denied';
 
-export function meshReply(res: ServerResponse | Http2ServerResponse, status: number, reason: MeshReason, message: string): void {
+export function meshReply(res: ServerResponse | Http2ServerResponse, status: number, reason: MeshReason, message: string, extra: Record<string, string> = {}): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
   const body = `weft: ${message}\n`;
   // Http2ServerResponse and ServerResponse share writeHead/end; the union's overloads do not line up.
-  (res as ServerResponse).writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), [REASON_HEADER]: reason, 'cache-control': 'no-store' });
+  (res as ServerResponse).writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), [REASON_HEADER]: reason, 'cache-control': 'no-store', ...extra });
   (res as ServerResponse).end(body);
 }

@@ -23,8 +23,11 @@ import { forwardHeaders, PEER_IDENTITY_HEADER } from '../http/headers.ts';
 import { meshReply } from '../http/mesh-reply.ts';
 import { forwardUpgrade } from '../http/upgrade.ts';
 import { replaySocket } from './replay-socket.ts';
+import { enforce, type Verdict } from '../policy/enforce.ts';
 
 export const ALPN = { h2: 'h2', http1: 'http/1.1', tcp: 'weft-tcp' } as const;
+/** At most this many request headers; more is answered 431. */
+const MAX_HEADERS = 100;
 
 export interface PeerIdentity {
   readonly identity: string;
@@ -44,6 +47,8 @@ export interface InboundOptions {
   readonly appPort: number;
   readonly config: () => RuntimeConfig;
   readonly log: (event: Record<string, unknown>) => void;
+  /** name the deciding policy and rule in a header on denials (x-weft-policy); default on */
+  readonly policyHeader?: boolean;
 }
 
 export function serverTlsOptions(m: TlsMaterial): tls.SecureContextOptions {
@@ -86,7 +91,8 @@ export class InboundListener {
       opts.log({ msg: 'inbound TLS handshake refused', error: err.message, remote: `${socket.remoteAddress}:${socket.remotePort}` });
     });
     // Slowloris bounds: a request must send its head within 10 s and finish within 5 minutes.
-    this.#h1 = http.createServer({ headersTimeout: 10_000, requestTimeout: 300_000, keepAliveTimeout: 60_000 }, (req, res) => this.#onRequest(req, res));
+    this.#h1 = http.createServer({ headersTimeout: 10_000, requestTimeout: 300_000, keepAliveTimeout: 60_000, maxHeaderSize: 16 * 1024 }, (req, res) => this.#onRequest(req, res));
+    this.#h1.maxHeadersCount = MAX_HEADERS + 1;
     this.#h1.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head));
     this.#h1.on('clientError', (_err, socket) => socket.destroy());
     this.#h2 = http2.createServer({ settings: { maxConcurrentStreams: 256, maxHeaderListSize: 64 * 1024 } });
@@ -183,10 +189,17 @@ export class InboundListener {
         this.#h2.emit('connection', socket);
         this.#nextPeer = null;
         return;
-      case ALPN.tcp:
-        // Opaque TCP: the app gets the bytes; identity is enforced at the handshake above.
+      case ALPN.tcp: {
+        // Opaque TCP: only identity and port can be checked, once, at connection time.
+        const decision = this.#o.config().authorizer.authorize({ principal: peer.identity, method: '', path: '', port: this.#o.config().servicePort, header: () => undefined });
+        if (!decision.allowed) {
+          this.#o.log({ msg: 'connection denied', source: peer.identity, policy: decision.policy, rule: decision.rule, reason: decision.reason });
+          socket.destroy();
+          return;
+        }
         this.#app.pipeTcp(socket, (err) => this.#o.log({ msg: 'app refused a TCP connection', error: err.message }));
         return;
+      }
       default:
         this.#h1.emit('connection', socket);
     }
@@ -204,14 +217,37 @@ export class InboundListener {
     return headers;
   }
 
+  /** Normalize and authorize; the single gate every HTTP request and stream passes before the app. */
+  #authorize(principal: PeerIdentity | null, method: string, target: string, header: (n: string) => string | string[] | undefined): Verdict {
+    return enforce(this.#o.config(), { principal: principal?.identity ?? null, method, target, header }, { policyHeader: this.#o.policyHeader ?? true, log: this.#o.log });
+  }
+
   #onRequest(req: IncomingMessage, res: ServerResponse): void {
-    forwardH1(this.#app.pool, req, res, this.#appHeaders(req)).catch((err: Error) => {
+    // Header-count bound: node keeps only maxHeadersCount headers; one more than the limit means too many.
+    if (req.rawHeaders.length / 2 > MAX_HEADERS) {
+      meshReply(res, 431, 'bad-request', `more than ${MAX_HEADERS} request headers`);
+      return;
+    }
+    const verdict = this.#authorize(this.#peerOf(req.socket), req.method ?? 'GET', req.url ?? '/', (n) => req.headers[n]);
+    if (!verdict.ok) {
+      meshReply(res, verdict.status, verdict.reason!, verdict.message, verdict.headers);
+      if (verdict.status === 400) res.once('finish', () => req.socket.destroy());
+      return;
+    }
+    forwardH1(this.#app.pool, req, res, this.#appHeaders(req), { path: verdict.target }).catch((err: Error) => {
       meshReply(res, 503, 'app-unavailable', `the app at ${this.#o.appHost}:${this.#o.appPort} did not answer: ${err.message}`);
     });
   }
 
   #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => {});
+    const verdict = this.#authorize(this.#peerOf(req.socket), req.method ?? 'GET', req.url ?? '/', (n) => req.headers[n]);
+    if (!verdict.ok) {
+      const extra = Object.entries(verdict.headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+      socket.end(`HTTP/1.1 ${verdict.status} ${verdict.status === 403 ? 'Forbidden' : 'Bad Request'}\r\nx-weft-reason: ${verdict.reason}\r\n${extra}content-length: 0\r\nconnection: close\r\n\r\n`);
+      return;
+    }
+    req.url = verdict.target;
     forwardUpgrade(req, socket, head, this.#appHeaders(req), () => this.#app.connectTcp()).catch((err: Error) => {
       socket.end(`HTTP/1.1 503 Service Unavailable\r\nx-weft-reason: app-unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
       this.#o.log({ msg: 'upgrade to the app failed', error: err.message });
@@ -221,7 +257,14 @@ export class InboundListener {
   #onStream(stream: ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
     const peer = stream.session ? (this.#sessionPeers.get(stream.session) ?? null) : null;
     const grpc = String(headers['content-type'] ?? '').startsWith('application/grpc');
-    forwardH2(stream, this.#app.h2Session(), h2RequestHeaders(headers, peer ? { [PEER_IDENTITY_HEADER]: peer.identity } : {})).catch((err: Error) => {
+    const verdict = this.#authorize(peer, String(headers[':method'] ?? ''), String(headers[':path'] ?? ''), (n) => headers[n]);
+    if (!verdict.ok) {
+      meshReplyH2(stream, verdict.status, verdict.reason!, verdict.message, grpc, verdict.headers);
+      return;
+    }
+    const upstreamHeaders = h2RequestHeaders(headers, peer ? { [PEER_IDENTITY_HEADER]: peer.identity } : {});
+    upstreamHeaders[':path'] = verdict.target;
+    forwardH2(stream, this.#app.h2Session(), upstreamHeaders).catch((err: Error) => {
       meshReplyH2(stream, 503, 'app-unavailable', `the app did not answer: ${err.message}`, grpc);
     });
   }

@@ -86,15 +86,29 @@ test('the outbound side refuses a peer whose SPIFFE ID is not the service\'s, be
   t.is(received, '', 'the impostor got no request bytes');
 });
 
-test('PERMISSIVE accepts plaintext on the same port (no identity) as well as mTLS', async (t) => {
+test('PERMISSIVE accepts plaintext on the same port (no identity) as well as mTLS; policy still applies', async (t) => {
   const catalogApp = await httpEcho('catalog');
   const webApp = await httpEcho('web');
-  const mesh = await startMesh(yaml('PERMISSIVE'));
+  // Plaintext callers have no identity: only a rule without \`from\` can allow them.
+  const mesh = await startMesh(yaml('PERMISSIVE') + `---
+apiVersion: weft/v1
+kind: AuthorizationPolicy
+metadata: {name: catalog-access}
+spec:
+  service: catalog
+  action: ALLOW
+  rules:
+    - to: [{paths: [/plain]}]
+    - from: [{principals: ["spiffe://shop.example/ns/default/sa/web"]}]
+`);
   t.teardown(async () => (await mesh.stop(), await catalogApp.close(), await webApp.close()));
   const catalog = await mesh.sidecar({ service: 'catalog', appPort: catalogApp.port });
   const web = await mesh.sidecar({ service: 'web', appPort: webApp.port });
   const plain = await runTool('curl', ['-sS', '-H', 'x-weft-peer-identity: spiffe://shop.example/ns/default/sa/admin', `http://127.0.0.1:${catalog.ports.inbound}/plain`]);
   t.like(JSON.parse(plain.stdout), { app: 'catalog', url: '/plain', peer: null });
+  const other = await runTool('curl', ['-sS', '-i', `http://127.0.0.1:${catalog.ports.inbound}/other`]);
+  t.regex(other.stdout, /^HTTP\/1\.1 403/);
+  t.regex(other.stdout, /x-weft-policy: default\/catalog-access/i);
   const viaMesh = await waitFor('catalog reachable', async () => {
     const r = await runTool('curl', ['-sS', '-x', `http://127.0.0.1:${web.ports.outbound}`, 'http://catalog/mtls']);
     return r.stdout.startsWith('{') ? r : undefined;
