@@ -2,7 +2,8 @@
 
 import { X509Certificate } from 'node:crypto';
 import { generateKeyPair, type KeyPair } from './keys.ts';
-import { intermediateExtensions, randomSerial, rootExtensions } from './profiles.ts';
+import { intermediateExtensions, rootExtensions } from './profiles.ts';
+import { randomSerial } from './serial.ts';
 import { formatSpiffeId } from './spiffe-id.ts';
 import { EC_P256, x509 } from './x509.ts';
 

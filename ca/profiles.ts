@@ -1,29 +1,9 @@
 // Certificate profiles: the extensions and names of a root, an intermediate and a workload X.509-SVID.
 
-import { randomBytes } from 'node:crypto';
 import { octetString, seq, tlv } from './der.ts';
 import { x509, type CryptoKey } from './x509.ts';
 
 const { KeyUsageFlags, ExtendedKeyUsage } = x509;
-
-/**
- * A random positive serial carrying 128 bits of randomness (RFC 5280 allows 20 octets; CA/B asks for ≥64 bits).
- * DER integers are minimal and signed, so a leading 0x00 is added exactly when the top bit is set, and a
- * draw whose first byte is 0x00 is redrawn (it would need a non-minimal encoding).
- */
-export function randomSerial(): string {
-  for (;;) {
-    const bytes = randomBytes(16);
-    if (bytes[0] === 0) continue;
-    const hex = bytes.toString('hex');
-    return bytes[0]! & 0x80 ? `00${hex}` : hex;
-  }
-}
-
-/** Serial as printed by openssl and node (uppercase hex, no leading 00) so journal, logs and revocation agree. */
-export function normalizeSerial(serial: string): string {
-  return serial.replace(/^(00)+/, '').toUpperCase();
-}
 
 export async function rootExtensions(keys: { publicKey: CryptoKey }, trustDomainId: string): Promise<x509.Extension[]> {
   return [

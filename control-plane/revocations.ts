@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { WeftError } from '../errors.ts';
 import { writeFileAtomic } from '../ca/atomic-file.ts';
 import type { IssuanceRecord } from '../ca/authority.ts';
-import { normalizeSerial } from '../ca/profiles.ts';
+import { normalizeSerial } from '../ca/serial.ts';
 import { parseSpiffeId } from '../ca/spiffe-id.ts';
 
 export interface Revocation {

@@ -144,7 +144,9 @@ WEFT_ADMIN_PORT, WEFT_UPSTREAMS, WEFT_DRAIN (and *_HOST for each address). Logs 
       ...process.env,
       HTTP_PROXY: `http://127.0.0.1:${sc.ports.outbound}`,
       http_proxy: `http://127.0.0.1:${sc.ports.outbound}`,
+      // Both spellings: curl and grpc-js read only the lower-case one.
       NO_PROXY: 'localhost,127.0.0.1,::1',
+      no_proxy: 'localhost,127.0.0.1,::1',
       WEFT_OUTBOUND_PORT: String(sc.ports.outbound),
       ...Object.fromEntries(Object.entries(sc.ports.upstreams).map(([name, p]) => [`WEFT_UPSTREAM_${name.replace(/[^A-Za-z0-9]/g, '_').toUpperCase()}_PORT`, String(p)])),
     });

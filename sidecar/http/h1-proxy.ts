@@ -61,3 +61,10 @@ export function forwardH1(dispatcher: Dispatcher, req: IncomingMessage, res: Ser
     if (hasBody(req)) req.on('error', () => {});
   });
 }
+
+/** How many Host headers a request carried (node keeps only the first in req.headers). */
+export function hostHeaders(rawHeaders: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.length === 4 && rawHeaders[i]!.toLowerCase() === 'host') n++;
+  return n;
+}

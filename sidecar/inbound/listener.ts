@@ -14,12 +14,14 @@ import net, { type Socket } from 'node:net';
 import { constants as cryptoConstants } from 'node:crypto';
 import tls, { type TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
+import { normalizeSerial } from '../../ca/serial.ts';
 import { spiffeIdOfCertificate } from '../../ca/svid.ts';
 import type { RuntimeConfig } from '../config/runtime.ts';
 import { AppConnector } from './app.ts';
-import { forwardH1 } from '../http/h1-proxy.ts';
+import { forwardH1, hostHeaders } from '../http/h1-proxy.ts';
 import { forwardH2, h2RequestHeaders, meshReplyH2 } from '../http/h2-proxy.ts';
 import { forwardHeaders, PEER_IDENTITY_HEADER } from '../http/headers.ts';
+import { answerClientError } from '../http/client-error.ts';
 import { meshReply } from '../http/mesh-reply.ts';
 import { forwardUpgrade } from '../http/upgrade.ts';
 import { replaySocket } from './replay-socket.ts';
@@ -31,6 +33,7 @@ const MAX_HEADERS = 100;
 
 export interface PeerIdentity {
   readonly identity: string;
+  /** normalized (uppercase hex, no leading zeros), as revocation lists carry it */
   readonly serial: string;
 }
 
@@ -91,10 +94,13 @@ export class InboundListener {
       opts.log({ msg: 'inbound TLS handshake refused', error: err.message, remote: `${socket.remoteAddress}:${socket.remotePort}` });
     });
     // Slowloris bounds: a request must send its head within 10 s and finish within 5 minutes.
-    this.#h1 = http.createServer({ headersTimeout: 10_000, requestTimeout: 300_000, keepAliveTimeout: 60_000, maxHeaderSize: 16 * 1024 }, (req, res) => this.#onRequest(req, res));
+    this.#h1 = http.createServer({ headersTimeout: 10_000, requestTimeout: 300_000, keepAliveTimeout: 60_000, maxHeaderSize: 16 * 1024, connectionsCheckingInterval: 1000 }, (req, res) => this.#onRequest(req, res));
     this.#h1.maxHeadersCount = MAX_HEADERS + 1;
     this.#h1.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head));
-    this.#h1.on('clientError', (_err, socket) => socket.destroy());
+    this.#h1.on('clientError', answerClientError);
+    // Connections reach this server by emit('connection'), never by listen(); node starts tracking them (and so
+    // enforcing headersTimeout/requestTimeout, and closeIdleConnections on drain) only on 'listening'.
+    this.#h1.emit('listening');
     this.#h2 = http2.createServer({ settings: { maxConcurrentStreams: 256, maxHeaderListSize: 64 * 1024 } });
     this.#h2.on('stream', (stream, headers) => this.#onStream(stream, headers));
     this.#h2.on('sessionError', () => {});
@@ -174,8 +180,9 @@ export class InboundListener {
       const config = this.#o.config();
       const ownDomain = new URL(config.self.identity).host;
       if (id.trustDomain !== ownDomain) throw new Error(`peer ${id.uri} is not in trust domain ${ownDomain}`);
-      if (config.revokedSerials.has(cert.serialNumber)) throw new Error(`peer certificate ${cert.serialNumber} (${id.uri}) is revoked`);
-      peer = { identity: id.uri, serial: cert.serialNumber };
+      const serial = normalizeSerial(cert.serialNumber);
+      if (config.revokedSerials.has(serial)) throw new Error(`peer certificate ${serial} (${id.uri}) is revoked`);
+      peer = { identity: id.uri, serial };
     } catch (err) {
       this.#o.log({ msg: 'inbound connection refused', error: (err as Error).message });
       socket.destroy();
@@ -226,6 +233,11 @@ export class InboundListener {
     // Header-count bound: node keeps only maxHeadersCount headers; one more than the limit means too many.
     if (req.rawHeaders.length / 2 > MAX_HEADERS) {
       meshReply(res, 431, 'bad-request', `more than ${MAX_HEADERS} request headers`);
+      return;
+    }
+    if (hostHeaders(req.rawHeaders) > 1) {
+      // Which Host counts differs between servers: refuse rather than guess (request smuggling).
+      meshReply(res, 400, 'bad-request', 'more than one Host header');
       return;
     }
     const verdict = this.#authorize(this.#peerOf(req.socket), req.method ?? 'GET', req.url ?? '/', (n) => req.headers[n]);

@@ -12,9 +12,10 @@ import http2, { type ServerHttp2Stream } from 'node:http2';
 import net, { type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { upstreamForHost, type RuntimeConfig, type UpstreamRuntime } from '../config/runtime.ts';
-import { forwardH1 } from '../http/h1-proxy.ts';
+import { forwardH1, hostHeaders } from '../http/h1-proxy.ts';
 import { forwardH2, h2RequestHeaders, meshReplyH2 } from '../http/h2-proxy.ts';
 import { forwardHeaders } from '../http/headers.ts';
+import { answerClientError } from '../http/client-error.ts';
 import { meshReply } from '../http/mesh-reply.ts';
 import { forwardUpgrade } from '../http/upgrade.ts';
 import { ALPN } from '../inbound/listener.ts';
@@ -23,6 +24,8 @@ import type { PeerConnector } from './peers.ts';
 import { select } from './select.ts';
 
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n');
+/** At most this many request headers from the app; more is answered 431 here, before any peer sees it. */
+const MAX_HEADERS = 100;
 
 export interface OutboundOptions {
   readonly host: string;
@@ -48,9 +51,13 @@ export class OutboundListener {
 
   constructor(opts: OutboundOptions) {
     this.#o = opts;
-    this.#h1 = http.createServer({ headersTimeout: 10_000, requestTimeout: 300_000, keepAliveTimeout: 60_000 }, (req, res) => this.#onRequest(req, res));
+    this.#h1 = http.createServer({ headersTimeout: 10_000, requestTimeout: 300_000, keepAliveTimeout: 60_000, maxHeaderSize: 16 * 1024, connectionsCheckingInterval: 1000 }, (req, res) => this.#onRequest(req, res));
+    this.#h1.maxHeadersCount = MAX_HEADERS + 1;
     this.#h1.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head));
-    this.#h1.on('clientError', (_err, socket) => socket.destroy());
+    this.#h1.on('clientError', answerClientError);
+    // Connections reach this server by emit('connection'), never by listen(); node starts tracking them (and so
+    // enforcing headersTimeout/requestTimeout, and closeIdleConnections on drain) only on 'listening'.
+    this.#h1.emit('listening');
     this.#h2 = http2.createServer({ settings: { maxConcurrentStreams: 256, maxHeaderListSize: 64 * 1024 } });
     this.#h2.on('stream', (stream, headers) => this.#onStream(stream, headers));
     this.#h2.on('sessionError', () => {});
@@ -134,6 +141,15 @@ export class OutboundListener {
   }
 
   #onRequest(req: IncomingMessage, res: ServerResponse): void {
+    if (req.rawHeaders.length / 2 > MAX_HEADERS) {
+      meshReply(res, 431, 'bad-request', `more than ${MAX_HEADERS} request headers`);
+      return;
+    }
+    if (hostHeaders(req.rawHeaders) > 1) {
+      // Which Host counts differs between servers: refuse rather than guess (request smuggling).
+      meshReply(res, 400, 'bad-request', 'more than one Host header');
+      return;
+    }
     const { upstream, host, path } = this.#target(req);
     if (!upstream) {
       meshReply(res, 404, 'no-route', `${host || '(no Host header)'} is not a service in this mesh; known: ${[...this.#o.config().hosts.keys()].join(', ')}`);

@@ -1,0 +1,16 @@
+// What an HTTP/1 listener says to a request its parser refused (ambiguous framing, bad header bytes, obs-fold,
+// oversized head): a plain 400 or 431 with the mesh's reason header, then the connection is closed, since
+// after a framing error nothing more on it can be trusted.
+
+import type { Duplex } from 'node:stream';
+
+export function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+  const status = tooLarge ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+  const body = `weft: the mesh refused a malformed request (${err.code ?? 'parse error'})\n`;
+  socket.end(`HTTP/1.1 ${status}\r\ncontent-type: text/plain\r\nx-weft-reason: bad-request\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+}
