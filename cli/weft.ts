@@ -10,6 +10,7 @@ import { output, printError } from './output.ts';
  * the CA's certificate library or the YAML parser (each costs memory on every workload).
  */
 const COMMANDS: readonly { name: string; summary: string; load: () => Promise<Command> }[] = [
+  { name: 'up', summary: 'run a whole mesh on loopback: control plane, a sidecar and app per workload, an ingress', load: async () => (await import('./commands/up.ts')).up },
   { name: 'control-plane', summary: 'run the control plane: CA, identity API, config push to sidecars', load: async () => (await import('./commands/mesh.ts')).controlPlane },
   { name: 'sidecar', summary: 'run the sidecar proxy for one workload (mTLS, policy, routing), optionally with the app', load: async () => (await import('./commands/sidecar.ts')).sidecar },
   { name: 'apply', summary: 'send a mesh config to the control plane; rejected whole if anything is wrong', load: async () => (await import('./commands/mesh.ts')).apply },

@@ -20,11 +20,11 @@ const EXAMPLE = join(REPO, 'examples/shop/mesh.yaml');
 test('weft validate -f accepts the example shop and counts its documents', async (t) => {
   const r = await weft(['validate', '-f', 'examples/shop/mesh.yaml']);
   t.is(r.code, 0, r.stderr);
-  t.is(r.stdout, 'examples/shop/mesh.yaml: valid (1 Mesh, 3 Service, 1 Route, 2 AuthorizationPolicy, 1 TrafficPolicy)\n');
+  t.is(r.stdout, 'examples/shop/mesh.yaml: valid (1 Mesh, 4 Service, 1 Route, 4 AuthorizationPolicy, 1 TrafficPolicy)\n');
   t.is(r.stderr, '');
   const json = await weft(['validate', '--file', EXAMPLE, '--json']);
   t.is(json.code, 0, json.stderr);
-  t.deepEqual(JSON.parse(json.stdout), { file: EXAMPLE, valid: true, documents: { Mesh: 1, Service: 3, Route: 1, AuthorizationPolicy: 2, TrafficPolicy: 1 } });
+  t.deepEqual(JSON.parse(json.stdout), { file: EXAMPLE, valid: true, documents: { Mesh: 1, Service: 4, Route: 1, AuthorizationPolicy: 4, TrafficPolicy: 1 } });
 });
 
 test('weft validate -f lists every problem as file:line:col on stderr and exits 1', async (t) => {
@@ -117,7 +117,7 @@ test('weft schema prints a JSON Schema that knows every kind and refuses unknown
 
   // Checked with the schema alone: the example has no unknown field, a misspelt one anywhere is found.
   const docs = parseAllDocuments(readFileSync(EXAMPLE, 'utf8')) as { toJS(): unknown }[];
-  t.is(docs.length, 8);
+  t.is(docs.length, 11);
   for (const d of docs) t.deepEqual(unknownFields(schema, d.toJS()), []);
   const route = parseAllDocuments(readFileSync(EXAMPLE, 'utf8')).map((d) => d.toJS() as { kind: string; spec: { rules: { destinations: Record<string, unknown>[] }[] } }).find((d) => d.kind === 'Route')!;
   route.spec.rules[1]!.destinations[0]!.wieght = 90;

@@ -39,6 +39,7 @@ test('the example shop loads and compiles: identities, canary route, policies, b
       ['web', 8080, 'http', 'spiffe://shop.example/ns/default/sa/web', []],
       ['catalog', 8081, 'http', 'spiffe://shop.example/ns/default/sa/catalog', ['v1', 'v2']],
       ['prices', 8082, 'grpc', 'spiffe://shop.example/ns/default/sa/prices', []],
+      ['ingress', 8000, 'http', 'spiffe://shop.example/ns/default/sa/ingress', []],
     ],
   );
   const catalog = findService(config, 'catalog', 'default')!;
@@ -58,7 +59,9 @@ test('the example shop loads and compiles: identities, canary route, policies, b
   t.is(allowWeb!.action, 'ALLOW');
   t.deepEqual(allowWeb!.rules[0]!.from[0]!.principals, [{ type: 'exact', value: 'spiffe://shop.example/ns/default/sa/web' }]);
   t.deepEqual(authorizationPoliciesFor(config, { name: 'prices', namespace: 'default' })[0]!.rules[0]!.from[0]!.principals, [{ type: 'exact', value: 'spiffe://shop.example/ns/default/sa/catalog' }]);
-  t.is(authorizationPoliciesFor(config, { name: 'web', namespace: 'default' }).length, 0);
+  t.deepEqual(authorizationPoliciesFor(config, { name: 'web', namespace: 'default' }).map((p) => p.rules[0]!.from[0]!.principals), [[{ type: 'exact', value: 'spiffe://shop.example/ns/default/sa/ingress' }]]);
+  // Nothing in the mesh may call the ingress: an ALLOW policy with no rules.
+  t.deepEqual(authorizationPoliciesFor(config, { name: 'ingress', namespace: 'default' }).map((p) => [p.action, p.rules.length]), [['ALLOW', 0]]);
 
   t.deepEqual(trafficPolicyFor(config, catalog).circuitBreaker, { errorThresholdPercentage: 50, volumeThreshold: 20, consecutiveFailures: 5, resetTimeoutMs: 10_000, maxResetTimeoutMs: 120_000 });
   // A service with no TrafficPolicy gets the defaults.
