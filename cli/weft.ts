@@ -17,6 +17,7 @@ const COMMANDS: readonly { name: string; summary: string; load: () => Promise<Co
   { name: 'status', summary: 'list every connected sidecar: identity, config version and ACK state, certificate expiry', load: async () => (await import('./commands/mesh.ts')).status },
   { name: 'token', summary: 'issue a one-time bootstrap token for a sidecar of a service', load: async () => (await import('./commands/mesh.ts')).token },
   { name: 'revoke', summary: 'revoke a certificate by serial, or every valid certificate of an identity', load: async () => (await import('./commands/mesh.ts')).revoke },
+  { name: 'policy check', summary: 'explain what the mesh would decide for a request: allow or deny, and which rule', load: async () => (await import('./commands/policy.ts')).policyCheck },
   { name: 'validate', summary: 'check a mesh config file without applying it; every problem is listed with file:line:col', load: async () => (await import('./commands/validate.ts')).validate },
   { name: 'schema', summary: 'print the JSON Schema of mesh config documents (for editors)', load: async () => (await import('./commands/schema.ts')).schema },
   { name: 'ca init', summary: 'create the certificate authority (a new root and intermediate, or your own plug-in intermediate)', load: async () => (await import('./commands/ca.ts')).caInit },

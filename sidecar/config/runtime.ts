@@ -8,6 +8,7 @@ import type { MtlsMode, ServiceConfig } from '../../control-plane/config/types.t
 import type { Endpoint } from '../../control-plane/registry.ts';
 import type { SnapshotBody, Upstream } from '../../control-plane/snapshot/types.ts';
 import { compileAuthorizer, type Authorizer } from '../policy/authorizer.ts';
+import { normalizeHost } from '../policy/normalize.ts';
 import { inSubset, RoundRobin } from '../routing/balancer.ts';
 import { compileRoute, type RouteTable } from '../routing/route-table.ts';
 
@@ -89,9 +90,6 @@ export function compileSnapshot(version: number, body: SnapshotBody): RuntimeCon
 /** Finds the upstream for a Host header or absolute-URI authority: case, trailing dot and port do not matter. */
 export function upstreamForHost(config: RuntimeConfig, host: string | undefined): UpstreamRuntime | undefined {
   if (!host) return undefined;
-  let h = host.toLowerCase();
-  const colon = h.lastIndexOf(':');
-  if (colon !== -1 && !h.endsWith(']')) h = h.slice(0, colon);
-  if (h.endsWith('.')) h = h.slice(0, -1);
+  const h = normalizeHost(host);
   return config.hosts.get(h) ?? config.hosts.get(h.replace(/\.svc(\.cluster\.local)?$/, ''));
 }
