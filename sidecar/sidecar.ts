@@ -16,6 +16,7 @@ import { SvidSource, type Svid } from './identity/svid-source.ts';
 import { InboundListener, type TlsMaterial } from './inbound/listener.ts';
 import { OutboundListener } from './outbound/listener.ts';
 import { PeerConnector } from './outbound/peers.ts';
+import { noopObserver, type Observer } from './telemetry/observer.ts';
 
 export interface UpstreamPort {
   /** "catalog" (this namespace) or "catalog.other" */
@@ -69,6 +70,8 @@ export class Sidecar {
   #outbound: OutboundListener[] = [];
   #peers: PeerConnector | null = null;
   #ready = false;
+  /** telemetry for every request and connection; replaced when the config's tracing settings change */
+  observer: Observer = noopObserver;
   #stage = 'starting';
   ports = { inbound: 0, outbound: 0, admin: 0, upstreams: {} as Record<string, number> };
 
@@ -79,7 +82,7 @@ export class Sidecar {
       notReady: () => (this.#ready ? null : this.#stage),
       config: () => (this.#config ? { version: this.#config.version, snapshot: this.#config.body } : { version: null }),
       certs: () => this.#certs(),
-      metrics: () => this.#metrics(),
+      metrics: async () => this.#metrics() + (await this.observer.metrics()),
     });
   }
 
@@ -111,15 +114,15 @@ export class Sidecar {
     const material = this.#material(svid);
     this.#peers = new PeerConnector(material);
     const config = () => this.#config!;
-    this.#inbound = new InboundListener({ host: o.inboundHost, port: this.ports.inbound, appHost: o.appHost, appPort: o.appPort, config, log: o.log, policyHeader: o.policyHeader }, material);
+    this.#inbound = new InboundListener({ host: o.inboundHost, port: this.ports.inbound, appHost: o.appHost, appPort: o.appPort, config, log: o.log, policyHeader: o.policyHeader, observer: () => this.observer }, material);
     await this.#inbound.listen();
-    const main = new OutboundListener({ host: o.outboundHost, port: o.outboundPort, config, peers: this.#peers, log: o.log });
+    const main = new OutboundListener({ host: o.outboundHost, port: o.outboundPort, config, peers: this.#peers, log: o.log, observer: () => this.observer });
     await main.listen();
     this.ports.outbound = main.port;
     this.#outbound.push(main);
     for (const u of o.upstreams) {
       const key = u.service.includes('.') ? u.service : `${u.service}.${o.namespace}`;
-      const l = new OutboundListener({ host: o.outboundHost, port: u.port, config, peers: this.#peers, log: o.log, upstream: key });
+      const l = new OutboundListener({ host: o.outboundHost, port: u.port, config, peers: this.#peers, log: o.log, upstream: key, observer: () => this.observer });
       await l.listen();
       this.ports.upstreams[u.service] = l.port;
       this.#outbound.push(l);

@@ -9,7 +9,7 @@ export interface AdminSources {
   notReady(): string | null;
   config(): unknown;
   certs(): unknown;
-  metrics(): string;
+  metrics(): Promise<string>;
 }
 
 export class AdminServer {
@@ -43,7 +43,10 @@ export class AdminServer {
           json(200, sources.certs());
           return;
         case '/metrics':
-          res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(sources.metrics());
+          sources.metrics().then(
+            (text) => res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(text),
+            (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics failed: ${err.message}\n`),
+          );
           return;
         default:
           res.writeHead(404, { 'content-type': 'text/plain' }).end('admin endpoints: /ready /live /config /certs /metrics\n');

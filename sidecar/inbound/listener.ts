@@ -26,6 +26,8 @@ import { meshReply } from '../http/mesh-reply.ts';
 import { forwardUpgrade } from '../http/upgrade.ts';
 import { replaySocket } from './replay-socket.ts';
 import { enforce, type Verdict } from '../policy/enforce.ts';
+import { noopObserver, type Observer, type RequestObservation } from '../telemetry/observer.ts';
+import { REASON_HEADER } from '../http/headers.ts';
 
 export const ALPN = { h2: 'h2', http1: 'http/1.1', tcp: 'weft-tcp' } as const;
 /** At most this many request headers; more is answered 431. */
@@ -52,6 +54,7 @@ export interface InboundOptions {
   readonly log: (event: Record<string, unknown>) => void;
   /** name the deciding policy and rule in a header on denials (x-weft-policy); default on */
   readonly policyHeader?: boolean;
+  readonly observer?: () => Observer;
 }
 
 export function serverTlsOptions(m: TlsMaterial): tls.SecureContextOptions {
@@ -224,6 +227,15 @@ export class InboundListener {
     return headers;
   }
 
+  #observe(protocol: 'http' | 'http2' | 'grpc', method: string, target: string, header: (n: string) => string | string[] | undefined, peer: PeerIdentity | null, verdict: Verdict): RequestObservation {
+    const config = this.#o.config();
+    const obs = (this.#o.observer ?? (() => noopObserver))().request({
+      direction: 'inbound', protocol, method, path: target.split('?')[0]!, header, source: peer?.identity ?? null, service: `${config.self.name}.${config.self.namespace}`,
+    });
+    if (verdict.decision) obs.set({ policy: { allowed: verdict.decision.allowed, policy: verdict.decision.policy, rule: verdict.decision.rule } });
+    return obs;
+  }
+
   /** Normalize and authorize; the single gate every HTTP request and stream passes before the app. */
   #authorize(principal: PeerIdentity | null, method: string, target: string, header: (n: string) => string | string[] | undefined): Verdict {
     return enforce(this.#o.config(), { principal: principal?.identity ?? null, method, target, header }, { policyHeader: this.#o.policyHeader ?? true, log: this.#o.log });
@@ -240,13 +252,16 @@ export class InboundListener {
       meshReply(res, 400, 'bad-request', 'more than one Host header');
       return;
     }
-    const verdict = this.#authorize(this.#peerOf(req.socket), req.method ?? 'GET', req.url ?? '/', (n) => req.headers[n]);
+    const peer = this.#peerOf(req.socket);
+    const verdict = this.#authorize(peer, req.method ?? 'GET', req.url ?? '/', (n) => req.headers[n]);
+    const obs = this.#observe('http', req.method ?? 'GET', verdict.target, (n) => req.headers[n], peer, verdict);
+    res.once('close', () => obs.end({ status: res.statusCode, reason: res.getHeader(REASON_HEADER) as string | undefined }));
     if (!verdict.ok) {
       meshReply(res, verdict.status, verdict.reason!, verdict.message, verdict.headers);
       if (verdict.status === 400) res.once('finish', () => req.socket.destroy());
       return;
     }
-    forwardH1(this.#app.pool, req, res, this.#appHeaders(req), { path: verdict.target }).catch((err: Error) => {
+    forwardH1(this.#app.pool, req, res, { ...this.#appHeaders(req), ...obs.propagate }, { path: verdict.target }).catch((err: Error) => {
       meshReply(res, 503, 'app-unavailable', `the app at ${this.#o.appHost}:${this.#o.appPort} did not answer: ${err.message}`);
     });
   }
@@ -270,11 +285,13 @@ export class InboundListener {
     const peer = stream.session ? (this.#sessionPeers.get(stream.session) ?? null) : null;
     const grpc = String(headers['content-type'] ?? '').startsWith('application/grpc');
     const verdict = this.#authorize(peer, String(headers[':method'] ?? ''), String(headers[':path'] ?? ''), (n) => headers[n]);
+    const obs = this.#observe(grpc ? 'grpc' : 'http2', String(headers[':method'] ?? ''), verdict.target, (n) => headers[n], peer, verdict);
+    stream.once('close', () => obs.end({ status: Number(stream.sentHeaders?.[':status'] ?? 0), reason: stream.sentHeaders?.[REASON_HEADER] as string | undefined }));
     if (!verdict.ok) {
       meshReplyH2(stream, verdict.status, verdict.reason!, verdict.message, grpc, verdict.headers);
       return;
     }
-    const upstreamHeaders = h2RequestHeaders(headers, peer ? { [PEER_IDENTITY_HEADER]: peer.identity } : {});
+    const upstreamHeaders = h2RequestHeaders(headers, { ...obs.propagate, ...(peer ? { [PEER_IDENTITY_HEADER]: peer.identity } : {}) });
     upstreamHeaders[':path'] = verdict.target;
     forwardH2(stream, this.#app.h2Session(), upstreamHeaders).catch((err: Error) => {
       meshReplyH2(stream, 503, 'app-unavailable', `the app did not answer: ${err.message}`, grpc);

@@ -22,6 +22,9 @@ import { ALPN } from '../inbound/listener.ts';
 import type { RequestFacts } from '../routing/route-table.ts';
 import type { PeerConnector } from './peers.ts';
 import { select } from './select.ts';
+import { noopObserver, type Observer, type RequestObservation } from '../telemetry/observer.ts';
+import { REASON_HEADER } from '../http/headers.ts';
+import type { Selection } from './select.ts';
 
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n');
 /** At most this many request headers from the app; more is answered 431 here, before any peer sees it. */
@@ -35,6 +38,7 @@ export interface OutboundOptions {
   readonly log: (event: Record<string, unknown>) => void;
   /** a per-upstream port: every connection goes to this service ("name.namespace") */
   readonly upstream?: string;
+  readonly observer?: () => Observer;
 }
 
 function failure(err: Error & { code?: string }): { status: number; reason: 'peer-identity-mismatch' | 'upstream-connect-failure'; message: string } {
@@ -159,12 +163,15 @@ export class OutboundListener {
       meshReply(res, 400, 'bad-request', `${upstream.key} speaks ${upstream.service.protocol}; use an upstream port (--upstream ${upstream.service.name}=PORT)${upstream.service.protocol === 'tcp' ? '' : ' or h2c'}`);
       return;
     }
-    const sel = select(upstream, this.#facts(req, path));
+    const facts = this.#facts(req, path);
+    const sel = select(upstream, facts);
+    const obs = this.#observe(upstream, 'http', facts.method, facts.path, (n) => req.headers[n], sel);
+    res.once('close', () => obs.end({ status: res.statusCode, reason: res.getHeader(REASON_HEADER) as string | undefined }));
     if (!sel.ok) {
       meshReply(res, sel.status, sel.reason, sel.message);
       return;
     }
-    const headers = forwardHeaders(req.headers);
+    const headers = { ...forwardHeaders(req.headers), ...obs.propagate };
     headers.host = host;
     forwardH1(this.#o.peers.h1Pool(upstream, sel.address), req, res, headers, { path }).catch((err: Error) => {
       const f = failure(err);
@@ -200,15 +207,25 @@ export class OutboundListener {
     }
     const path = String(headers[':path'] ?? '/');
     const q = path.indexOf('?');
-    const sel = select(upstream, { method: String(headers[':method']), path: q === -1 ? path : path.slice(0, q), header: (n) => headers[n] });
+    const method = String(headers[':method']);
+    const bare = q === -1 ? path : path.slice(0, q);
+    const sel = select(upstream, { method, path: bare, header: (n) => headers[n] });
+    const obs = this.#observe(upstream, grpc ? 'grpc' : 'http2', method, bare, (n) => headers[n], sel);
+    stream.once('close', () => obs.end({ status: Number(stream.sentHeaders?.[':status'] ?? 0), reason: stream.sentHeaders?.[REASON_HEADER] as string | undefined }));
     if (!sel.ok) {
       meshReplyH2(stream, sel.status, sel.reason, sel.message, grpc);
       return;
     }
-    forwardH2(stream, this.#o.peers.h2Session(upstream, sel.address), h2RequestHeaders(headers)).catch((err: Error) => {
+    forwardH2(stream, this.#o.peers.h2Session(upstream, sel.address), h2RequestHeaders(headers, { ...obs.propagate })).catch((err: Error) => {
       const f = failure(err);
       meshReplyH2(stream, f.status, f.reason, f.message, grpc);
     });
+  }
+
+  #observe(upstream: UpstreamRuntime, protocol: 'http' | 'http2' | 'grpc', method: string, path: string, header: (n: string) => string | string[] | undefined, sel: Selection): RequestObservation {
+    const obs = (this.#o.observer ?? (() => noopObserver))().request({ direction: 'outbound', protocol, method, path, header, source: this.#o.config().self.identity, service: upstream.key });
+    obs.set({ destination: [...upstream.expectedIdentities][0], ...(sel.ok ? { subset: sel.subset, endpoint: sel.address } : {}) });
+    return obs;
   }
 
   #pipeTcp(socket: Socket, upstream: UpstreamRuntime): void {

@@ -1,0 +1,70 @@
+// The seam between the request path and telemetry: listeners report what happens, the observer turns it into
+// spans, metrics and access logs. The request path never waits on telemetry.
+
+export type Direction = 'inbound' | 'outbound';
+
+export interface RequestStart {
+  readonly direction: Direction;
+  readonly protocol: 'http' | 'http2' | 'grpc';
+  readonly method: string;
+  /** the path (normalized on the inbound side), without the query */
+  readonly path: string;
+  /** request headers as received, for trace context (traceparent, tracestate, b3, x-b3-*) */
+  readonly header: (name: string) => string | string[] | undefined;
+  /** inbound: the caller's SPIFFE ID (null without mTLS); outbound: this sidecar's */
+  readonly source: string | null;
+  /** "name.namespace" of the destination service */
+  readonly service: string;
+}
+
+/** Facts learnt while the request is handled; set as they become known. */
+export interface RequestFacts {
+  /** the destination's SPIFFE ID (outbound) */
+  destination?: string;
+  subset?: string | null;
+  endpoint?: string;
+  /** route rule name or index */
+  route?: string;
+  retries?: number;
+  breaker?: 'closed' | 'open' | 'half-open';
+  /** authorization outcome (inbound) */
+  policy?: { allowed: boolean; policy: string | null; rule: number | null };
+}
+
+export interface RequestEnd {
+  readonly status: number;
+  /** set when the mesh answered itself (x-weft-reason) */
+  readonly reason?: string;
+}
+
+export interface RequestObservation {
+  /** headers to add to the request sent on (trace context for the next hop) */
+  readonly propagate: Readonly<Record<string, string>>;
+  set(facts: RequestFacts): void;
+  end(outcome: RequestEnd): void;
+}
+
+export interface ConnectionObservation {
+  bytes(received: number, sent: number): void;
+  end(): void;
+}
+
+export interface Observer {
+  request(start: RequestStart): RequestObservation;
+  /** a raw TCP connection through the sidecar */
+  connection(direction: Direction, service: string, peer: string | null): ConnectionObservation;
+  /** Prometheus text exposition for /metrics */
+  metrics(): Promise<string>;
+  close(): Promise<void>;
+}
+
+const NOOP_REQUEST: RequestObservation = { propagate: {}, set() {}, end() {} };
+const NOOP_CONNECTION: ConnectionObservation = { bytes() {}, end() {} };
+
+/** Reports nothing: the default until telemetry is configured. */
+export const noopObserver: Observer = {
+  request: () => NOOP_REQUEST,
+  connection: () => NOOP_CONNECTION,
+  metrics: async () => '',
+  close: async () => {},
+};
