@@ -17,6 +17,7 @@ import { InboundListener, type TlsMaterial } from './inbound/listener.ts';
 import { OutboundListener } from './outbound/listener.ts';
 import { PeerConnector } from './outbound/peers.ts';
 import { noopObserver, type Observer } from './telemetry/observer.ts';
+import { ResilienceState } from './resilience/state.ts';
 
 export interface UpstreamPort {
   /** "catalog" (this namespace) or "catalog.other" */
@@ -72,6 +73,12 @@ export class Sidecar {
   #ready = false;
   /** telemetry for every request and connection; replaced when the config's tracing settings change */
   observer: Observer = noopObserver;
+  readonly #resilience = new ResilienceState({
+    onBreaker: (service, endpoint, state) => {
+      this.#o.log({ msg: `circuit breaker ${state}`, service, endpoint });
+      (this.observer as Observer & { breakerState?: (s: string, e: string, st: string) => void }).breakerState?.(service, endpoint, state);
+    },
+  });
   #stage = 'starting';
   ports = { inbound: 0, outbound: 0, admin: 0, upstreams: {} as Record<string, number> };
 
@@ -116,13 +123,13 @@ export class Sidecar {
     const config = () => this.#config!;
     this.#inbound = new InboundListener({ host: o.inboundHost, port: this.ports.inbound, appHost: o.appHost, appPort: o.appPort, config, log: o.log, policyHeader: o.policyHeader, observer: () => this.observer }, material);
     await this.#inbound.listen();
-    const main = new OutboundListener({ host: o.outboundHost, port: o.outboundPort, config, peers: this.#peers, log: o.log, observer: () => this.observer });
+    const main = new OutboundListener({ host: o.outboundHost, port: o.outboundPort, config, peers: this.#peers, log: o.log, observer: () => this.observer, state: this.#resilience });
     await main.listen();
     this.ports.outbound = main.port;
     this.#outbound.push(main);
     for (const u of o.upstreams) {
       const key = u.service.includes('.') ? u.service : `${u.service}.${o.namespace}`;
-      const l = new OutboundListener({ host: o.outboundHost, port: u.port, config, peers: this.#peers, log: o.log, upstream: key, observer: () => this.observer });
+      const l = new OutboundListener({ host: o.outboundHost, port: u.port, config, peers: this.#peers, log: o.log, upstream: key, observer: () => this.observer, state: this.#resilience });
       await l.listen();
       this.ports.upstreams[u.service] = l.port;
       this.#outbound.push(l);
@@ -165,6 +172,7 @@ export class Sidecar {
     this.#config = next;
     if (bundleChanged && this.#inbound) this.#retls(this.svid.current);
     this.#inbound?.closeRevoked(next.revokedSerials);
+    this.#resilience.prune(next);
   }
 
   #certs(): unknown {

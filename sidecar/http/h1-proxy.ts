@@ -13,31 +13,46 @@ export function hasBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
 }
 
+export interface ForwardOptions {
+  readonly path?: string;
+  /** a body already read into memory (so a retry can send it again); null for none; default: stream `req` */
+  readonly body?: Buffer | null;
+  /** called with a function that aborts the exchange (timeouts) */
+  readonly onAbortable?: (abort: (err?: Error) => void) => void;
+  /**
+   * Decides, when the response head arrives, whether to relay it (true) or drop it (false: its body is
+   * discarded and the promise resolves with `relayed: false`, so the caller can retry elsewhere).
+   */
+  readonly accept?: (status: number) => boolean;
+}
+
 /**
  * Sends `req` (with `headers` already cleaned for the next hop) through `dispatcher` and streams the answer
- * back. Resolves when the response has been fully relayed; rejects only if no response head arrived, so
- * the caller can answer with a mesh error (or retry).
+ * back. Resolves when the response has been relayed (or dropped by `accept`); rejects only if no response head
+ * arrived, so the caller can answer with a mesh error or retry.
  */
-export function forwardH1(dispatcher: Dispatcher, req: IncomingMessage, res: ServerResponse, headers: Record<string, string | string[]>, opts: { path?: string; onAbortable?: (abort: (err?: Error) => void) => void; body?: IncomingMessage | null } = {}): Promise<number> {
+export function forwardH1(dispatcher: Dispatcher, req: IncomingMessage, res: ServerResponse, headers: Record<string, string | string[]>, opts: ForwardOptions = {}): Promise<{ status: number; relayed: boolean }> {
   return new Promise((resolve, reject) => {
     let responded = false;
+    let relay = true;
+    let status = 0;
+    const body = opts.body === undefined ? (hasBody(req) ? req : null) : opts.body;
     dispatcher.dispatch(
-      {
-        method: req.method as Dispatcher.HttpMethod,
-        path: opts.path ?? req.url ?? '/',
-        headers,
-        body: opts.body === null ? null : hasBody(req) ? (opts.body ?? req) : null,
-      },
+      { method: req.method as Dispatcher.HttpMethod, path: opts.path ?? req.url ?? '/', headers, body },
       {
         onConnect(abort: (err?: Error) => void) {
           opts.onAbortable?.(abort);
         },
         onError(err: ForwardError) {
           if (!responded) reject(err);
-          else res.destroy(err);
+          else if (relay) res.destroy(err);
+          else resolve({ status, relayed: false });
         },
         onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void) {
           responded = true;
+          status = statusCode;
+          relay = opts.accept ? opts.accept(statusCode) : true;
+          if (!relay) return true;
           const h: Record<string, string | string[]> = {};
           for (let i = 0; i < rawHeaders.length; i += 2) {
             const name = rawHeaders[i]!.toString('latin1').toLowerCase();
@@ -50,15 +65,15 @@ export function forwardH1(dispatcher: Dispatcher, req: IncomingMessage, res: Ser
           return true;
         },
         onData(chunk: Buffer) {
-          return res.write(chunk);
+          return relay ? res.write(chunk) : true;
         },
         onComplete() {
-          res.end();
-          resolve(res.statusCode);
+          if (relay) res.end();
+          resolve({ status, relayed: relay });
         },
       } as unknown as Dispatcher.DispatchHandler,
     );
-    if (hasBody(req)) req.on('error', () => {});
+    if (body === req) req.on('error', () => {});
   });
 }
 
@@ -67,4 +82,18 @@ export function hostHeaders(rawHeaders: readonly string[]): number {
   let n = 0;
   for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.length === 4 && rawHeaders[i]!.toLowerCase() === 'host') n++;
   return n;
+}
+
+/**
+ * Reads a request body into memory if it is at most `limit` bytes (so it can be sent again on a retry).
+ * Returns null when there is no body, or 'stream' when it is larger or of unknown length: then `req` must be
+ * streamed once and not retried.
+ */
+export async function bufferSmallBody(req: IncomingMessage, limit: number): Promise<Buffer | null | 'stream'> {
+  if (!hasBody(req)) return null;
+  const length = Number(req.headers['content-length']);
+  if (!Number.isFinite(length) || length > limit || req.headers['transfer-encoding'] !== undefined) return 'stream';
+  const chunks: Buffer[] = [];
+  for await (const c of req as AsyncIterable<Buffer>) chunks.push(c);
+  return Buffer.concat(chunks);
 }

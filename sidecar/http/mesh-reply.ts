@@ -17,7 +17,8 @@ export type MeshReason =
   | 'timeout'
   | 'circuit-open'
   | 'overflow'
-  | 'denied';
+  | 'denied'
+  | 'fault-injected';
 
 export function meshReply(res: ServerResponse | Http2ServerResponse, status: number, reason: MeshReason, message: string, extra: Record<string, string> = {}): void {
   if (res.headersSent) {

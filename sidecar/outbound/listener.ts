@@ -12,7 +12,7 @@ import http2, { type ServerHttp2Stream } from 'node:http2';
 import net, { type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { upstreamForHost, type RuntimeConfig, type UpstreamRuntime } from '../config/runtime.ts';
-import { forwardH1, hostHeaders } from '../http/h1-proxy.ts';
+import { hostHeaders } from '../http/h1-proxy.ts';
 import { forwardH2, h2RequestHeaders, meshReplyH2 } from '../http/h2-proxy.ts';
 import { forwardHeaders } from '../http/headers.ts';
 import { answerClientError } from '../http/client-error.ts';
@@ -22,6 +22,8 @@ import { ALPN } from '../inbound/listener.ts';
 import type { RequestFacts } from '../routing/route-table.ts';
 import type { PeerConnector } from './peers.ts';
 import { select } from './select.ts';
+import { callHttp } from './http-call.ts';
+import type { ResilienceState } from '../resilience/state.ts';
 import { noopObserver, type Observer, type RequestObservation } from '../telemetry/observer.ts';
 import { REASON_HEADER } from '../http/headers.ts';
 import type { Selection } from './select.ts';
@@ -39,6 +41,8 @@ export interface OutboundOptions {
   /** a per-upstream port: every connection goes to this service ("name.namespace") */
   readonly upstream?: string;
   readonly observer?: () => Observer;
+  /** breakers, EWMA, budgets and pending counts, shared by every outbound listener of the sidecar */
+  readonly state: ResilienceState;
 }
 
 function failure(err: Error & { code?: string }): { status: number; reason: 'peer-identity-mismatch' | 'upstream-connect-failure'; message: string } {
@@ -164,18 +168,13 @@ export class OutboundListener {
       return;
     }
     const facts = this.#facts(req, path);
-    const sel = select(upstream, facts);
-    const obs = this.#observe(upstream, 'http', facts.method, facts.path, (n) => req.headers[n], sel);
+    const obs = this.#observe(upstream, 'http', facts.method, facts.path, (n) => req.headers[n], null);
     res.once('close', () => obs.end({ status: res.statusCode, reason: res.getHeader(REASON_HEADER) as string | undefined }));
-    if (!sel.ok) {
-      meshReply(res, sel.status, sel.reason, sel.message);
-      return;
-    }
     const headers = { ...forwardHeaders(req.headers), ...obs.propagate };
     headers.host = host;
-    forwardH1(this.#o.peers.h1Pool(upstream, sel.address), req, res, headers, { path }).catch((err: Error) => {
-      const f = failure(err);
-      meshReply(res, f.status, f.reason, f.message);
+    callHttp({ upstream, req, res, headers, target: path, facts, peers: this.#o.peers, state: this.#o.state, obs }).catch((err: Error) => {
+      this.#o.log({ msg: 'outbound call failed unexpectedly', upstream: upstream.key, error: err.stack ?? err.message });
+      meshReply(res, 503, 'upstream-connect-failure', `internal error: ${err.message}`);
     });
   }
 
@@ -222,9 +221,9 @@ export class OutboundListener {
     });
   }
 
-  #observe(upstream: UpstreamRuntime, protocol: 'http' | 'http2' | 'grpc', method: string, path: string, header: (n: string) => string | string[] | undefined, sel: Selection): RequestObservation {
+  #observe(upstream: UpstreamRuntime, protocol: 'http' | 'http2' | 'grpc', method: string, path: string, header: (n: string) => string | string[] | undefined, sel: Selection | null): RequestObservation {
     const obs = (this.#o.observer ?? (() => noopObserver))().request({ direction: 'outbound', protocol, method, path, header, source: this.#o.config().self.identity, service: upstream.key });
-    obs.set({ destination: [...upstream.expectedIdentities][0], ...(sel.ok ? { subset: sel.subset, endpoint: sel.address } : {}) });
+    obs.set({ destination: [...upstream.expectedIdentities][0], ...(sel?.ok ? { subset: sel.subset, endpoint: sel.address } : {}) });
     return obs;
   }
 

@@ -19,3 +19,22 @@ export class RoundRobin {
     return item;
   }
 }
+
+interface Weighed {
+  readonly ewmaMs: number;
+  readonly inFlight: number;
+}
+
+/**
+ * Power of two choices over a latency EWMA (as Linkerd balances): two random candidates, the one with the
+ * lower expected cost (latency × (requests in flight + 1)) wins. Unmeasured endpoints cost nothing, so new
+ * ones get traffic at once.
+ */
+export function pickP2c<T extends Weighed>(items: readonly T[], random: () => number = Math.random): T | undefined {
+  if (items.length <= 1) return items[0];
+  const a = items[Math.floor(random() * items.length)]!;
+  let b = items[Math.floor(random() * (items.length - 1))]!;
+  if (b === a) b = items[items.length - 1]!;
+  const cost = (x: T) => x.ewmaMs * (x.inFlight + 1);
+  return cost(b) < cost(a) ? b : a;
+}

@@ -1,0 +1,94 @@
+// What the outbound side knows about each peer endpoint across config pushes: its circuit breaker (opossum),
+// consecutive failures, an EWMA of its latency and its requests in flight, for balancing and ejection.
+
+import CircuitBreaker from 'opossum';
+import type { CircuitBreakerConfig } from '../../control-plane/config/types.ts';
+
+export type BreakerState = 'closed' | 'open' | 'half-open';
+
+/** A failure the breaker counts: a connection error, a reset, or a 5xx answer. */
+export class UpstreamFailure extends Error {
+  readonly status: number;
+  constructor(status: number, message: string) {
+    super(message);
+    this.status = status;
+  }
+}
+
+const EWMA_ALPHA = 0.3;
+
+export class EndpointHealth {
+  readonly address: string;
+  readonly breaker: CircuitBreaker | null;
+  readonly #config: CircuitBreakerConfig | null;
+  #consecutive = 0;
+  ewmaMs = 0;
+  inFlight = 0;
+
+  constructor(address: string, config: CircuitBreakerConfig | null, onState: (state: BreakerState) => void) {
+    this.address = address;
+    this.#config = config;
+    if (!config) {
+      this.breaker = null;
+      return;
+    }
+    // The action is passed per call (fire(fn)), so one breaker guards every request to this endpoint.
+    this.breaker = new CircuitBreaker(async (fn: () => Promise<unknown>) => fn(), {
+      errorThresholdPercentage: config.errorThresholdPercentage,
+      volumeThreshold: config.volumeThreshold,
+      resetTimeout: config.resetTimeoutMs,
+      rollingCountTimeout: 10_000,
+      rollingCountBuckets: 10,
+      timeout: false,
+    });
+    this.breaker.on('open', () => onState('open'));
+    this.breaker.on('halfOpen', () => onState('half-open'));
+    // opossum reads options.resetTimeout each time it opens; its typings do not declare `options`.
+    const options = (this.breaker as unknown as { options: { resetTimeout: number } }).options;
+    this.breaker.on('close', () => {
+      // Recovered: the next trip waits the base reset time again.
+      options.resetTimeout = config.resetTimeoutMs;
+      onState('closed');
+    });
+    this.breaker.on('failure', () => {
+      // A failed trial while half-open reopens the breaker (opossum emits 'failure' first): back off,
+      // doubling the wait up to maxResetTimeout.
+      if (this.breaker!.halfOpen) options.resetTimeout = Math.min(config.maxResetTimeoutMs, options.resetTimeout * 2);
+    });
+  }
+
+  get state(): BreakerState {
+    if (!this.breaker) return 'closed';
+    return this.breaker.opened ? 'open' : this.breaker.halfOpen ? 'half-open' : 'closed';
+  }
+
+  /** May take traffic: closed, or half-open (its trial request). */
+  get available(): boolean {
+    return this.state !== 'open';
+  }
+
+  /** Runs one attempt under the breaker. `attempt` throws UpstreamFailure for what counts as a failure. */
+  async run<T>(attempt: () => Promise<T>): Promise<T> {
+    const started = performance.now();
+    this.inFlight++;
+    try {
+      const result = this.breaker ? ((await this.breaker.fire(attempt)) as T) : await attempt();
+      this.#consecutive = 0;
+      return result;
+    } catch (err) {
+      if (err instanceof UpstreamFailure || !this.breaker) {
+        this.#consecutive++;
+        if (this.#config && this.#consecutive >= this.#config.consecutiveFailures && this.breaker && !this.breaker.opened) this.breaker.open();
+      }
+      throw err;
+    } finally {
+      this.inFlight--;
+      const ms = performance.now() - started;
+      this.ewmaMs = this.ewmaMs === 0 ? ms : this.ewmaMs * (1 - EWMA_ALPHA) + ms * EWMA_ALPHA;
+    }
+  }
+
+  shutdown(): void {
+    this.breaker?.shutdown();
+  }
+}
