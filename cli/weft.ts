@@ -17,6 +17,8 @@ const COMMANDS: readonly { name: string; summary: string; load: () => Promise<Co
   { name: 'status', summary: 'list every connected sidecar: identity, config version and ACK state, certificate expiry', load: async () => (await import('./commands/mesh.ts')).status },
   { name: 'token', summary: 'issue a one-time bootstrap token for a sidecar of a service', load: async () => (await import('./commands/mesh.ts')).token },
   { name: 'revoke', summary: 'revoke a certificate by serial, or every valid certificate of an identity', load: async () => (await import('./commands/mesh.ts')).revoke },
+  { name: 'canary', summary: 'shift a live traffic split: give a subset a percentage of its service', load: async () => (await import('./commands/route.ts')).canary },
+  { name: 'route show', summary: "show a service's routing: rules, splits, timeouts, retries", load: async () => (await import('./commands/route.ts')).routeShow },
   { name: 'policy check', summary: 'explain what the mesh would decide for a request: allow or deny, and which rule', load: async () => (await import('./commands/policy.ts')).policyCheck },
   { name: 'validate', summary: 'check a mesh config file without applying it; every problem is listed with file:line:col', load: async () => (await import('./commands/validate.ts')).validate },
   { name: 'schema', summary: 'print the JSON Schema of mesh config documents (for editors)', load: async () => (await import('./commands/schema.ts')).schema },
@@ -60,7 +62,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       return words.every((w, i) => argv[i] === w);
     });
     if (!command) {
-      const near = COMMANDS.filter((c) => c.name.startsWith(argv[0] ?? '')).map((c) => c.name);
+      const sameFirst = COMMANDS.filter((c) => c.name.split(' ')[0] === argv[0]).map((c) => c.name);
+      const near = sameFirst.length ? sameFirst : COMMANDS.filter((c) => c.name.startsWith(argv[0] ?? '')).map((c) => c.name);
       throw new WeftError('WEFT_CLI_USAGE', `unknown command ${JSON.stringify(argv.slice(0, 2).join(' '))}${near.length ? `; did you mean: ${near.join(', ')}` : ''}; see 'weft --help'`);
     }
     const rest = argv.slice(command.name.split(' ').length);

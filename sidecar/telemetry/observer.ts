@@ -26,7 +26,7 @@ export interface RequestFacts {
   /** route rule name or index */
   route?: string;
   retries?: number;
-  breaker?: 'closed' | 'open' | 'half-open';
+  breaker?: BreakerState;
   /** authorization outcome (inbound) */
   policy?: { allowed: boolean; policy: string | null; rule: number | null };
 }
@@ -49,10 +49,20 @@ export interface ConnectionObservation {
   end(): void;
 }
 
+export type BreakerState = 'closed' | 'open' | 'half-open';
+
 export interface Observer {
   request(start: RequestStart): RequestObservation;
   /** a raw TCP connection through the sidecar */
   connection(direction: Direction, service: string, peer: string | null): ConnectionObservation;
+  /** a circuit breaker changed state (or was created, as 'closed'); `endpoint` is host:port of the peer */
+  breakerState(service: string, endpoint: string, state: BreakerState): void;
+  /** the breaker of an endpoint that left the config is gone: its state stops being reported */
+  breakerRemoved(service: string, endpoint: string): void;
+  /** one retry attempt was made (call once per retry, not per request; the request's total goes in `retries`) */
+  retry(service: string, subset: string | null): void;
+  /** a retry was wanted but the service's retry budget had none left */
+  retryBudgetExhausted(service: string): void;
   /** Prometheus text exposition for /metrics */
   metrics(): Promise<string>;
   close(): Promise<void>;
@@ -65,6 +75,10 @@ const NOOP_CONNECTION: ConnectionObservation = { bytes() {}, end() {} };
 export const noopObserver: Observer = {
   request: () => NOOP_REQUEST,
   connection: () => NOOP_CONNECTION,
+  breakerState() {},
+  breakerRemoved() {},
+  retry() {},
+  retryBudgetExhausted() {},
   metrics: async () => '',
   close: async () => {},
 };

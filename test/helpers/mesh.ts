@@ -110,16 +110,14 @@ export async function startMesh(yaml: string, opts: { controlPlaneEnv?: NodeJS.P
       return r.stdout.trim();
     },
     async sidecar(spec) {
-      const ports = { inbound: await freePort(), outbound: await freePort(), admin: await freePort(), app: spec.appPort, upstreams: {} as Record<string, number> };
-      const upstreamFlags: string[] = [];
-      for (const u of spec.upstreams ?? []) {
-        ports.upstreams[u] = await freePort();
-        upstreamFlags.push('--upstream', `${u}=${ports.upstreams[u]}`);
-      }
+      // Port 0 everywhere: the sidecar binds free ports itself (no race with other tests) and reports them
+      // in its "sidecar ready" log line.
+      const ports = { inbound: 0, outbound: 0, admin: 0, app: spec.appPort, upstreams: {} as Record<string, number> };
+      const upstreamFlags = (spec.upstreams ?? []).flatMap((u) => ['--upstream', `${u}=0`]);
       const args = [
         'sidecar', '--control-plane', url, '--trust-bundle', mesh.bundleFile, '--token', await mesh.token(spec.service, spec.namespace),
         '--service', spec.service, '--namespace', spec.namespace ?? 'default', '--app-port', String(spec.appPort),
-        '--inbound-port', String(ports.inbound), '--outbound-port', String(ports.outbound), '--admin-port', String(ports.admin),
+        '--inbound-port', '0', '--outbound-port', '0', '--admin-port', '0',
         '--labels', Object.entries(spec.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(','), ...upstreamFlags,
         ...(spec.command ? ['--', ...spec.command] : []),
       ];
@@ -130,10 +128,12 @@ export async function startMesh(yaml: string, opts: { controlPlaneEnv?: NodeJS.P
         return { status: res.status, body: await res.text() };
       };
       if (!spec.noWait) {
-        await waitFor(`sidecar ${spec.service} ready`, async () => {
+        const ready = await waitFor(`sidecar ${spec.service} ready`, () => {
           if (p.child.exitCode !== null) throw new Error(`sidecar exited ${p.child.exitCode}: ${p.logs()}`);
-          return (await admin('/ready').catch(() => ({ status: 0 }))).status === 200 || undefined;
+          const line = p.logs().split('\n').find((l) => l.includes('"msg":"sidecar ready"'));
+          return line ? (JSON.parse(line) as { inbound: number; outbound: number; admin: number; upstreams: Record<string, number> }) : undefined;
         }, 20_000);
+        Object.assign(ports, { inbound: ready.inbound, outbound: ready.outbound, admin: ready.admin, upstreams: ready.upstreams });
       }
       return { ...p, service: spec.service, ports, admin };
     },

@@ -1,0 +1,129 @@
+// weft canary / weft route show: shift a live traffic split, and show a service's routing as the sidecars see it.
+
+import { parseAllDocuments, type Document } from 'yaml';
+import { WeftError } from '../../errors.ts';
+import { parseMeshConfigOrThrow } from '../../control-plane/config/load.ts';
+import { findService, routeFor } from '../../control-plane/config/lookup.ts';
+import type { RouteRule } from '../../control-plane/config/types.ts';
+import { parse, required } from '../args.ts';
+import type { Command } from '../command.ts';
+import { CONNECT_FLAGS, CONNECT_HELP, operatorClient } from '../operator-client.ts';
+
+/**
+ * New weights for a split: `subset` gets `weight`, the others share the rest in proportion to what they had
+ * (evenly if they had nothing), rounded so the total is exactly 100.
+ */
+export function rebalance(current: readonly { subset: string; weight: number }[], subset: string, weight: number): { subset: string; weight: number }[] {
+  const others = current.filter((d) => d.subset !== subset);
+  const rest = 100 - weight;
+  const total = others.reduce((s, d) => s + d.weight, 0);
+  const shares = others.map((d) => ({ subset: d.subset, exact: total > 0 ? (d.weight / total) * rest : rest / others.length }));
+  const out = shares.map((s) => ({ subset: s.subset, weight: Math.floor(s.exact) }));
+  let left = rest - out.reduce((s, d) => s + d.weight, 0);
+  // Largest remainders first, so rounding never changes the order of the shares.
+  for (const i of shares.map((s, i) => [s.exact - Math.floor(s.exact), i] as const).sort((a, b) => b[0] - a[0]).map(([, i]) => i)) {
+    if (left-- <= 0) break;
+    out[i]!.weight++;
+  }
+  return [...out, { subset, weight }];
+}
+
+function splitServiceArg(command: string, text: string): { name: string; namespace: string } {
+  const [name, namespace = 'default', ...rest] = text.split('.');
+  if (!name || rest.length) throw new WeftError('WEFT_CLI_USAGE', `weft ${command}: ${JSON.stringify(text)} is not SERVICE or SERVICE.NAMESPACE`);
+  return { name, namespace };
+}
+
+function ruleLine(rule: RouteRule, i: number): string {
+  const match = rule.match.length === 0
+    ? 'every request'
+    : rule.match.map((m) => [m.path && `path ${m.path.type} ${m.path.value}`, m.methods.length && `method ${m.methods.join('|')}`, ...m.headers.map((h) => (h.type === 'present' ? `header ${h.name} present` : `header ${h.name} ${h.type} ${h.value}`))].filter(Boolean).join(' and ')).join(' or ');
+  const split = rule.destinations.map((d) => `${d.subset ?? '(any)'} ${d.weight}%`).join(', ');
+  const extras = [
+    rule.stickiness && `sticky by ${rule.stickiness.type} ${rule.stickiness.name}`,
+    rule.timeoutMs !== null && `timeout ${rule.timeoutMs}ms`,
+    rule.retries && `retries ${rule.retries.attempts} (budget ${rule.retries.budget.percent}% + ${rule.retries.budget.minPerSecond}/s)`,
+    rule.mirror && `mirror ${rule.mirror.percent}% to ${rule.mirror.subset}`,
+    rule.fault?.delay && `fault delay ${rule.fault.delay.fixedMs}ms for ${rule.fault.delay.percent}%`,
+    rule.fault?.abort && `fault abort ${rule.fault.abort.status} for ${rule.fault.abort.percent}%`,
+  ].filter(Boolean);
+  return `  ${i}${rule.name ? ` (${rule.name})` : ''}: ${match} → ${split}${extras.length ? `; ${extras.join('; ')}` : ''}`;
+}
+
+export const routeShow: Command = {
+  name: 'route show',
+  help: `Usage: weft route show SERVICE[.NAMESPACE] [connection flags]
+
+Prints the service's route as the sidecars apply it: rules in order, what each matches, its split, timeout,
+retries, mirror and faults; and the subsets with their labels.
+
+${CONNECT_HELP}`,
+  async run(argv, out) {
+    const { values, positionals } = parse('route show', argv, CONNECT_FLAGS, true);
+    if (positionals.length !== 1) throw new WeftError('WEFT_CLI_USAGE', 'weft route show: name one service');
+    const ref = splitServiceArg('route show', positionals[0]!);
+    const client = operatorClient(values);
+    try {
+      const config = parseMeshConfigOrThrow(await client.request<string>('GET', '/v1/config'), 'live config');
+      const service = findService(config, ref.name, ref.namespace);
+      if (!service) throw new WeftError('WEFT_CLI_USAGE', `no Service ${ref.name}.${ref.namespace} in the live config`);
+      const route = routeFor(config, service);
+      out.result({ service, route }, () => [
+        `${service.name}.${service.namespace} (${service.protocol}, port ${service.port}), subsets: ${service.subsets.map((s) => `${s.name} {${Object.entries(s.labels).map(([k, v]) => `${k}=${v}`).join(',')}}`).join(', ') || 'none'}`,
+        route ? `route ${route.namespace}/${route.name}:` : 'no route: every request goes to any endpoint',
+        ...(route?.rules.map(ruleLine) ?? []),
+      ].join('\n'));
+    } finally {
+      client.close();
+    }
+  },
+};
+
+export const canary: Command = {
+  name: 'canary',
+  help: `Usage: weft canary SERVICE[.NAMESPACE] --subset NAME --weight PERCENT [connection flags]
+
+Changes the split of the service's default rule (its last rule that matches every request) live: the subset
+gets PERCENT, the other subsets share the rest as before. Rules that match on headers or paths (a canary for
+testers, say) are left as they are. Without a Route for the service, one is created. The change is validated
+and pushed like any 'weft apply'; no connection is dropped.
+
+${CONNECT_HELP}`,
+  async run(argv, out) {
+    const { values, positionals } = parse('canary', argv, { subset: { type: 'string' }, weight: { type: 'string' }, ...CONNECT_FLAGS }, true);
+    if (positionals.length !== 1) throw new WeftError('WEFT_CLI_USAGE', 'weft canary: name one service');
+    const ref = splitServiceArg('canary', positionals[0]!);
+    const subset = required('canary', values, 'subset');
+    const weightText = required('canary', values, 'weight');
+    const weight = Number(weightText.replace(/%$/, ''));
+    if (!Number.isInteger(weight) || weight < 0 || weight > 100) throw new WeftError('WEFT_CLI_USAGE', `--weight ${JSON.stringify(weightText)} must be a whole percentage from 0 to 100`);
+    const client = operatorClient(values);
+    try {
+      const text = await client.request<string>('GET', '/v1/config');
+      const config = parseMeshConfigOrThrow(text, 'live config');
+      const service = findService(config, ref.name, ref.namespace);
+      if (!service) throw new WeftError('WEFT_CLI_USAGE', `no Service ${ref.name}.${ref.namespace} in the live config`);
+      if (!service.subsets.some((s) => s.name === subset)) {
+        throw new WeftError('WEFT_CLI_USAGE', `${ref.name}.${ref.namespace} has no subset ${JSON.stringify(subset)}; its subsets: ${service.subsets.map((s) => s.name).join(', ') || 'none'}`);
+      }
+      const docs = parseAllDocuments(text) as Document.Parsed[];
+      const route = routeFor(config, service);
+      let split: { subset: string; weight: number }[];
+      if (route) {
+        const doc = docs.find((d) => d.get('kind') === 'Route' && d.getIn(['metadata', 'name']) === route.name && (d.getIn(['metadata', 'namespace']) ?? 'default') === route.namespace)!;
+        const index = route.rules.map((r, i) => [r, i] as const).filter(([r]) => r.match.length === 0).at(-1)?.[1] ?? route.rules.length - 1;
+        const current = route.rules[index]!.destinations.map((d) => ({ subset: d.subset ?? '', weight: d.weight }));
+        split = rebalance(current.length === 1 && current[0]!.subset === '' ? service.subsets.map((s) => ({ subset: s.name, weight: 0 })) : current, subset, weight);
+        doc.setIn(['spec', 'rules', index, 'destinations'], doc.createNode(split));
+      } else {
+        split = rebalance(service.subsets.map((s) => ({ subset: s.name, weight: 0 })), subset, weight);
+        docs.push(parseAllDocuments(`apiVersion: weft/v1\nkind: Route\nmetadata: {name: ${service.name}, namespace: ${service.namespace}}\nspec:\n  service: ${service.name}\n  rules:\n    - destinations: ${JSON.stringify(split)}\n`)[0] as Document.Parsed);
+      }
+      const next = docs.map((d) => String(d).replace(/^---\n/, '')).join('---\n');
+      const r = await client.request<{ version: number }>('PUT', '/v1/config', next, { contentType: 'application/yaml', headers: { 'x-weft-file': `weft canary ${ref.name}` } });
+      out.result({ service: `${service.name}.${service.namespace}`, split, version: r.version }, () => `${service.name}.${service.namespace}: ${split.map((d) => `${d.subset} ${d.weight}%`).join(', ')} (config version ${r.version}, pushed)`);
+    } finally {
+      client.close();
+    }
+  },
+};

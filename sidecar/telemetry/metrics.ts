@@ -1,0 +1,172 @@
+// The sidecar's Prometheus metrics: one registry per sidecar (never prom-client's global one), scraped on the
+// admin port's /metrics.
+//
+// Label values come only from config and verified identities (service keys, subset names, endpoint addresses,
+// SPIFFE IDs from certificates, policy names, status codes), never from a request's path or headers, so the
+// number of series is bounded by the size of the mesh, not by its traffic.
+
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { BreakerState, Direction } from './observer.ts';
+
+/** What the sidecar itself reports: read at scrape time. */
+export interface SidecarState {
+  readonly ready: boolean;
+  readonly configVersion: number | null;
+  /** when the workload certificate expires */
+  readonly certificateNotAfter: Date | null;
+}
+
+/** One finished HTTP request or gRPC call, as counted. */
+export interface RequestSample {
+  readonly direction: Direction;
+  /** the caller's SPIFFE ID ('unknown' for a caller without one) */
+  readonly source: string;
+  /** "name.namespace" */
+  readonly service: string;
+  /** '' when no subset applies */
+  readonly subset: string;
+  readonly status: number;
+  /** x-weft-reason when the mesh answered itself, else '' */
+  readonly reason: string;
+  readonly seconds: number;
+}
+
+export interface ConnectionLabels {
+  readonly direction: Direction;
+  readonly source: string;
+  readonly service: string;
+}
+
+/** Request latency buckets, in seconds: sub-millisecond proxying up to slow calls. */
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+const BREAKER_STATES: readonly BreakerState[] = ['closed', 'open', 'half-open'];
+
+export class MeshMetrics {
+  readonly registry = new Registry();
+  readonly #requests: Counter<'direction' | 'source_identity' | 'destination_service' | 'destination_subset' | 'status_code' | 'mesh_reason'>;
+  readonly #duration: Histogram<'direction' | 'source_identity' | 'destination_service' | 'destination_subset' | 'status_code'>;
+  readonly #inFlight: Gauge<'direction' | 'source_identity' | 'destination_service'>;
+  readonly #tcpOpened: Counter<'direction' | 'source_identity' | 'destination_service'>;
+  readonly #tcpClosed: Counter<'direction' | 'source_identity' | 'destination_service'>;
+  readonly #tcpReceived: Counter<'direction' | 'source_identity' | 'destination_service'>;
+  readonly #tcpSent: Counter<'direction' | 'source_identity' | 'destination_service'>;
+  readonly #breaker: Gauge<'destination_service' | 'endpoint' | 'state'>;
+  readonly #retries: Counter<'destination_service' | 'destination_subset'>;
+  readonly #budgetExhausted: Counter<'destination_service'>;
+  readonly #denials: Counter<'policy' | 'rule'>;
+  readonly #spansExported: Counter;
+  readonly #spansDropped: Counter<'reason'>;
+
+  constructor(state: () => SidecarState) {
+    const registers = [this.registry];
+    const request = ['direction', 'source_identity', 'destination_service', 'destination_subset', 'status_code'] as const;
+    const connection = ['direction', 'source_identity', 'destination_service'] as const;
+    this.#requests = new Counter({
+      name: 'weft_requests_total',
+      help: 'HTTP requests and gRPC calls handled, by direction, caller identity, destination service and subset, status code, and the reason when the mesh answered itself.',
+      labelNames: [...request, 'mesh_reason'],
+      registers,
+    });
+    this.#duration = new Histogram({ name: 'weft_request_duration_seconds', help: 'Time from the request arriving at the sidecar to the end of its response.', labelNames: request, buckets: LATENCY_BUCKETS, registers });
+    this.#inFlight = new Gauge({ name: 'weft_requests_in_flight', help: 'Requests the sidecar is handling now.', labelNames: connection, registers });
+    this.#tcpOpened = new Counter({ name: 'weft_tcp_connections_opened_total', help: 'Raw TCP connections proxied, opened.', labelNames: connection, registers });
+    this.#tcpClosed = new Counter({ name: 'weft_tcp_connections_closed_total', help: 'Raw TCP connections proxied, closed.', labelNames: connection, registers });
+    this.#tcpReceived = new Counter({ name: 'weft_tcp_received_bytes_total', help: 'Bytes received from the side that opened a raw TCP connection.', labelNames: connection, registers });
+    this.#tcpSent = new Counter({ name: 'weft_tcp_sent_bytes_total', help: 'Bytes sent back to the side that opened a raw TCP connection.', labelNames: connection, registers });
+    this.#breaker = new Gauge({ name: 'weft_circuit_breaker_state', help: 'Circuit breaker state per upstream endpoint: 1 for the current state, 0 for the others.', labelNames: ['destination_service', 'endpoint', 'state'], registers });
+    this.#retries = new Counter({ name: 'weft_retries_total', help: 'Retry attempts made for outbound requests.', labelNames: ['destination_service', 'destination_subset'], registers });
+    this.#budgetExhausted = new Counter({ name: 'weft_retry_budget_exhausted_total', help: 'Retries not made because the retry budget was used up.', labelNames: ['destination_service'], registers });
+    this.#denials = new Counter({ name: 'weft_policy_denials_total', help: 'Inbound requests denied by authorization policy, by deciding policy ("mesh-default" for the default policy) and rule index.', labelNames: ['policy', 'rule'], registers });
+    this.#spansExported = new Counter({ name: 'weft_trace_spans_exported_total', help: 'Spans accepted by the trace collector.', registers });
+    this.#spansDropped = new Counter({ name: 'weft_trace_spans_dropped_total', help: 'Spans lost: the export queue was full (collector slow or down), or the collector refused or never answered an export.', labelNames: ['reason'], registers });
+    // Both reasons exist from the start, so `rate(weft_trace_spans_dropped_total[5m])` is 0, not empty.
+    for (const reason of ['queue_full', 'export_failed']) this.#spansDropped.inc({ reason }, 0);
+    new Gauge({
+      name: 'weft_ready',
+      help: 'Whether the sidecar is ready (certificate and config in hand, listeners up).',
+      registers,
+      collect() {
+        this.set(state().ready ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'weft_config_version',
+      help: 'Version of the applied config snapshot (-1 before the first).',
+      registers,
+      collect() {
+        this.set(state().configVersion ?? -1);
+      },
+    });
+    new Gauge({
+      name: 'weft_certificate_expiry_timestamp_seconds',
+      help: 'When the workload certificate expires, as a Unix time (0 before the first certificate).',
+      registers,
+      collect() {
+        const notAfter = state().certificateNotAfter;
+        this.set(notAfter ? Math.floor(notAfter.getTime() / 1000) : 0);
+      },
+    });
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 20 });
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  requestStarted(l: ConnectionLabels): void {
+    this.#inFlight.inc({ direction: l.direction, source_identity: l.source, destination_service: l.service });
+  }
+
+  requestEnded(l: ConnectionLabels, s: RequestSample): void {
+    this.#inFlight.dec({ direction: l.direction, source_identity: l.source, destination_service: l.service });
+    const status = String(s.status);
+    this.#requests.inc({ direction: s.direction, source_identity: s.source, destination_service: s.service, destination_subset: s.subset, status_code: status, mesh_reason: s.reason });
+    this.#duration.observe({ direction: s.direction, source_identity: s.source, destination_service: s.service, destination_subset: s.subset, status_code: status }, s.seconds);
+  }
+
+  connectionOpened(l: ConnectionLabels): void {
+    this.#tcpOpened.inc({ direction: l.direction, source_identity: l.source, destination_service: l.service });
+  }
+
+  connectionBytes(l: ConnectionLabels, received: number, sent: number): void {
+    const labels = { direction: l.direction, source_identity: l.source, destination_service: l.service };
+    if (received > 0) this.#tcpReceived.inc(labels, received);
+    if (sent > 0) this.#tcpSent.inc(labels, sent);
+  }
+
+  connectionClosed(l: ConnectionLabels): void {
+    this.#tcpClosed.inc({ direction: l.direction, source_identity: l.source, destination_service: l.service });
+  }
+
+  breakerState(service: string, endpoint: string, state: BreakerState): void {
+    for (const s of BREAKER_STATES) this.#breaker.set({ destination_service: service, endpoint, state: s }, s === state ? 1 : 0);
+  }
+
+  breakerRemoved(service: string, endpoint: string): void {
+    for (const s of BREAKER_STATES) this.#breaker.remove({ destination_service: service, endpoint, state: s });
+  }
+
+  retry(service: string, subset: string): void {
+    this.#retries.inc({ destination_service: service, destination_subset: subset });
+  }
+
+  retryBudgetExhausted(service: string): void {
+    this.#budgetExhausted.inc({ destination_service: service });
+  }
+
+  denied(policy: string, rule: string): void {
+    this.#denials.inc({ policy, rule });
+  }
+
+  spansExported(n: number): void {
+    this.#spansExported.inc(n);
+  }
+
+  spansDropped(reason: 'queue_full' | 'export_failed', n: number): void {
+    this.#spansDropped.inc({ reason }, n);
+  }
+}

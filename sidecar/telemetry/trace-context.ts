@@ -1,0 +1,63 @@
+// Trace context into and out of the sidecar. The caller's context is read from W3C traceparent/tracestate, or
+// from B3 (the single `b3` header or the multi `x-b3-*` headers) when that is what the caller speaks; the next
+// hop always gets W3C, and B3 too, in the caller's own format, so a B3-only app downstream stays in the trace.
+
+import type { Context, TextMapGetter, TextMapPropagator, TextMapSetter } from '@opentelemetry/api';
+import type { Otel } from './otel.ts';
+
+export type B3Format = 'single' | 'multi' | null;
+export type HeaderLookup = (name: string) => string | string[] | undefined;
+
+const getter: TextMapGetter<HeaderLookup> = { keys: () => [], get: (lookup, key) => lookup(key) };
+const setter: TextMapSetter<Record<string, string>> = {
+  set(carrier, key, value) {
+    carrier[key] = value;
+  },
+};
+
+/** Which B3 encoding a request used, if any. */
+export function b3Format(header: HeaderLookup): B3Format {
+  if (header('b3') !== undefined) return 'single';
+  if (header('x-b3-traceid') !== undefined) return 'multi';
+  return null;
+}
+
+export class TraceContextCodec {
+  readonly #api: Otel['api'];
+  readonly #w3c: TextMapPropagator;
+  /** extracts either B3 encoding; injects the single header */
+  readonly #b3Single: TextMapPropagator;
+  readonly #b3Multi: TextMapPropagator;
+
+  constructor(otel: Otel) {
+    this.#api = otel.api;
+    this.#w3c = new otel.core.W3CTraceContextPropagator();
+    this.#b3Single = new otel.b3.B3Propagator({ injectEncoding: otel.b3.B3InjectEncoding.SINGLE_HEADER });
+    this.#b3Multi = new otel.b3.B3Propagator({ injectEncoding: otel.b3.B3InjectEncoding.MULTI_HEADER });
+  }
+
+  /** The caller's context (ROOT_CONTEXT when it sent none or an invalid one); W3C wins when both are present. */
+  extract(header: HeaderLookup): { parent: Context; b3: B3Format } {
+    const root = this.#api.ROOT_CONTEXT;
+    const b3 = b3Format(header);
+    let parent = this.#w3c.extract(root, header, getter);
+    if (b3 && !this.#api.trace.getSpanContext(parent)) parent = this.#b3Single.extract(root, header, getter);
+    return { parent, b3 };
+  }
+
+  /**
+   * Headers carrying `context` to the next hop. They replace whatever the caller sent under the same names;
+   * for multi-header B3, `x-b3-parentspanid` is set too (to the span that is the parent of the one sent), so a
+   * stale value from the caller is never passed on.
+   */
+  inject(context: Context, b3: B3Format, parentSpanId: string | undefined): Record<string, string> {
+    const out: Record<string, string> = {};
+    this.#w3c.inject(context, out, setter);
+    if (b3 === 'single') this.#b3Single.inject(context, out, setter);
+    else if (b3 === 'multi') {
+      this.#b3Multi.inject(context, out, setter);
+      if (parentSpanId) out['x-b3-parentspanid'] = parentSpanId;
+    }
+    return out;
+  }
+}
