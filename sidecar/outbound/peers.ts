@@ -62,7 +62,8 @@ export class PeerConnector {
     let pool = this.#h1.get(key);
     if (!pool) {
       pool = new Pool(`https://${address}`, {
-        connections: 128,
+        // TrafficPolicy connectionPool.maxConnections bounds the connections to each endpoint.
+        connections: upstream.trafficPolicy?.connectionPool.maxConnections ?? 128,
         pipelining: 1,
         keepAliveTimeout: 30_000,
         connect: { ...this.tlsOptions(upstream, ALPN.http1), servername: undefined } as never,

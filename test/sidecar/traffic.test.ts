@@ -251,6 +251,9 @@ spec:
     - match: [{path: {prefix: /slow}}]
       destinations: [{subset: v2}]
       timeout: 300ms
+    - match: [{path: {prefix: /faulty}}]
+      destinations: [{subset: v2}]
+      fault: {abort: {status: 418, percent: 100}}
     - destinations: [{subset: v1}]
       retries: {attempts: 3, on: ["503"], budget: {percent: 20, minPerSecond: 1}}
 `));
@@ -267,6 +270,11 @@ spec:
   // 20% of the requests in the 10 s window plus 1/s for 10 s, and the warm-up's requests count too.
   t.true(extra > 0, 'some retries happened');
   t.true(extra <= N * 0.2 + 10 + 5, `retries added ${extra} requests for ${N}: the budget caps them`);
+
+  const faulty = await get(web, '/faulty');
+  t.is(faulty.status, 418);
+  t.is(faulty.reason, 'fault-injected');
+  t.false(v2.state.paths.includes('/faulty'), 'an injected abort never reaches the app');
 
   const started = Date.now();
   const slow = await get(web, '/slow');

@@ -1,0 +1,194 @@
+// The observer a sidecar runs with: every request and raw TCP connection is counted (Prometheus, on the admin
+// port), logged (one JSON access-log line) and, while the Mesh config has `tracing`, traced. Tracing is started,
+// changed and stopped as configs arrive, without resetting a counter; OpenTelemetry is loaded only then.
+
+import { performance } from 'node:perf_hooks';
+import type { RuntimeConfig } from '../config/runtime.ts';
+import { connectionRecord, requestRecord } from './access-log.ts';
+import { MeshMetrics, type ConnectionLabels, type SidecarState } from './metrics.ts';
+import type { BreakerState, ConnectionObservation, Direction, Observer, RequestEnd, RequestFacts, RequestObservation, RequestStart } from './observer.ts';
+import { Tracing, type TraceSpan, type TracingSettings } from './tracing.ts';
+
+export interface MeshObserverOptions {
+  readonly service: string;
+  readonly namespace: string;
+  /** this workload's labels; they name its subset (e.g. version=v2) */
+  readonly labels: Readonly<Record<string, string>>;
+  /** the applied config, once there is one */
+  readonly config: () => RuntimeConfig | null;
+  readonly state: () => SidecarState;
+  readonly log: (event: Record<string, unknown>) => void;
+}
+
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
+const UNKNOWN_SOURCE = 'unknown';
+
+export class MeshObserver implements Observer {
+  readonly #o: MeshObserverOptions;
+  readonly #metrics: MeshMetrics;
+  #tracing: Tracing | null = null;
+  /** the settings last asked for (JSON), so an unchanged config does not restart tracing */
+  #tracingKey = 'null';
+  #tracingSettled: Promise<void> = Promise.resolve();
+  /** this workload's subset under each applied config */
+  readonly #subsets = new WeakMap<RuntimeConfig, string>();
+
+  constructor(opts: MeshObserverOptions) {
+    this.#o = opts;
+    this.#metrics = new MeshMetrics(opts.state);
+  }
+
+  get contentType(): string {
+    return this.#metrics.contentType;
+  }
+
+  /** Whether spans are being made now (for tests and /config). */
+  get tracing(): TracingSettings | null {
+    return this.#tracing?.settings ?? null;
+  }
+
+  /**
+   * Applies the Mesh config's tracing settings: starts, replaces or stops the tracer when they changed. The
+   * returned promise settles once the change is in force; it never rejects (a tracer that cannot start is
+   * logged, and requests go on untraced).
+   */
+  configureTracing(settings: TracingSettings | null): Promise<void> {
+    const key = JSON.stringify(settings && { endpoint: settings.endpoint, sampling: settings.sampling });
+    if (key === this.#tracingKey) return this.#tracingSettled;
+    this.#tracingKey = key;
+    this.#tracingSettled = this.#tracingSettled.then(async () => {
+      let next: Tracing | null = null;
+      if (settings) {
+        try {
+          next = await Tracing.start(settings, { resource: this.#resource(), account: this.#account() });
+          this.#o.log({ msg: 'tracing on', endpoint: settings.endpoint, sampling: settings.sampling });
+        } catch (err) {
+          this.#o.log({ msg: 'tracing could not start; requests go on untraced', endpoint: settings.endpoint, error: (err as Error).message });
+        }
+      }
+      const previous = this.#tracing;
+      this.#tracing = next;
+      if (previous && !settings) this.#o.log({ msg: 'tracing off' });
+      // Requests already in flight end their spans on the tracer they started with, which flushes on close.
+      await previous?.close();
+    });
+    return this.#tracingSettled;
+  }
+
+  request(start: RequestStart): RequestObservation {
+    const began = performance.now();
+    const labels: ConnectionLabels = { direction: start.direction, source: start.source ?? UNKNOWN_SOURCE, service: start.service };
+    this.#metrics.requestStarted(labels);
+    const config = this.#o.config();
+    const span = this.#tracing?.start(start, config?.self.identity ?? null) ?? null;
+    const facts: RequestFacts = {};
+    let ended = false;
+    return {
+      propagate: span?.propagate ?? NO_HEADERS,
+      set(more) {
+        Object.assign(facts, more);
+      },
+      end: (outcome) => {
+        if (ended) return;
+        ended = true;
+        this.#finish(start, labels, facts, outcome, span, performance.now() - began);
+      },
+    };
+  }
+
+  #finish(start: RequestStart, labels: ConnectionLabels, facts: RequestFacts, outcome: RequestEnd, span: TraceSpan | null, ms: number): void {
+    if (start.direction === 'inbound') {
+      // The inbound side is the destination: its identity and subset are this workload's own.
+      const config = this.#o.config();
+      facts.destination ??= config?.self.identity;
+      facts.subset ??= config ? this.#subsetOf(config) || null : null;
+    }
+    this.#metrics.requestEnded(labels, { direction: start.direction, source: labels.source, service: start.service, subset: facts.subset ?? '', status: outcome.status, reason: outcome.reason ?? '', seconds: ms / 1000 });
+    if (facts.policy && !facts.policy.allowed) this.#metrics.denied(facts.policy.policy ?? 'mesh-default', facts.policy.rule === null ? '' : String(facts.policy.rule));
+    span?.end(facts, outcome);
+    this.#o.log(requestRecord(start, facts, outcome, ms, span) as unknown as Record<string, unknown>);
+  }
+
+  connection(direction: Direction, service: string, peer: string | null): ConnectionObservation {
+    const began = performance.now();
+    const self = this.#o.config()?.self.identity ?? null;
+    // `peer` is the other end: the caller on the inbound side, the destination on the outbound side.
+    const source = direction === 'inbound' ? peer : self;
+    const destination = direction === 'inbound' ? self : peer;
+    const labels: ConnectionLabels = { direction, source: source ?? UNKNOWN_SOURCE, service };
+    this.#metrics.connectionOpened(labels);
+    let received = 0;
+    let sent = 0;
+    let ended = false;
+    return {
+      bytes: (r, s) => {
+        received += r;
+        sent += s;
+        this.#metrics.connectionBytes(labels, r, s);
+      },
+      end: () => {
+        if (ended) return;
+        ended = true;
+        this.#metrics.connectionClosed(labels);
+        this.#o.log(connectionRecord(direction, source, destination, service, performance.now() - began, received, sent) as unknown as Record<string, unknown>);
+      },
+    };
+  }
+
+  breakerState(service: string, endpoint: string, state: BreakerState): void {
+    this.#metrics.breakerState(service, endpoint, state);
+  }
+
+  breakerRemoved(service: string, endpoint: string): void {
+    this.#metrics.breakerRemoved(service, endpoint);
+  }
+
+  retry(service: string, subset: string | null): void {
+    this.#metrics.retry(service, subset ?? '');
+  }
+
+  retryBudgetExhausted(service: string): void {
+    this.#metrics.retryBudgetExhausted(service);
+  }
+
+  metrics(): Promise<string> {
+    return this.#metrics.text();
+  }
+
+  /** Flushes and stops tracing (bounded: a collector that is down does not hold up a shutdown). */
+  async close(): Promise<void> {
+    this.#tracingKey = 'closed';
+    await this.#tracingSettled;
+    const t = this.#tracing;
+    this.#tracing = null;
+    await t?.close();
+  }
+
+  #resource(): Record<string, string> {
+    const r: Record<string, string> = { 'service.name': this.#o.service, 'service.namespace': this.#o.namespace };
+    if (this.#o.labels.version) r['service.version'] = this.#o.labels.version;
+    return r;
+  }
+
+  #account() {
+    const m = this.#metrics;
+    const log = this.#o.log;
+    return {
+      exported: (n: number) => m.spansExported(n),
+      dropped: (reason: 'queue_full' | 'export_failed', n: number) => m.spansDropped(reason, n),
+      health: (error: Error | null) =>
+        log(error ? { msg: 'trace export failing; spans are dropped and counted in weft_trace_spans_dropped_total', error: error.message } : { msg: 'trace export working again' }),
+    };
+  }
+
+  /** The subset of its service this workload is in: the first whose labels it all carries ('' for none). */
+  #subsetOf(config: RuntimeConfig): string {
+    let name = this.#subsets.get(config);
+    if (name === undefined) {
+      const subsets = config.body.inbound.service?.subsets ?? [];
+      name = subsets.find((s) => Object.entries(s.labels).every(([k, v]) => this.#o.labels[k] === v))?.name ?? '';
+      this.#subsets.set(config, name);
+    }
+    return name;
+  }
+}
