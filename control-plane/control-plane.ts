@@ -1,9 +1,8 @@
 // The control plane: loads config and the CA, serves the identity, sidecar and operator APIs, pushes snapshots.
 
-import { existsSync, readFileSync, watch, type FSWatcher } from 'node:fs';
+import { existsSync, readFileSync, type FSWatcher } from 'node:fs';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
-import { basename, dirname } from 'node:path';
 import { WeftError } from '../errors.ts';
 import { writeFileAtomic } from '../ca/atomic-file.ts';
 import type { CertificateAuthority } from '../ca/authority.ts';
@@ -26,6 +25,7 @@ import { buildSnapshot, buildUpstreams, serviceIdentity, type SnapshotInputs } f
 import type { Upstream } from './snapshot/types.ts';
 import { toResources } from './snapshot/resources.ts';
 import { StateDir } from './state-dir.ts';
+import { watchFile } from './file-watch.ts';
 
 export const CONTROL_PLANE_SA = { namespace: 'weft-system', serviceAccount: 'control-plane' };
 export const OPERATOR_SA = { namespace: 'weft-system', serviceAccount: 'operator' };
@@ -318,16 +318,7 @@ export class ControlPlane {
 
   /** Watches the config file (editors replace it, so the folder is watched) and the CA state (rotation). */
   #watch(): void {
-    const onChange = (file: string, action: () => void) => {
-      let timer: NodeJS.Timeout | null = null;
-      const w = watch(dirname(file), (_event, name) => {
-        if (name !== basename(file)) return;
-        if (timer) clearTimeout(timer);
-        timer = setTimeout(action, 100);
-      });
-      w.unref();
-      this.#watchers.push(w);
-    };
+    const onChange = (file: string, action: () => void) => this.#watchers.push(watchFile(file, action));
     if (this.#configPath) {
       const path = this.#configPath;
       onChange(path, () => {
