@@ -38,6 +38,8 @@ export const ErrorCodes = {
   WEFT_CP_UNREACHABLE: 503,
   // command line
   WEFT_CLI_USAGE: 400,
+  /** a sidecar's admin port (weft top, weft status) did not answer, or not with what it should */
+  WEFT_CLI_SIDECAR_ADMIN: 502,
   // mesh config
   WEFT_CONFIG_INVALID: 400,
 } as const;

@@ -184,6 +184,7 @@ export class ControlPlane {
         service: keyOf(e),
         labels: e.labels,
         address: e.address,
+        admin: e.admin,
         sentVersion: e.sentVersion,
         ackedVersion: e.ackedVersion,
         ack: e.nack && e.nack.version >= (e.ackedVersion ?? 0) ? 'NACK' : e.sentVersion !== null && e.sentVersion === e.ackedVersion ? 'SYNCED' : 'STALE',

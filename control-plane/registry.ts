@@ -9,6 +9,8 @@ export interface SidecarRegistration {
   readonly labels: Readonly<Record<string, string>>;
   /** host:port of its inbound listener, as peers should dial it */
   readonly address: string;
+  /** host:port of its admin port (/ready, /metrics), as the operator's CLI reaches it; null if not given */
+  readonly admin: string | null;
 }
 
 export type AckState = 'SENT' | 'ACK' | 'NACK' | 'NONE';

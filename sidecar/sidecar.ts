@@ -16,7 +16,7 @@ import { SvidSource, type Svid } from './identity/svid-source.ts';
 import { InboundListener, type TlsMaterial } from './inbound/listener.ts';
 import { OutboundListener } from './outbound/listener.ts';
 import { PeerConnector } from './outbound/peers.ts';
-import { noopObserver, type Observer } from './telemetry/observer.ts';
+import { MeshObserver } from './telemetry/mesh-observer.ts';
 import { ResilienceState } from './resilience/state.ts';
 
 export interface UpstreamPort {
@@ -71,12 +71,12 @@ export class Sidecar {
   #outbound: OutboundListener[] = [];
   #peers: PeerConnector | null = null;
   #ready = false;
-  /** telemetry for every request and connection; replaced when the config's tracing settings change */
-  observer: Observer = noopObserver;
+  /** telemetry for every request and connection: metrics, access log, and traces while the config asks for them */
+  readonly observer: MeshObserver;
   readonly #resilience = new ResilienceState({
     onBreaker: (service, endpoint, state) => {
       this.#o.log({ msg: `circuit breaker ${state}`, service, endpoint });
-      (this.observer as Observer & { breakerState?: (s: string, e: string, st: string) => void }).breakerState?.(service, endpoint, state);
+      this.observer.breakerState(service, endpoint, state);
     },
   });
   #stage = 'starting';
@@ -85,11 +85,19 @@ export class Sidecar {
   constructor(opts: SidecarOptions) {
     this.#o = opts;
     this.svid = new SvidSource({ controlPlane: opts.controlPlane, token: opts.token, renewEveryMs: opts.renewEveryMs, log: opts.log });
+    this.observer = new MeshObserver({
+      service: opts.service,
+      namespace: opts.namespace,
+      labels: opts.labels,
+      config: () => this.#config,
+      state: () => ({ ready: this.#ready, configVersion: this.#config?.version ?? null, certificateNotAfter: this.svid.ready ? this.svid.current.notAfter : null }),
+      log: opts.log,
+    });
     this.#admin = new AdminServer({
       notReady: () => (this.#ready ? null : this.#stage),
       config: () => (this.#config ? { version: this.#config.version, snapshot: this.#config.body } : { version: null }),
       certs: () => this.#certs(),
-      metrics: async () => this.#metrics() + (await this.observer.metrics()),
+      metrics: () => this.observer.metrics(),
     });
   }
 
@@ -111,12 +119,14 @@ export class Sidecar {
     this.#agent = new ControlPlaneAgent({
       controlPlane: o.controlPlane,
       svid: this.svid,
-      registration: { service: o.service, namespace: o.namespace, labels: o.labels, address: `${o.inboundHost}:${this.ports.inbound}` },
+      registration: { service: o.service, namespace: o.namespace, labels: o.labels, address: `${o.inboundHost}:${this.ports.inbound}`, admin: `${o.adminHost.includes(':') ? `[${o.adminHost}]` : o.adminHost}:${this.ports.admin}` },
       apply: (version, body) => this.#apply(version, body),
       log: o.log,
     });
     this.#agent.start();
     await this.#agent.firstConfig;
+    // With tracing configured, the first request is traced too: OpenTelemetry is loaded before the listeners open.
+    await this.observer.applyConfig(this.#config!);
 
     const material = this.#material(svid);
     this.#peers = new PeerConnector(material);
@@ -150,6 +160,7 @@ export class Sidecar {
     this.svid.stop();
     this.#peers?.close();
     await this.#admin.close();
+    await this.observer.close();
   }
 
   #material(svid: Svid): TlsMaterial {
@@ -173,6 +184,7 @@ export class Sidecar {
     if (bundleChanged && this.#inbound) this.#retls(this.svid.current);
     this.#inbound?.closeRevoked(next.revokedSerials);
     this.#resilience.prune(next);
+    void this.observer.applyConfig(next);
   }
 
   #certs(): unknown {
@@ -190,12 +202,5 @@ export class Sidecar {
         return { subject: c.subject.replace(/\n/g, ', '), fingerprint: c.fingerprint256, notAfter: c.validToDate.toISOString() };
       }),
     };
-  }
-
-  #metrics(): string {
-    const lines = ['# HELP weft_ready Whether the sidecar is ready (certificate and config in hand, listeners up).', '# TYPE weft_ready gauge', `weft_ready ${this.#ready ? 1 : 0}`];
-    if (this.#config) lines.push('# HELP weft_config_version Version of the applied config snapshot.', '# TYPE weft_config_version gauge', `weft_config_version ${this.#config.version}`);
-    if (this.svid.ready) lines.push('# HELP weft_certificate_expiry_seconds When the workload certificate expires (Unix time).', '# TYPE weft_certificate_expiry_seconds gauge', `weft_certificate_expiry_seconds ${Math.floor(this.svid.current.notAfter.getTime() / 1000)}`);
-    return lines.join('\n') + '\n';
   }
 }

@@ -8,6 +8,7 @@ import type { StatusReport } from '../../control-plane/api/operator.ts';
 import { optional, parse, parseDuration, required } from '../args.ts';
 import type { Command } from '../command.ts';
 import { CONNECT_FLAGS, CONNECT_HELP, operatorClient } from '../operator-client.ts';
+import { readiness } from '../sidecar-admin.ts';
 
 export const controlPlane: Command = {
   name: 'control-plane',
@@ -92,14 +93,18 @@ export const status: Command = {
   help: `Usage: weft status [connection flags]
 
 Like istioctl proxy-status: SYNCED when a sidecar has ACKed the last snapshot sent to it, STALE while an ACK
-is outstanding, NACK when it refused one (with its reason).
+is outstanding, NACK when it refused one (with its reason). READY is what the sidecar's own /ready says (asked
+at the admin address it registered; "?" when it does not answer, e.g. from another host); LABELS are its
+version labels.
 
 ${CONNECT_HELP}`,
   async run(argv, out) {
     const { values } = parse('status', argv, CONNECT_FLAGS);
     const client = operatorClient(values);
     try {
-      const s = await client.request<StatusReport>('GET', '/v1/status');
+      const report = await client.request<StatusReport>('GET', '/v1/status');
+      const sidecars = await Promise.all(report.sidecars.map(async (e) => ({ ...e, ready: await readiness(e.admin as string | null | undefined) })));
+      const s = { ...report, sidecars };
       out.result(s, () => statusTable(s));
     } finally {
       client.close();
@@ -108,8 +113,10 @@ ${CONNECT_HELP}`,
 };
 
 function statusTable(s: StatusReport): string {
-  const rows = s.sidecars.map((e) => [String(e.id), String(e.service), String(e.identity), String(e.ackedVersion ?? '-'), String(e.sentVersion ?? '-'), String(e.ack), String(e.certExpiry)]);
-  const head = ['SIDECAR', 'SERVICE', 'IDENTITY', 'ACKED', 'SENT', 'STATE', 'CERT EXPIRES'];
+  const labels = (l: unknown) => Object.entries((l ?? {}) as Record<string, string>).map(([k, v]) => `${k}=${v}`).join(',') || '-';
+  const ready = (r: unknown) => (r === true ? 'yes' : r === false ? 'no' : '?');
+  const rows = s.sidecars.map((e) => [String(e.id), String(e.service), String(e.identity), String(e.ackedVersion ?? '-'), String(e.sentVersion ?? '-'), String(e.ack), String(e.certExpiry), ready(e.ready), labels(e.labels)]);
+  const head = ['SIDECAR', 'SERVICE', 'IDENTITY', 'ACKED', 'SENT', 'STATE', 'CERT EXPIRES', 'READY', 'LABELS'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
   const nacks = s.sidecars.filter((e) => e.ack === 'NACK').map((e) => `  ${e.id}: NACK of version ${e.sentVersion}: ${e.nackError}`);

@@ -30,9 +30,8 @@ function parseRegistration(body: Record<string, unknown>): SidecarRegistration &
   for (const [name, v] of [['service', service], ['namespace', namespace]] as const) {
     if (!DNS_LABEL.test(v)) throw new WeftError('WEFT_API_BAD_REQUEST', `"${name}" ${JSON.stringify(v)} must be a DNS label (lowercase letters, digits, '-')`);
   }
-  const address = field(body, 'address');
-  const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(address);
-  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new WeftError('WEFT_API_BAD_REQUEST', `"address" ${JSON.stringify(address)} must be host:port`);
+  const address = hostPort(body, 'address');
+  const admin = body.admin === undefined ? null : hostPort(body, 'admin');
   const labels = body.labels ?? {};
   if (typeof labels !== 'object' || labels === null || Array.isArray(labels) || Object.keys(labels).length > 32) {
     throw new WeftError('WEFT_API_BAD_REQUEST', '"labels" must be an object of at most 32 string values');
@@ -40,7 +39,14 @@ function parseRegistration(body: Record<string, unknown>): SidecarRegistration &
   for (const [k, v] of Object.entries(labels)) {
     if (!LABEL_KEY.test(k) || typeof v !== 'string' || v.length > 63) throw new WeftError('WEFT_API_BAD_REQUEST', `label ${JSON.stringify(k)} must be a label name with a string value of at most 63 characters`);
   }
-  return { id, service, namespace, address, labels: labels as Record<string, string>, identity: '' };
+  return { id, service, namespace, address, admin, labels: labels as Record<string, string>, identity: '' };
+}
+
+function hostPort(body: Record<string, unknown>, name: string): string {
+  const value = field(body, name);
+  const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value);
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new WeftError('WEFT_API_BAD_REQUEST', `"${name}" ${JSON.stringify(value)} must be host:port`);
+  return value;
 }
 
 export class SidecarApi {

@@ -13,6 +13,8 @@ export interface Registration {
   readonly labels: Readonly<Record<string, string>>;
   /** host:port peers dial for this sidecar's inbound */
   readonly address: string;
+  /** host:port of its admin port (/ready, /metrics), for `weft status` and `weft top` */
+  readonly admin?: string;
 }
 
 export interface AgentOptions {

@@ -27,6 +27,8 @@ export function meshReply(res: ServerResponse | Http2ServerResponse, status: num
   }
   const body = `weft: ${message}\n`;
   // Http2ServerResponse and ServerResponse share writeHead/end; the union's overloads do not line up.
-  (res as ServerResponse).writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), [REASON_HEADER]: reason, 'cache-control': 'no-store', ...extra });
+  // The reason goes in with setHeader so telemetry can read it back (getHeader does not see writeHead's headers).
+  (res as ServerResponse).setHeader(REASON_HEADER, reason);
+  (res as ServerResponse).writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', ...extra });
   (res as ServerResponse).end(body);
 }

@@ -207,6 +207,10 @@ export class InboundListener {
           socket.destroy();
           return;
         }
+        const self = this.#o.config().self;
+        const conn = (this.#o.observer ?? (() => noopObserver))().connection('inbound', `${self.name}.${self.namespace}`, peer.identity);
+        // A TLS socket counts plaintext bytes: what the peer's app sent, and what this app sent back.
+        socket.once('close', () => (conn.bytes(socket.bytesRead, socket.bytesWritten), conn.end()));
         this.#app.pipeTcp(socket, (err) => this.#o.log({ msg: 'app refused a TCP connection', error: err.message }));
         return;
       }

@@ -6,7 +6,8 @@ import type { RequestEnd, RequestFacts, RequestStart } from './observer.ts';
 /** Paths longer than this are cut in the log (the whole path still reached the app). */
 const MAX_PATH = 512;
 
-export interface AccessRecord {
+/** A type, not an interface, so it is a Record<string, unknown> for the logger. */
+export type AccessRecord = {
   readonly msg: 'access';
   readonly direction: RequestStart['direction'];
   readonly protocol: RequestStart['protocol'] | 'tcp';
@@ -26,12 +27,15 @@ export interface AccessRecord {
   readonly route?: string;
   readonly endpoint?: string;
   readonly retries?: number;
+  readonly retryBudgetExhausted?: boolean;
+  /** the endpoint's circuit breaker when the request went to it */
+  readonly breaker?: string;
   /** x-weft-reason: set only when the mesh answered itself */
   readonly reason?: string;
   readonly policy?: string;
   readonly bytesReceived?: number;
   readonly bytesSent?: number;
-}
+};
 
 export function requestRecord(start: RequestStart, facts: RequestFacts, outcome: RequestEnd, durationMs: number, trace: { traceId: string; spanId: string } | null): AccessRecord {
   return {
@@ -51,6 +55,8 @@ export function requestRecord(start: RequestStart, facts: RequestFacts, outcome:
     route: facts.route,
     endpoint: facts.endpoint,
     retries: facts.retries,
+    retryBudgetExhausted: facts.retryBudgetExhausted,
+    breaker: facts.breaker,
     reason: outcome.reason,
     policy: facts.policy && !facts.policy.allowed ? `${facts.policy.policy ?? 'mesh-default'}${facts.policy.rule === null ? '' : `#${facts.policy.rule}`}` : undefined,
   };

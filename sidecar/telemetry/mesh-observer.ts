@@ -22,6 +22,8 @@ export interface MeshObserverOptions {
 
 const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
 const UNKNOWN_SOURCE = 'unknown';
+/** How long a replaced tracer stays open for the requests that started on it. */
+const RETIRE_AFTER_MS = 10_000;
 
 export class MeshObserver implements Observer {
   readonly #o: MeshObserverOptions;
@@ -30,6 +32,8 @@ export class MeshObserver implements Observer {
   /** the settings last asked for (JSON), so an unchanged config does not restart tracing */
   #tracingKey = 'null';
   #tracingSettled: Promise<void> = Promise.resolve();
+  /** tracers replaced by a config change, waiting for their in-flight spans before they close */
+  readonly #retiring = new Set<Tracing>();
   /** this workload's subset under each applied config */
   readonly #subsets = new WeakMap<RuntimeConfig, string>();
 
@@ -38,13 +42,13 @@ export class MeshObserver implements Observer {
     this.#metrics = new MeshMetrics(opts.state);
   }
 
-  get contentType(): string {
-    return this.#metrics.contentType;
-  }
-
-  /** Whether spans are being made now (for tests and /config). */
-  get tracing(): TracingSettings | null {
-    return this.#tracing?.settings ?? null;
+  /**
+   * Follows a newly applied config: tracing as its Mesh says, and no breaker state for endpoints it no longer has.
+   * The promise settles once tracing is as the config asks (see configureTracing); it never rejects.
+   */
+  applyConfig(config: RuntimeConfig): Promise<void> {
+    this.#metrics.pruneBreakers((service, endpoint) => config.upstreams.get(service)?.endpoints.some((e) => e.address === endpoint) ?? false);
+    return this.configureTracing(config.body.mesh.tracing);
   }
 
   /**
@@ -68,9 +72,12 @@ export class MeshObserver implements Observer {
       }
       const previous = this.#tracing;
       this.#tracing = next;
-      if (previous && !settings) this.#o.log({ msg: 'tracing off' });
-      // Requests already in flight end their spans on the tracer they started with, which flushes on close.
-      await previous?.close();
+      if (!previous) return;
+      if (!settings) this.#o.log({ msg: 'tracing off' });
+      // Requests in flight end their spans on the tracer they started with: it is closed (and flushed) a little
+      // later, so their spans still leave.
+      this.#retiring.add(previous);
+      setTimeout(() => void this.#retire(previous), RETIRE_AFTER_MS).unref();
     });
     return this.#tracingSettled;
   }
@@ -105,8 +112,10 @@ export class MeshObserver implements Observer {
     }
     this.#metrics.requestEnded(labels, { direction: start.direction, source: labels.source, service: start.service, subset: facts.subset ?? '', status: outcome.status, reason: outcome.reason ?? '', seconds: ms / 1000 });
     if (facts.policy && !facts.policy.allowed) this.#metrics.denied(facts.policy.policy ?? 'mesh-default', facts.policy.rule === null ? '' : String(facts.policy.rule));
+    if (facts.retries) this.#metrics.retries(start.service, facts.subset ?? '', facts.retries);
+    if (facts.retryBudgetExhausted) this.#metrics.retryBudgetExhausted(start.service);
     span?.end(facts, outcome);
-    this.#o.log(requestRecord(start, facts, outcome, ms, span) as unknown as Record<string, unknown>);
+    this.#o.log(requestRecord(start, facts, outcome, ms, span));
   }
 
   connection(direction: Direction, service: string, peer: string | null): ConnectionObservation {
@@ -130,25 +139,13 @@ export class MeshObserver implements Observer {
         if (ended) return;
         ended = true;
         this.#metrics.connectionClosed(labels);
-        this.#o.log(connectionRecord(direction, source, destination, service, performance.now() - began, received, sent) as unknown as Record<string, unknown>);
+        this.#o.log(connectionRecord(direction, source, destination, service, performance.now() - began, received, sent));
       },
     };
   }
 
   breakerState(service: string, endpoint: string, state: BreakerState): void {
     this.#metrics.breakerState(service, endpoint, state);
-  }
-
-  breakerRemoved(service: string, endpoint: string): void {
-    this.#metrics.breakerRemoved(service, endpoint);
-  }
-
-  retry(service: string, subset: string | null): void {
-    this.#metrics.retry(service, subset ?? '');
-  }
-
-  retryBudgetExhausted(service: string): void {
-    this.#metrics.retryBudgetExhausted(service);
   }
 
   metrics(): Promise<string> {
@@ -159,9 +156,14 @@ export class MeshObserver implements Observer {
   async close(): Promise<void> {
     this.#tracingKey = 'closed';
     await this.#tracingSettled;
-    const t = this.#tracing;
+    const current = this.#tracing;
     this.#tracing = null;
-    await t?.close();
+    await Promise.all([current?.close(), ...[...this.#retiring].map((t) => this.#retire(t))]);
+  }
+
+  async #retire(t: Tracing): Promise<void> {
+    if (!this.#retiring.delete(t)) return;
+    await t.close();
   }
 
   #resource(): Record<string, string> {

@@ -5,7 +5,7 @@
 // SPIFFE IDs from certificates, policy names, status codes), never from a request's path or headers, so the
 // number of series is bounded by the size of the mesh, not by its traffic.
 
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { BreakerState, Direction } from './observer.ts';
 
 /** What the sidecar itself reports: read at scrape time. */
@@ -56,6 +56,8 @@ export class MeshMetrics {
   readonly #denials: Counter<'policy' | 'rule'>;
   readonly #spansExported: Counter;
   readonly #spansDropped: Counter<'reason'>;
+  /** the endpoints whose breaker state is reported, by "service|endpoint" */
+  readonly #breakers = new Map<string, { service: string; endpoint: string }>();
 
   constructor(state: () => SidecarState) {
     const registers = [this.registry];
@@ -106,11 +108,17 @@ export class MeshMetrics {
         this.set(notAfter ? Math.floor(notAfter.getTime() / 1000) : 0);
       },
     });
-    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 20 });
-  }
-
-  get contentType(): string {
-    return this.registry.contentType;
+    // Two process gauges, not prom-client's default set: several of its gauges end in _total, which
+    // `promtool check metrics` rejects, and its event-loop and GC monitors cost every sidecar memory.
+    new Gauge({
+      name: 'process_resident_memory_bytes',
+      help: 'Resident memory size of the sidecar process in bytes.',
+      registers,
+      collect() {
+        this.set(process.memoryUsage.rss());
+      },
+    });
+    new Gauge({ name: 'process_start_time_seconds', help: 'When the sidecar process started, as a Unix time.', registers }).set(Math.round(Date.now() / 1000 - process.uptime()));
   }
 
   text(): Promise<string> {
@@ -143,15 +151,21 @@ export class MeshMetrics {
   }
 
   breakerState(service: string, endpoint: string, state: BreakerState): void {
+    this.#breakers.set(`${service}|${endpoint}`, { service, endpoint });
     for (const s of BREAKER_STATES) this.#breaker.set({ destination_service: service, endpoint, state: s }, s === state ? 1 : 0);
   }
 
-  breakerRemoved(service: string, endpoint: string): void {
-    for (const s of BREAKER_STATES) this.#breaker.remove({ destination_service: service, endpoint, state: s });
+  /** Stops reporting the breakers of endpoints that left the config (so the series do not outlive them). */
+  pruneBreakers(live: (service: string, endpoint: string) => boolean): void {
+    for (const [key, { service, endpoint }] of this.#breakers) {
+      if (live(service, endpoint)) continue;
+      this.#breakers.delete(key);
+      for (const s of BREAKER_STATES) this.#breaker.remove({ destination_service: service, endpoint, state: s });
+    }
   }
 
-  retry(service: string, subset: string): void {
-    this.#retries.inc({ destination_service: service, destination_subset: subset });
+  retries(service: string, subset: string, n: number): void {
+    this.#retries.inc({ destination_service: service, destination_subset: subset }, n);
   }
 
   retryBudgetExhausted(service: string): void {

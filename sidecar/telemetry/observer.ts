@@ -25,7 +25,10 @@ export interface RequestFacts {
   endpoint?: string;
   /** route rule name or index */
   route?: string;
+  /** retries made so far (the last value set is the request's total; counted in weft_retries_total) */
   retries?: number;
+  /** a retry was wanted but the service's retry budget had none left (counted in weft_retry_budget_exhausted_total) */
+  retryBudgetExhausted?: boolean;
   breaker?: BreakerState;
   /** authorization outcome (inbound) */
   policy?: { allowed: boolean; policy: string | null; rule: number | null };
@@ -57,12 +60,6 @@ export interface Observer {
   connection(direction: Direction, service: string, peer: string | null): ConnectionObservation;
   /** a circuit breaker changed state (or was created, as 'closed'); `endpoint` is host:port of the peer */
   breakerState(service: string, endpoint: string, state: BreakerState): void;
-  /** the breaker of an endpoint that left the config is gone: its state stops being reported */
-  breakerRemoved(service: string, endpoint: string): void;
-  /** one retry attempt was made (call once per retry, not per request; the request's total goes in `retries`) */
-  retry(service: string, subset: string | null): void;
-  /** a retry was wanted but the service's retry budget had none left */
-  retryBudgetExhausted(service: string): void;
   /** Prometheus text exposition for /metrics */
   metrics(): Promise<string>;
   close(): Promise<void>;
@@ -76,9 +73,6 @@ export const noopObserver: Observer = {
   request: () => NOOP_REQUEST,
   connection: () => NOOP_CONNECTION,
   breakerState() {},
-  breakerRemoved() {},
-  retry() {},
-  retryBudgetExhausted() {},
   metrics: async () => '',
   close: async () => {},
 };

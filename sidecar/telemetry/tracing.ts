@@ -67,6 +67,7 @@ export function endAttributes(facts: RequestFacts, outcome: RequestEnd): Attribu
   }
   if (facts.route !== undefined) a['weft.route'] = facts.route;
   if (facts.retries !== undefined) a['weft.retries'] = facts.retries;
+  if (facts.retryBudgetExhausted) a['weft.retry_budget_exhausted'] = true;
   if (facts.breaker) a['weft.breaker.state'] = facts.breaker;
   if (facts.policy) {
     a['weft.policy.decision'] = facts.policy.allowed ? 'allow' : 'deny';
@@ -83,7 +84,6 @@ export function isSpanError(direction: RequestStart['direction'], status: number
 }
 
 export class Tracing {
-  readonly settings: TracingSettings;
   readonly #otel: Otel;
   readonly #provider: TracerProvider;
   readonly #tracer: Tracer;
@@ -95,7 +95,6 @@ export class Tracing {
   }
 
   private constructor(otel: Otel, settings: TracingSettings, opts: TracingOptions) {
-    this.settings = settings;
     this.#otel = otel;
     const exporter = new otel.exporter.OTLPTraceExporter({ url: settings.endpoint, timeoutMillis: EXPORT_TIMEOUT_MS, concurrencyLimit: 2, httpAgentOptions: { keepAlive: true, maxSockets: 2 } });
     this.#provider = new otel.sdk.TracerProvider({

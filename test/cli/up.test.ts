@@ -314,7 +314,8 @@ test.serial('a second up on the same state reuses the CA, moves off a taken port
   const prices = summary.sidecars.find((s) => s.name === 'prices')!;
   process.kill(prices.pid, 'SIGKILL');
   t.is(await again.exited, 1);
-  t.regex(again.stderr(), /prices exited unexpectedly \(killed by SIGKILL\); the end of \S+prices\.log:\n {4}.*sidecar ready/);
+  // The end of its log: JSON lines of the prices sidecar (its access log, after requests went through).
+  t.regex(again.stderr(), /prices exited unexpectedly \(killed by SIGKILL\); the end of \S+prices\.log:\n {4}\{.*"service":"prices"/);
   t.regex(again.stderr(), /stopping 4 sidecar\(s\)[^]*stopping the control plane/);
   await waitFor('every child to be gone', () => tree.filter(alive).length === 0 || undefined, 3_000);
   t.deepEqual(tree.filter(alive), []);

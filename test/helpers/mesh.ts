@@ -132,7 +132,7 @@ export async function startMesh(yaml: string, opts: { controlPlaneEnv?: NodeJS.P
           if (p.child.exitCode !== null) throw new Error(`sidecar exited ${p.child.exitCode}: ${p.logs()}`);
           const line = p.logs().split('\n').find((l) => l.includes('"msg":"sidecar ready"'));
           return line ? (JSON.parse(line) as { inbound: number; outbound: number; admin: number; upstreams: Record<string, number> }) : undefined;
-        }, 20_000);
+        }, 45_000);
         Object.assign(ports, { inbound: ready.inbound, outbound: ready.outbound, admin: ready.admin, upstreams: ready.upstreams });
       }
       return { ...p, service: spec.service, ports, admin };
