@@ -43,6 +43,26 @@ function port(flag: string, v: string): number {
   return n;
 }
 
+/**
+ * JSON log lines to stderr, written once per event-loop turn: stderr to a file or pipe is a synchronous
+ * write, and the access log has a line per request, so one write per turn instead of one per line keeps the
+ * request path from waiting on the log. Lines are flushed at exit too.
+ */
+function batchedLog(service: string | undefined): (e: Record<string, unknown>) => void {
+  let lines: string[] = [];
+  const flush = () => {
+    if (lines.length === 0) return;
+    const text = lines.join('');
+    lines = [];
+    process.stderr.write(text);
+  };
+  process.on('exit', flush);
+  return (e) => {
+    if (lines.length === 0) setImmediate(flush);
+    lines.push(JSON.stringify({ time: new Date().toISOString(), component: 'sidecar', service, ...e }) + '\n');
+  };
+}
+
 function onOff(flag: string, v: string): boolean {
   if (v === 'on' || v === 'off') return v === 'on';
   throw new WeftError('WEFT_CLI_USAGE', `--${flag} must be on or off, not ${JSON.stringify(v)}`);
@@ -105,7 +125,7 @@ WEFT_ADMIN_PORT, WEFT_UPSTREAMS, WEFT_DRAIN (and *_HOST for each address). Logs 
     const tokenFile = get('token-file');
     const token = tokenFile ? readFileSync(tokenFile, 'utf8').trim() : need('token');
     const upstreams: UpstreamPort[] = pairs('upstream', get('upstream') ?? '').map(([service, p]) => ({ service, port: port('upstream', p) }));
-    const log = (e: Record<string, unknown>) => process.stderr.write(JSON.stringify({ time: new Date().toISOString(), component: 'sidecar', service: get('service'), ...e }) + '\n');
+    const log = batchedLog(get('service'));
 
     const sc = new Sidecar({
       controlPlane: { url: need('control-plane'), ca, serverIdentity },

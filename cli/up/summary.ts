@@ -49,6 +49,11 @@ export function summaryText(s: Summary): string {
   if (web) tries.push([`curl ${web.admin}/config`, `the config ${web.name}'s sidecar got`]);
   tries.push(
     [`npm run weft -- status${state}`, 'every sidecar: SYNCED or not, cert expiry'],
+    [`npm run weft -- top${state}`, 'live requests/s, success rate and p99 per service and subset'],
+  );
+  if (hasV2) tries.push([`npm run weft -- canary catalog --subset v2 --weight 50${state}`, 'shift the split live (then watch it in top)']);
+  if (web) tries.push([`npm run weft -- policy check --from spiffe://${mesh.trustDomain}/ns/default/sa/ingress --to catalog --path /items${state}`, 'why the ingress may not call catalog']);
+  tries.push(
     [`npm run weft -- validate -f ${s.configFile}`, 'check the config offline'],
     [`npm run weft -- apply -f ${s.configFile}${state}`, `after an edit${hasV2 ? ' (e.g. the catalog weights)' : ''}; saving applies it too`],
   );
