@@ -12,6 +12,7 @@
 // BENCH_MAX_FOREIGN_CPU (10: a run during which other programs took more than this % of the CPUs is repeated,
 // up to BENCH_MAX_ATTEMPTS, 3, keeping the quietest).
 
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -87,18 +88,28 @@ interface Measured {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const r2 = (x: number) => Math.round(x * 100) / 100;
 
+/** Which code was measured: the commit, and whether the working tree differed from it (read-only git calls). */
+function codeRevision(): { commit: string; uncommittedChanges: boolean } | null {
+  try {
+    const git = (...args: string[]) => execFileSync('git', args, { cwd: new URL('..', import.meta.url), encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return { commit: git('rev-parse', 'HEAD'), uncommittedChanges: git('status', '--porcelain', '--', 'sidecar', 'cli', 'ca', 'control-plane') !== '' };
+  } catch {
+    return null;
+  }
+}
+
 /** One warm-up, wrk and hey round, with the CPU the proxies spent during wrk and what anything else spent. */
 async function loadRound(running: Running, procs: readonly Child[], allPids: readonly number[], paths: { wrk: string; hey: string }) {
-  await wrk(paths.wrk, running.target, { connections: CONNECTIONS, threads: WRK_THREADS, seconds: WARMUP_SECONDS });
+  await wrk(children, paths.wrk, running.target, { connections: CONNECTIONS, threads: WRK_THREADS, seconds: WARMUP_SECONDS });
   const cpuBefore = procs.map((p) => cpuSeconds(p.pid));
   const samplers = procs.map((p) => sampleRss(p.pid));
   let foreign = watchForeignCpu(allPids);
-  const w = await wrk(paths.wrk, running.target, { connections: CONNECTIONS, threads: WRK_THREADS, seconds: SECONDS });
+  const w = await wrk(children, paths.wrk, running.target, { connections: CONNECTIONS, threads: WRK_THREADS, seconds: SECONDS });
   const foreignWrk = foreign.stop();
   const sampled = samplers.map((s) => s.stop());
   const cpuUsPerRequest = procs.map((p, i) => r2(((cpuSeconds(p.pid) - cpuBefore[i]!) / w.requests) * 1e6));
   foreign = watchForeignCpu(allPids);
-  const h = await hey(paths.hey, running.target, { rate: RATE, workers: HEY_WORKERS, seconds: SECONDS });
+  const h = await hey(children, paths.hey, running.target, { rate: RATE, workers: HEY_WORKERS, seconds: SECONDS });
   return { w, h, sampled, cpuUsPerRequest, foreign: Math.max(foreignWrk, foreign.stop()) };
 }
 
@@ -233,14 +244,17 @@ if (!failed && direct && haproxy && weft) {
     rssLoadMb: weft.server!.rssLoadMb,
     goals: { throughputRatio: `>= ${GOALS.throughputRatio}`, addedP99Ms: `<= ${GOALS.addedP99Ms}`, rssIdleMb: `<= ${GOALS.rssIdleMb}`, rssLoadMb: `<= ${GOALS.rssLoadMb}` },
     met: {} as Record<keyof typeof GOALS, boolean>,
+    /** false when another program took more than BENCH_MAX_FOREIGN_CPU % of the CPUs during a kept run */
+    quietMachine: [direct, haproxy, weft].every((m) => m.foreignCpuPercent <= MAX_FOREIGN_CPU),
     setups: { direct, haproxy, weft },
     load: {
       wrk: { connections: CONNECTIONS, threads: WRK_THREADS, seconds: SECONDS, warmupSeconds: WARMUP_SECONDS },
       hey: { ratePerSecond: RATE, workers: HEY_WORKERS, qPerWorker: RATE / HEY_WORKERS, seconds: SECONDS, latencyResolutionMs: 0.1 },
-      app: `nginx, 1 worker, return 200 ${JSON.stringify(APP_BODY)}`,
+      app: `nginx, one process, return 200 ${JSON.stringify(APP_BODY)}`,
       haproxy: 'one process each, nbthread 1, TLS 1.3 mTLS between, keep-alive',
       weft: support!.upstreamFlag ? 'two sidecar processes; load on the client side\'s --upstream server=PORT' : 'two sidecar processes; load on the client side\'s outbound port with Host: server',
     },
+    code: codeRevision(),
     machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: availableParallelism(), memoryGb: Math.round(totalmem() / 2 ** 30), kernel: release(), node: process.version, cpuBusyBeforePercent: busyBefore, packages: toolVersions() },
     date: new Date().toISOString(),
   };
@@ -257,6 +271,7 @@ if (!failed && direct && haproxy && weft) {
   mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
   writeFileSync(new URL('./results/proxy.json', import.meta.url), JSON.stringify(result, null, 2) + '\n');
   console.log('written bench/results/proxy.json');
+  if (!result.quietMachine) console.warn('warning: other programs were busy during at least one setup (see foreignCpuPercent); run again on a quiet machine before quoting these figures');
 } else if (!failed) {
   console.log(`\nnot all of ${SETUP_NAMES.join(', ')} ran, so bench/results/proxy.json is left as it was`);
 }

@@ -40,11 +40,20 @@ export class Children {
     const fd = openSync(log, 'a');
     const proc = spawn(command, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['ignore', opts.pipeStdout ? 'pipe' : fd, fd] });
     closeSync(fd);
+    proc.on('error', () => {}); // a failed spawn shows as the missing pid below; a failed kill needs no report
     if (proc.pid === undefined) throw new Error(`${name}: could not start ${command}`);
     const child: Child = { name, proc, pid: proc.pid, log };
     this.#live.add(child);
     proc.once('exit', () => this.#live.delete(child));
     return child;
+  }
+
+  /** Tracks a process spawned elsewhere (a load generator whose output the caller reads), so it is stopped too. */
+  adopt(name: string, proc: ChildProcess): void {
+    if (proc.pid === undefined) return;
+    const child: Child = { name, proc, pid: proc.pid, log: '(output read by the caller)' };
+    this.#live.add(child);
+    proc.once('exit', () => this.#live.delete(child));
   }
 
   /** SIGTERM, then SIGKILL if it has not gone after `graceMs`. */

@@ -1,6 +1,7 @@
 // Load for the proxy benchmark: wrk for throughput, hey at a fixed rate for latency, and parsers for their text.
 
 import { execFile } from 'node:child_process';
+import type { Children } from './children.ts';
 import type { Target } from './loopback.ts';
 
 export interface WrkResult {
@@ -24,18 +25,19 @@ export interface HeyResult {
   readonly errors: number;
 }
 
-function run(binary: string, args: string[], seconds: number): Promise<string> {
+function run(children: Children, binary: string, args: string[], seconds: number): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(binary, args, { timeout: (seconds + 30) * 1000, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+    const proc = execFile(binary, args, { timeout: (seconds + 30) * 1000, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
       if (err) reject(new Error(`${binary} ${args.join(' ')} failed: ${err.message}\n${stdout}${stderr}`));
       else resolve(stdout);
     });
+    children.adopt(binary.split('/').pop()!, proc);
   });
 }
 
-export async function wrk(path: string, target: Target, o: { connections: number; threads: number; seconds: number }): Promise<WrkResult> {
+export async function wrk(children: Children, path: string, target: Target, o: { connections: number; threads: number; seconds: number }): Promise<WrkResult> {
   const args = ['-t', String(o.threads), '-c', String(o.connections), '-d', `${o.seconds}s`, '--latency', ...(target.host ? ['-H', `Host: ${target.host}`] : []), target.url];
-  return parseWrk(await run(path, args, o.seconds));
+  return parseWrk(await run(children, path, args, o.seconds));
 }
 
 /**
@@ -43,9 +45,9 @@ export async function wrk(path: string, target: Target, o: { connections: number
  * for its response before its next tick, so the rate holds only while latency stays under workers/rate seconds
  * (10 ms at 20 workers and 2,000 requests/s); the achieved rate is reported to show it did.
  */
-export async function hey(path: string, target: Target, o: { rate: number; workers: number; seconds: number }): Promise<HeyResult> {
+export async function hey(children: Children, path: string, target: Target, o: { rate: number; workers: number; seconds: number }): Promise<HeyResult> {
   const args = ['-z', `${o.seconds}s`, '-c', String(o.workers), '-q', String(o.rate / o.workers), ...(target.host ? ['-host', target.host] : []), target.url];
-  return parseHey(await run(path, args, o.seconds));
+  return parseHey(await run(children, path, args, o.seconds));
 }
 
 const UNIT_MS: Record<string, number> = { us: 1e-3, ms: 1, s: 1e3, m: 60e3, h: 3600e3 };
@@ -53,7 +55,7 @@ const UNIT_MS: Record<string, number> = { us: 1e-3, ms: 1, s: 1e3, m: 60e3, h: 3
 function wrkTime(text: string, label: string): number {
   const m = new RegExp(`^\\s*${label}\\s+([\\d.]+)(us|ms|s|m|h)\\s*$`, 'm').exec(text);
   if (!m) throw new Error(`wrk output has no ${label} line:\n${text}`);
-  return Number(m[1]) * UNIT_MS[m[2]!]!;
+  return Math.round(Number(m[1]) * UNIT_MS[m[2]!]! * 1000) / 1000;
 }
 
 export function parseWrk(text: string): WrkResult {
@@ -66,11 +68,16 @@ export function parseWrk(text: string): WrkResult {
   return { rps: Number(rps[1]), requests: Number(requests[1]), p50Ms: wrkTime(text, '50%'), p99Ms: wrkTime(text, '99%'), errors: non2xx + socketErrors };
 }
 
+/** hey prints seconds with four decimals: milliseconds to 0.1. */
+function secondsToMs(s: string): number {
+  return Math.round(Number(s) * 1e4) / 10;
+}
+
 export function parseHey(text: string): HeyResult {
   const pct = (p: number) => {
     const m = new RegExp(`^\\s*${p}% in ([\\d.]+) secs`, 'm').exec(text);
     if (!m) throw new Error(`hey output has no ${p}% latency (did any request succeed?):\n${text}`);
-    return Number(m[1]) * 1000;
+    return secondsToMs(m[1]!);
   };
   const rps = /Requests\/sec:\s+([\d.]+)/.exec(text);
   const slowest = /Slowest:\s+([\d.]+) secs/.exec(text);
@@ -83,5 +90,5 @@ export function parseHey(text: string): HeyResult {
   }
   const errorSection = /Error distribution:\n([\s\S]*)$/.exec(text)?.[1] ?? '';
   const transport = [...errorSection.matchAll(/^\s*\[(\d+)\]\s/gm)].reduce((n, m) => n + Number(m[1]), 0);
-  return { rps: Number(rps[1]), requests: ok + other + transport, p50Ms: pct(50), p90Ms: pct(90), p99Ms: pct(99), slowestMs: Number(slowest[1]) * 1000, errors: other + transport };
+  return { rps: Math.round(Number(rps[1])), requests: ok + other + transport, p50Ms: pct(50), p90Ms: pct(90), p99Ms: pct(99), slowestMs: secondsToMs(slowest[1]!), errors: other + transport };
 }

@@ -296,7 +296,7 @@ test.serial('weft top shows requests/s, success rate and p99 per service and sub
     t.is(row('v2').successRate, 1);
     // At least the app's 30 ms; the upper bound only rules out nonsense (a loaded 2-core machine stretches the tail).
     t.true(row('v2').p99Ms >= 25 && row('v2').p99Ms <= 1000, `v2 p99 ${row('v2').p99Ms} ms (answers take 30 ms)`);
-    t.true(row('v1').p99Ms < 25, `v1 p99 ${row('v1').p99Ms} ms`);
+    t.true(row('v1').p99Ms < row('v2').p99Ms, `v1 p99 ${row('v1').p99Ms} ms, v2 ${row('v2').p99Ms} ms`);
 
     const text = await weft(['top', '--once', '--interval', '1s', '--state', mesh.state]);
     t.is(text.code, 0, text.stderr);
