@@ -20,6 +20,7 @@ const COMMANDS: readonly { name: string; summary: string; load: () => Promise<Co
   { name: 'revoke', summary: 'revoke a certificate by serial, or every valid certificate of an identity', load: async () => (await import('./commands/mesh.ts')).revoke },
   { name: 'canary', summary: 'shift a live traffic split: give a subset a percentage of its service', load: async () => (await import('./commands/route.ts')).canary },
   { name: 'route show', summary: "show a service's routing: rules, splits, timeouts, retries", load: async () => (await import('./commands/route.ts')).routeShow },
+  { name: 'traces', summary: 'receive OTLP traces locally and print each one as a tree of spans', load: async () => (await import('./commands/traces.ts')).traces },
   { name: 'policy check', summary: 'explain what the mesh would decide for a request: allow or deny, and which rule', load: async () => (await import('./commands/policy.ts')).policyCheck },
   { name: 'validate', summary: 'check a mesh config file without applying it; every problem is listed with file:line:col', load: async () => (await import('./commands/validate.ts')).validate },
   { name: 'schema', summary: 'print the JSON Schema of mesh config documents (for editors)', load: async () => (await import('./commands/schema.ts')).schema },
