@@ -110,14 +110,16 @@ export async function startWeftPair(children: Children, dir: string, ports: Weft
 
   const sidecar = async (service: 'client' | 'server', appPort: number, p: WeftPorts['client'], extra: string[]): Promise<Child> => {
     const token = (await weft(['token', '--service', service, '--namespace', 'default', '--state', state])).trim();
+    // Through bin/weft, as users run it (pinned Node, compile cache, the sidecar's heap settings).
     const args = [
-      ...SIDECAR_NODE_ARGS, WEFT, 'sidecar',
+      'sidecar',
       '--control-plane', cp.url, '--trust-bundle', bundle, '--token', token,
       '--service', service, '--namespace', 'default', '--app-port', String(appPort),
       '--inbound-port', String(p.inbound), '--outbound-port', String(p.outbound), '--admin-port', String(p.admin),
       ...extra,
     ];
-    return children.start(`sidecar-${service}`, process.execPath, args, { cwd: REPO });
+    const env = SIDECAR_NODE_ARGS.length ? { ...process.env, NODE_OPTIONS: SIDECAR_NODE_ARGS.join(' ') } : process.env;
+    return children.start(`sidecar-${service}`, join(REPO, 'bin/weft'), args, { cwd: REPO, env });
   };
 
   // B first, so that A's first snapshot already holds B's endpoint.
