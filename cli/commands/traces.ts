@@ -44,7 +44,7 @@ export const traces: Command = {
 Receives OTLP/HTTP traces (what the Mesh's tracing.endpoint points at; the example shop sends to
 http://127.0.0.1:4318/v1/traces) and prints each trace as a tree of spans once it is complete: which sidecar,
 server or client side, duration, status, the peer's SPIFFE ID, the subset and the policy decision. --json
-prints one JSON object per trace instead. Runs until interrupted.`,
+prints one JSON object per trace, one per line, instead. Runs until interrupted.`,
   async run(argv, out) {
     const { values } = parse('traces', argv, { listen: { type: 'string' } });
     const listen = optional(values, 'listen') ?? '127.0.0.1:4318';
@@ -54,7 +54,9 @@ prints one JSON object per trace instead. Runs until interrupted.`,
     const flush = (traceId: string) => {
       const t = pending.get(traceId)!;
       pending.delete(traceId);
-      out.result({ traceId, spans: t.spans.map((s) => ({ ...s, startNs: String(s.startNs), endNs: String(s.endNs) })) }, () => traceTree(t.spans) + '\n');
+      // One compact JSON object per line with --json, so the stream can be read line by line.
+      if (out.json) process.stdout.write(JSON.stringify({ traceId, spans: t.spans.map((s) => ({ ...s, startNs: String(s.startNs), endNs: String(s.endNs) })) }) + '\n');
+      else process.stdout.write(traceTree(t.spans) + '\n\n');
     };
     const receiver = await startOtlpReceiver({
       host: m[1],

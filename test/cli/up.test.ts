@@ -2,7 +2,6 @@
 // driven with curl and weft status, stopped with SIGINT; then a second run on the same state.
 
 import test from 'ava';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
@@ -10,57 +9,11 @@ import { dirname, join } from 'node:path';
 import { loadMeshConfigFile } from '../../control-plane/config/index.ts';
 import { planMesh } from '../../cli/up/plan.ts';
 import { run as runTool, tempDir, writeTemp } from '../helpers/ca.ts';
-import { REPO, WEFT, weft } from '../helpers/cli.ts';
+import { REPO, weft } from '../helpers/cli.ts';
 import { waitFor } from '../helpers/mesh.ts';
+import { EXAMPLE, freeBase, startUp, type Up } from '../helpers/up.ts';
 
-const EXAMPLE = 'examples/shop/mesh.yaml';
 const ID = (sa: string) => `spiffe://shop.example/ns/default/sa/${sa}`;
-
-interface Up {
-  readonly child: ChildProcess;
-  stdout(): string;
-  stderr(): string;
-  readonly exited: Promise<number | null>;
-}
-
-function startUp(args: string[]): Up {
-  const child = spawn(WEFT, ['up', EXAMPLE, ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { child, stdout: () => out, stderr: () => err, exited };
-}
-
-async function portsFree(ports: number[]): Promise<boolean> {
-  const held: net.Server[] = [];
-  try {
-    for (const p of ports) {
-      const s = net.createServer();
-      await new Promise<void>((resolve, reject) => {
-        s.once('error', reject);
-        s.listen(p, '127.0.0.1', () => resolve());
-      });
-      held.push(s);
-    }
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await Promise.all(held.map((s) => new Promise((r) => s.close(r))));
-  }
-}
-
-/** A base port whose planned range is free, below the ephemeral range other tests' port-0 listeners use. */
-async function freeBase(): Promise<number> {
-  for (let i = 0; i < 50; i++) {
-    const base = 16_000 + 10 * Math.floor(Math.random() * 1_500);
-    const range = [base + 10, base + 80, ...Array.from({ length: 50 }, (_, k) => base + 100 + k)];
-    if (await portsFree(range)) return base;
-  }
-  throw new Error('no free port range for weft up');
-}
 
 /** Every live process below `root`, from /proc (the sidecars, and the apps they started). */
 function descendants(root: number): number[] {
