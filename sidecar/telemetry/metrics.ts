@@ -125,15 +125,30 @@ export class MeshMetrics {
     return this.registry.metrics();
   }
 
+  // Label-bound children, cached: prom-client hashes a label object on every call (sorting its keys), which
+  // per request on the data path cost more than the counting itself. Label values are bounded, so are these.
+  readonly #children = new Map<string, object>();
+
+  #child<T extends object>(key: string, make: () => T): T {
+    let c = this.#children.get(key) as T | undefined;
+    if (!c) this.#children.set(key, (c = make()));
+    return c;
+  }
+
+  #inFlightOf(l: ConnectionLabels) {
+    return this.#child(`f\0${l.direction}\0${l.source}\0${l.service}`, () => this.#inFlight.labels({ direction: l.direction, source_identity: l.source, destination_service: l.service }));
+  }
+
   requestStarted(l: ConnectionLabels): void {
-    this.#inFlight.inc({ direction: l.direction, source_identity: l.source, destination_service: l.service });
+    this.#inFlightOf(l).inc();
   }
 
   requestEnded(l: ConnectionLabels, s: RequestSample): void {
-    this.#inFlight.dec({ direction: l.direction, source_identity: l.source, destination_service: l.service });
+    this.#inFlightOf(l).dec();
     const status = String(s.status);
-    this.#requests.inc({ direction: s.direction, source_identity: s.source, destination_service: s.service, destination_subset: s.subset, status_code: status, mesh_reason: s.reason });
-    this.#duration.observe({ direction: s.direction, source_identity: s.source, destination_service: s.service, destination_subset: s.subset, status_code: status }, s.seconds);
+    const base = `${s.direction}\0${s.source}\0${s.service}\0${s.subset}\0${status}`;
+    this.#child(`r\0${base}\0${s.reason}`, () => this.#requests.labels({ direction: s.direction, source_identity: s.source, destination_service: s.service, destination_subset: s.subset, status_code: status, mesh_reason: s.reason })).inc();
+    this.#child(`d\0${base}`, () => this.#duration.labels({ direction: s.direction, source_identity: s.source, destination_service: s.service, destination_subset: s.subset, status_code: status })).observe(s.seconds);
   }
 
   connectionOpened(l: ConnectionLabels): void {
