@@ -19,7 +19,7 @@ import { parseMeshConfigOrThrow } from './config/load.ts';
 import type { MeshConfig } from './config/types.ts';
 import { BootstrapTokens } from './identity/tokens.ts';
 import { built, SnapshotPusher, type BuiltResource } from './push/pusher.ts';
-import { keyOf, Registry } from './registry.ts';
+import { describeSidecar, Registry } from './registry.ts';
 import { Revocations } from './revocations.ts';
 import { buildSnapshot, buildUpstreams, serviceIdentity, type SnapshotInputs } from './snapshot/build.ts';
 import type { Upstream } from './snapshot/types.ts';
@@ -178,21 +178,7 @@ export class ControlPlane {
       version: this.#pusher.version,
       configVersion: this.#configVersion,
       controlPlane: { identity: this.identity, rssMb: Math.round(mem.rss / 2 ** 20), heapUsedMb: Math.round(mem.heapUsed / 2 ** 20) },
-      sidecars: this.#registry.list().map((e) => ({
-        id: e.id,
-        identity: e.identity,
-        service: keyOf(e),
-        labels: e.labels,
-        address: e.address,
-        admin: e.admin,
-        sentVersion: e.sentVersion,
-        ackedVersion: e.ackedVersion,
-        ack: e.nack && e.nack.version >= (e.ackedVersion ?? 0) ? 'NACK' : e.sentVersion !== null && e.sentVersion === e.ackedVersion ? 'SYNCED' : 'STALE',
-        nackError: e.nack?.error ?? null,
-        certSerial: e.certSerial,
-        certExpiry: new Date(e.certNotAfter).toISOString(),
-        lastSeen: new Date(e.lastSeen).toISOString(),
-      })),
+      sidecars: this.#registry.list().map(describeSidecar),
     };
   }
 

@@ -96,3 +96,28 @@ export class Registry {
 export function keyOf(x: { service: string; namespace: string }): string {
   return `${x.service}.${x.namespace}`;
 }
+
+/** ACK state as weft status shows it: SYNCED once the last snapshot sent is ACKed, NACK if it was refused. */
+export function ackState(e: SidecarEntry): 'SYNCED' | 'STALE' | 'NACK' {
+  if (e.nack && e.nack.version >= (e.ackedVersion ?? 0)) return 'NACK';
+  return e.sentVersion !== null && e.sentVersion === e.ackedVersion ? 'SYNCED' : 'STALE';
+}
+
+/** One sidecar as the operator API reports it. */
+export function describeSidecar(e: SidecarEntry): Record<string, unknown> {
+  return {
+    id: e.id,
+    identity: e.identity,
+    service: keyOf(e),
+    labels: e.labels,
+    address: e.address,
+    admin: e.admin,
+    sentVersion: e.sentVersion,
+    ackedVersion: e.ackedVersion,
+    ack: ackState(e),
+    nackError: e.nack?.error ?? null,
+    certSerial: e.certSerial,
+    certExpiry: new Date(e.certNotAfter).toISOString(),
+    lastSeen: new Date(e.lastSeen).toISOString(),
+  };
+}

@@ -14,28 +14,10 @@ import { httpEcho, type App } from '../helpers/apps.ts';
 import { makeCsr, run as runTool } from '../helpers/ca.ts';
 import { weft } from '../helpers/cli.ts';
 import { startMesh, waitFor, type SidecarProc, type TestMesh } from '../helpers/mesh.ts';
+import { meshYaml } from '../helpers/mesh-yaml.ts';
 
 const WEB = 'spiffe://shop.example/ns/default/sa/web';
-const YAML = `apiVersion: weft/v1
-kind: Mesh
-metadata: {name: mesh}
-spec: {trustDomain: shop.example}
----
-apiVersion: weft/v1
-kind: Service
-metadata: {name: web}
-spec: {port: 8080}
----
-apiVersion: weft/v1
-kind: Service
-metadata: {name: intruder}
-spec: {port: 8082}
----
-apiVersion: weft/v1
-kind: Service
-metadata: {name: catalog}
-spec: {port: 8081}
----
+const YAML = meshYaml({ services: { web: '{port: 8080}', intruder: '{port: 8082}', catalog: '{port: 8081}' } }) + `---
 apiVersion: weft/v1
 kind: AuthorizationPolicy
 metadata: {name: catalog-public}

@@ -12,22 +12,9 @@ import { httpEcho } from '../helpers/apps.ts';
 import { makeCa, makeCsr, run as runTool } from '../helpers/ca.ts';
 import { bootstrap, StubSidecar } from '../helpers/stub-sidecar.ts';
 import { startMesh, waitFor } from '../helpers/mesh.ts';
+import { meshYaml } from '../helpers/mesh-yaml.ts';
 
-const yaml = (mode: 'STRICT' | 'PERMISSIVE') => `apiVersion: weft/v1
-kind: Mesh
-metadata: {name: mesh}
-spec: {trustDomain: shop.example, mtls: {mode: ${mode}}}
----
-apiVersion: weft/v1
-kind: Service
-metadata: {name: web}
-spec: {port: 8080}
----
-apiVersion: weft/v1
-kind: Service
-metadata: {name: catalog}
-spec: {port: 8081}
-`;
+const yaml = (mode: 'STRICT' | 'PERMISSIVE') => meshYaml({ mesh: `mtls: {mode: ${mode}}`, services: { web: '{port: 8080}', catalog: '{port: 8081}' } });
 
 test('a STRICT inbound refuses plaintext and a certificate from a foreign root; the app sees neither', async (t) => {
   const catalogApp = await httpEcho('catalog');

@@ -9,22 +9,9 @@ import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { httpEcho } from '../helpers/apps.ts';
 import { freePort, startMesh, waitFor, type SidecarProc } from '../helpers/mesh.ts';
+import { meshYaml } from '../helpers/mesh-yaml.ts';
 
-const YAML = `apiVersion: weft/v1
-kind: Mesh
-metadata: {name: mesh}
-spec: {trustDomain: shop.example}
----
-apiVersion: weft/v1
-kind: Service
-metadata: {name: web}
-spec: {port: 8080}
----
-apiVersion: weft/v1
-kind: Service
-metadata: {name: catalog}
-spec: {port: 8081}
-`;
+const YAML = meshYaml({ services: { web: '{port: 8080}', catalog: '{port: 8081}' } });
 
 /** Sends requests through `web`'s outbound port for `ms`, from `workers` concurrent loops; counts outcomes. */
 async function load(web: SidecarProc, ms: number, workers = 4, during?: () => Promise<void>): Promise<{ ok: number; failed: string[] }> {

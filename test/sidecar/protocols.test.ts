@@ -8,32 +8,9 @@ import WebSocket from 'ws';
 import { grpcPrices, httpEcho, pricesProto, tcpEcho, type App } from '../helpers/apps.ts';
 import { run as runTool } from '../helpers/ca.ts';
 import { startMesh, type SidecarProc, type TestMesh } from '../helpers/mesh.ts';
+import { meshYaml } from '../helpers/mesh-yaml.ts';
 
-const YAML = `apiVersion: weft/v1
-kind: Mesh
-metadata: {name: mesh}
-spec: {trustDomain: shop.example}
----
-apiVersion: weft/v1
-kind: Service
-metadata: {name: web}
-spec: {port: 8080}
----
-apiVersion: weft/v1
-kind: Service
-metadata: {name: catalog}
-spec: {port: 8081}
----
-apiVersion: weft/v1
-kind: Service
-metadata: {name: prices}
-spec: {port: 8082, protocol: grpc}
----
-apiVersion: weft/v1
-kind: Service
-metadata: {name: echo}
-spec: {port: 8083, protocol: tcp}
-`;
+const YAML = meshYaml({ services: { web: '{port: 8080}', catalog: '{port: 8081}', prices: '{port: 8082, protocol: grpc}', echo: '{port: 8083, protocol: tcp}' } });
 
 const WEB_ID = 'spiffe://shop.example/ns/default/sa/web';
 

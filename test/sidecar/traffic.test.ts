@@ -10,6 +10,7 @@ import { pickDestination, compileRoute } from '../../sidecar/routing/route-table
 import { rebalance } from '../../cli/commands/route.ts';
 import { weft } from '../helpers/cli.ts';
 import { startMesh, waitFor, type SidecarProc } from '../helpers/mesh.ts';
+import { meshYaml } from '../helpers/mesh-yaml.ts';
 
 /** A test app that says who it is and can be told to fail or to be slow. */
 async function controllable(name: string) {
@@ -33,25 +34,7 @@ async function controllable(name: string) {
   return { name, state, port: (server.address() as AddressInfo).port, close: () => new Promise<void>((r) => (server.closeAllConnections(), server.close(() => r()))) };
 }
 
-const MESH = (extra: string) => `apiVersion: weft/v1
-kind: Mesh
-metadata: {name: mesh}
-spec: {trustDomain: shop.example}
----
-apiVersion: weft/v1
-kind: Service
-metadata: {name: web}
-spec: {port: 8080}
----
-apiVersion: weft/v1
-kind: Service
-metadata: {name: catalog}
-spec:
-  port: 8081
-  subsets:
-    - {name: v1, labels: {version: v1}}
-    - {name: v2, labels: {version: v2}}
-${extra}`;
+const MESH = (extra: string) => meshYaml({ services: { web: '{port: 8080}', catalog: '{port: 8081, subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]}' }, extra });
 
 async function get(web: SidecarProc, path: string, headers: Record<string, string> = {}, dispatcher?: Agent) {
   const r = await request(`http://127.0.0.1:${web.ports.outbound}${path}`, { headers: { host: 'catalog', ...headers }, dispatcher });
