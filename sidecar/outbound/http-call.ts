@@ -126,7 +126,12 @@ async function attempts(call: HttpCall, rule: RouteRule | null, subset: string |
   budget?.request();
   const pool = upstream.subsets.get(subset ?? '');
   const tried = new Set<string>();
-  const canRetry = (n: number) => replayable && n < maxRetries && !expired() && budget!.tryRetry();
+  const canRetry = (n: number) => {
+    if (!replayable || n >= maxRetries || expired()) return false;
+    if (budget!.tryRetry()) return true;
+    call.obs.set({ retryBudgetExhausted: true });
+    return false;
+  };
 
   for (let n = 0; ; n++) {
     const all = (pool?.endpoints ?? []).map((e) => call.state.endpoint(upstream, e.address));

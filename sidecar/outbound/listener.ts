@@ -237,6 +237,9 @@ export class OutboundListener {
     }
     this.#o.peers.connect(upstream, sel.address, ALPN.tcp).then(
       (peer) => {
+        const conn = (this.#o.observer ?? (() => noopObserver))().connection('outbound', upstream.key, this.#o.config().self.identity);
+        // As on the inbound side: bytes received from the app's connection, and bytes sent back on it.
+        socket.once('close', () => (conn.bytes(socket.bytesRead, socket.bytesWritten), conn.end()));
         peer.on('error', () => socket.destroy());
         socket.on('error', () => peer.destroy());
         socket.pipe(peer);

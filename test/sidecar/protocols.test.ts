@@ -7,7 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import WebSocket from 'ws';
 import { grpcPrices, httpEcho, pricesProto, tcpEcho, type App } from '../helpers/apps.ts';
 import { run as runTool } from '../helpers/ca.ts';
-import { startMesh, type SidecarProc, type TestMesh } from '../helpers/mesh.ts';
+import { startMesh, waitFor, type SidecarProc, type TestMesh } from '../helpers/mesh.ts';
 import { meshYaml } from '../helpers/mesh-yaml.ts';
 
 const YAML = meshYaml({ services: { web: '{port: 8080}', catalog: '{port: 8081}', prices: '{port: 8082, protocol: grpc}', echo: '{port: 8083, protocol: tcp}' } });
@@ -118,4 +118,11 @@ test('a TCP service works through the mesh', async (t) => {
   while (!got.includes('echo: two\n')) got += (await once(s, 'data'))[0];
   t.is(got, 'echo: one\necho: two\n');
   s.end();
+  await once(s, 'close');
+  // The caller's sidecar counts the connection and its bytes too.
+  const metrics = await waitFor('the outbound TCP counters', async () => {
+    const text = (await web.admin('/metrics')).body;
+    return /^weft_tcp_connections_closed_total\{direction="outbound"[^}]*destination_service="echo\.default"[^}]*\} [1-9]/m.test(text) ? text : undefined;
+  });
+  t.regex(metrics, /^weft_tcp_received_bytes_total\{direction="outbound"[^}]*destination_service="echo\.default"[^}]*\} 8$/m);
 });

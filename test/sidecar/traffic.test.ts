@@ -253,6 +253,10 @@ spec:
   // 20% of the requests in the 10 s window plus 1/s for 10 s, and the warm-up's requests count too.
   t.true(extra > 0, 'some retries happened');
   t.true(extra <= N * 0.2 + 10 + 5, `retries added ${extra} requests for ${N}: the budget caps them`);
+  // Refused retries are counted: the operator sees the budget biting.
+  const metrics = (await web.admin('/metrics')).body;
+  const exhausted = Number(/^weft_retry_budget_exhausted_total\{destination_service="catalog\.default"\} (\d+)/m.exec(metrics)?.[1] ?? 0);
+  t.true(exhausted > 0, 'weft_retry_budget_exhausted_total counts the retries the budget refused');
 
   const faulty = await get(web, '/faulty');
   t.is(faulty.status, 418);
