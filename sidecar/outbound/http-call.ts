@@ -68,7 +68,7 @@ function reply(call: HttpCall, status: number, reason: MeshReason, message: stri
 }
 
 export async function callHttp(call: HttpCall): Promise<void> {
-  const { upstream, req, facts } = call;
+  const { upstream, facts } = call;
   const random = call.random ?? Math.random;
   const compiled = upstream.routeTable ? matchRule(upstream.routeTable, facts) : null;
   if (upstream.routeTable && !compiled) {

@@ -13,7 +13,7 @@ import net, { type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { upstreamForHost, type RuntimeConfig, type UpstreamRuntime } from '../config/runtime.ts';
 import { hostHeaders } from '../http/h1-proxy.ts';
-import { forwardH2, h2RequestHeaders, meshReplyH2 } from '../http/h2-proxy.ts';
+import { h2RequestHeaders, meshReplyH2 } from '../http/h2-proxy.ts';
 import { forwardHeaders } from '../http/headers.ts';
 import { answerClientError } from '../http/client-error.ts';
 import { meshReply } from '../http/mesh-reply.ts';
@@ -23,6 +23,7 @@ import type { RequestFacts } from '../routing/route-table.ts';
 import type { PeerConnector } from './peers.ts';
 import { select } from './select.ts';
 import { callHttp } from './http-call.ts';
+import { callH2 } from './h2-call.ts';
 import type { ResilienceState } from '../resilience/state.ts';
 import { noopObserver, type Observer, type RequestObservation } from '../telemetry/observer.ts';
 import { REASON_HEADER } from '../http/headers.ts';
@@ -208,16 +209,12 @@ export class OutboundListener {
     const q = path.indexOf('?');
     const method = String(headers[':method']);
     const bare = q === -1 ? path : path.slice(0, q);
-    const sel = select(upstream, { method, path: bare, header: (n) => headers[n] });
-    const obs = this.#observe(upstream, grpc ? 'grpc' : 'http2', method, bare, (n) => headers[n], sel);
+    const facts = { method, path: bare, header: (n: string) => headers[n] };
+    const obs = this.#observe(upstream, grpc ? 'grpc' : 'http2', method, bare, facts.header, null);
     stream.once('close', () => obs.end({ status: Number(stream.sentHeaders?.[':status'] ?? 0), reason: stream.sentHeaders?.[REASON_HEADER] as string | undefined }));
-    if (!sel.ok) {
-      meshReplyH2(stream, sel.status, sel.reason, sel.message, grpc);
-      return;
-    }
-    forwardH2(stream, this.#o.peers.h2Session(upstream, sel.address), h2RequestHeaders(headers, { ...obs.propagate })).catch((err: Error) => {
-      const f = failure(err);
-      meshReplyH2(stream, f.status, f.reason, f.message, grpc);
+    callH2({ upstream, stream, headers: h2RequestHeaders(headers, { ...obs.propagate }), facts, grpc, peers: this.#o.peers, state: this.#o.state, obs }, headers).catch((err: Error) => {
+      this.#o.log({ msg: 'outbound stream failed unexpectedly', upstream: upstream.key, error: err.stack ?? err.message });
+      meshReplyH2(stream, 503, 'upstream-connect-failure', `internal error: ${err.message}`, grpc);
     });
   }
 

@@ -68,6 +68,10 @@ export async function grpcPrices(): Promise<App> {
   const caller = (call: { metadata: grpc.Metadata }) => String(call.metadata.get('x-weft-peer-identity')[0] ?? '');
   server.addService((proto.Prices as unknown as { service: grpc.ServiceDefinition }).service, {
     Get: (call: grpc.ServerUnaryCall<{ sku: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+      if (call.request.sku === 'slow') {
+        setTimeout(() => cb(null, { sku: 'slow', cents: 1, caller: caller(call) }), 2000);
+        return;
+      }
       if (call.request.sku === 'missing') {
         cb({ code: grpc.status.NOT_FOUND, details: `no price for ${call.request.sku}` });
         return;

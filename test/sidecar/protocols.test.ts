@@ -10,7 +10,11 @@ import { run as runTool } from '../helpers/ca.ts';
 import { startMesh, waitFor, type SidecarProc, type TestMesh } from '../helpers/mesh.ts';
 import { meshYaml } from '../helpers/mesh-yaml.ts';
 
-const YAML = meshYaml({ services: { web: '{port: 8080}', catalog: '{port: 8081}', prices: '{port: 8082, protocol: grpc}', echo: '{port: 8083, protocol: tcp}' } });
+// prices has a route timeout, so a slow call ends with DEADLINE_EXCEEDED from the mesh.
+const YAML = meshYaml({
+  services: { web: '{port: 8080}', catalog: '{port: 8081}', prices: '{port: 8082, protocol: grpc}', echo: '{port: 8083, protocol: tcp}' },
+  extra: 'apiVersion: weft/v1\nkind: Route\nmetadata: {name: prices}\nspec:\n  service: prices\n  rules:\n    - destinations: [{weight: 100}]\n      timeout: 500ms\n',
+});
 
 const WEB_ID = 'spiffe://shop.example/ns/default/sa/web';
 
@@ -89,6 +93,11 @@ test('gRPC unary, server-streaming and client-streaming calls work through the m
     call.end();
   });
   t.deepEqual(collected, { sku: 'a,b,c', cents: 3, caller: WEB_ID } as never);
+
+  // The route's timeout ends a slow call with the gRPC status a deadline gives.
+  const slow = await new Promise<grpc.ServiceError>((resolve) => client.Get({ sku: 'slow' }, (e: grpc.ServiceError) => resolve(e)));
+  t.is(slow.code, grpc.status.DEADLINE_EXCEEDED);
+  t.regex(slow.details, /within the route's timeout of 500 ms/);
 });
 
 test('a WebSocket echoes through the mesh', async (t) => {

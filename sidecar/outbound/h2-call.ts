@@ -1,0 +1,59 @@
+// One outbound HTTP/2 (gRPC) call: the route rule and subset, an endpoint whose breaker lets it, the route's
+// total timeout (504, or DEADLINE_EXCEEDED for gRPC), then the stream relayed under the endpoint's breaker.
+// Streams are not retried: a gRPC call may already be half-sent; grpc-js has its own retry policy.
+
+import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import type { UpstreamRuntime } from '../config/runtime.ts';
+import { forwardH2, meshReplyH2 } from '../http/h2-proxy.ts';
+import type { ResilienceState } from '../resilience/state.ts';
+import { pickP2c } from '../routing/balancer.ts';
+import { matchRule, pickDestination, type RequestFacts } from '../routing/route-table.ts';
+import type { RequestObservation } from '../telemetry/observer.ts';
+import { stickyNumber } from './http-call.ts';
+import type { PeerConnector } from './peers.ts';
+
+export interface H2Call {
+  readonly upstream: UpstreamRuntime;
+  readonly stream: ServerHttp2Stream;
+  readonly headers: OutgoingHttpHeaders;
+  readonly facts: RequestFacts;
+  readonly grpc: boolean;
+  readonly peers: PeerConnector;
+  readonly state: ResilienceState;
+  readonly obs: RequestObservation;
+}
+
+export async function callH2(call: H2Call, incoming: IncomingHttpHeaders): Promise<void> {
+  const { upstream, stream, grpc } = call;
+  const compiled = upstream.routeTable ? matchRule(upstream.routeTable, call.facts) : null;
+  if (upstream.routeTable && !compiled) {
+    meshReplyH2(stream, 404, 'no-route', `no rule of route ${upstream.route!.name} matches ${call.facts.method} ${call.facts.path}`, grpc);
+    return;
+  }
+  const rule = compiled?.rule ?? null;
+  const stickyName = rule?.stickiness?.type === 'header' ? rule.stickiness.name : null;
+  const sticky = stickyName ? incoming[stickyName] : undefined;
+  const subset = compiled ? pickDestination(compiled, typeof sticky === 'string' ? stickyNumber(sticky) : Math.random()).subset : null;
+  const pool = upstream.subsets.get(subset ?? '');
+  const all = (pool?.endpoints ?? []).map((e) => call.state.endpoint(upstream, e.address));
+  const open = all.filter((h) => h.available);
+  if (open.length === 0) {
+    const none = all.length === 0;
+    meshReplyH2(stream, 503, none ? 'no-healthy-upstream' : 'circuit-open', none ? `no endpoint of ${upstream.key} is available` : `every endpoint of ${upstream.key} has its circuit breaker open`, grpc);
+    return;
+  }
+  const health = upstream.trafficPolicy?.loadBalancer.type === 'round-robin' ? pool!.balancer.pick(open)! : pickP2c(open)!;
+  call.obs.set({ subset, endpoint: health.address, breaker: health.state });
+  const deadline = rule?.timeoutMs
+    ? setTimeout(() => meshReplyH2(stream, 504, 'timeout', `no answer from ${upstream.key} within the route's timeout of ${rule.timeoutMs} ms`, grpc), rule.timeoutMs)
+    : null;
+  try {
+    await health.run(() => forwardH2(stream, call.peers.h2Session(upstream, health.address), call.headers));
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    if (e.code === 'WEFT_PEER_IDENTITY') meshReplyH2(stream, 502, 'peer-identity-mismatch', e.message, grpc);
+    else meshReplyH2(stream, 503, e.code === 'EOPENBREAKER' ? 'circuit-open' : 'upstream-connect-failure', `upstream ${upstream.key} failed: ${e.message}`, grpc);
+  } finally {
+    if (deadline) clearTimeout(deadline);
+  }
+}
