@@ -44,17 +44,13 @@ function port(flag: string, v: string): number {
 }
 
 /**
- * JSON log lines to stderr, written in batches: stderr to a file or pipe is a synchronous write, and the access
- * log has a line per request, so the request path should not make a syscall per line (nor per event-loop turn,
- * which under load is about one request). Lines wait at most 100 ms (or until 256 are queued) and are flushed
- * at exit.
+ * JSON log lines to stderr, written once per event-loop turn: stderr to a file or pipe is a synchronous
+ * write, and the access log has a line per request, so one write per turn instead of one per line keeps the
+ * request path from waiting on the log. Lines are flushed at exit too.
  */
 function batchedLog(service: string | undefined): (e: Record<string, unknown>) => void {
   let lines: string[] = [];
-  let timer: NodeJS.Timeout | null = null;
   const flush = () => {
-    if (timer) clearTimeout(timer);
-    timer = null;
     if (lines.length === 0) return;
     const text = lines.join('');
     lines = [];
@@ -62,9 +58,8 @@ function batchedLog(service: string | undefined): (e: Record<string, unknown>) =
   };
   process.on('exit', flush);
   return (e) => {
+    if (lines.length === 0) setImmediate(flush);
     lines.push(JSON.stringify({ time: new Date().toISOString(), component: 'sidecar', service, ...e }) + '\n');
-    if (lines.length >= 256) flush();
-    else if (!timer) timer = setTimeout(flush, 100);
   };
 }
 
