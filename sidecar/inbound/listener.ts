@@ -262,7 +262,6 @@ export class InboundListener {
     res.once('close', () => obs.end({ status: res.statusCode, reason: res.getHeader(REASON_HEADER) as string | undefined }));
     if (!verdict.ok) {
       meshReply(res, verdict.status, verdict.reason!, verdict.message, verdict.headers);
-      if (verdict.status === 400) res.once('finish', () => req.socket.destroy());
       return;
     }
     forwardH1(this.#app.pool, req, res, { ...this.#appHeaders(req), ...obs.propagate }, { path: verdict.target }).catch((err: Error) => {
