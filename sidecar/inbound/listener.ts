@@ -18,10 +18,10 @@ import { normalizeSerial } from '../../ca/serial.ts';
 import { spiffeIdOfCertificate } from '../../ca/svid.ts';
 import type { RuntimeConfig } from '../config/runtime.ts';
 import { AppConnector } from './app.ts';
-import { forwardH1, hostHeaders } from '../http/h1-proxy.ts';
+import { forwardH1 } from '../http/h1-proxy.ts';
 import { forwardH2, h2RequestHeaders, meshReplyH2 } from '../http/h2-proxy.ts';
 import { forwardHeaders, PEER_IDENTITY_HEADER } from '../http/headers.ts';
-import { answerClientError } from '../http/client-error.ts';
+import { hardenedH1Server, hardenedH2Server, refuseAmbiguousHead } from '../http/servers.ts';
 import { meshReply } from '../http/mesh-reply.ts';
 import { forwardUpgrade } from '../http/upgrade.ts';
 import { replaySocket } from './replay-socket.ts';
@@ -30,8 +30,6 @@ import { noopObserver, type Observer, type RequestObservation } from '../telemet
 import { REASON_HEADER } from '../http/headers.ts';
 
 export const ALPN = { h2: 'h2', http1: 'http/1.1', tcp: 'weft-tcp' } as const;
-/** At most this many request headers; more is answered 431. */
-const MAX_HEADERS = 100;
 
 export interface PeerIdentity {
   readonly identity: string;
@@ -96,17 +94,8 @@ export class InboundListener {
     this.#tls.on('tlsClientError', (err, socket) => {
       opts.log({ msg: 'inbound TLS handshake refused', error: err.message, remote: `${socket.remoteAddress}:${socket.remotePort}` });
     });
-    // Slowloris bounds: a request must send its head within 10 s and finish within 5 minutes.
-    this.#h1 = http.createServer({ headersTimeout: 10_000, requestTimeout: 300_000, keepAliveTimeout: 60_000, maxHeaderSize: 16 * 1024, connectionsCheckingInterval: 1000 }, (req, res) => this.#onRequest(req, res));
-    this.#h1.maxHeadersCount = MAX_HEADERS + 1;
-    this.#h1.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head));
-    this.#h1.on('clientError', answerClientError);
-    // Connections reach this server by emit('connection'), never by listen(); node starts tracking them (and so
-    // enforcing headersTimeout/requestTimeout, and closeIdleConnections on drain) only on 'listening'.
-    this.#h1.emit('listening');
-    this.#h2 = http2.createServer({ settings: { maxConcurrentStreams: 256, maxHeaderListSize: 64 * 1024 } });
-    this.#h2.on('stream', (stream, headers) => this.#onStream(stream, headers));
-    this.#h2.on('sessionError', () => {});
+    this.#h1 = hardenedH1Server((req, res) => this.#onRequest(req, res), (req, socket, head) => this.#onUpgrade(req, socket, head));
+    this.#h2 = hardenedH2Server((stream, headers) => this.#onStream(stream, headers));
     this.#h2.on('session', (session) => {
       if (this.#nextPeer) this.#sessionPeers.set(session, this.#nextPeer);
     });
@@ -246,16 +235,7 @@ export class InboundListener {
   }
 
   #onRequest(req: IncomingMessage, res: ServerResponse): void {
-    // Header-count bound: node keeps only maxHeadersCount headers; one more than the limit means too many.
-    if (req.rawHeaders.length / 2 > MAX_HEADERS) {
-      meshReply(res, 431, 'bad-request', `more than ${MAX_HEADERS} request headers`);
-      return;
-    }
-    if (hostHeaders(req.rawHeaders) > 1) {
-      // Which Host counts differs between servers: refuse rather than guess (request smuggling).
-      meshReply(res, 400, 'bad-request', 'more than one Host header');
-      return;
-    }
+    if (refuseAmbiguousHead(req, res)) return;
     const peer = this.#peerOf(req.socket);
     const verdict = this.#authorize(peer, req.method ?? 'GET', req.url ?? '/', (n) => req.headers[n]);
     const obs = this.#observe('http', req.method ?? 'GET', verdict.target, (n) => req.headers[n], peer, verdict);

@@ -12,10 +12,9 @@ import http2, { type ServerHttp2Stream } from 'node:http2';
 import net, { type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { upstreamForHost, type RuntimeConfig, type UpstreamRuntime } from '../config/runtime.ts';
-import { hostHeaders } from '../http/h1-proxy.ts';
 import { h2RequestHeaders, meshReplyH2 } from '../http/h2-proxy.ts';
 import { forwardHeaders } from '../http/headers.ts';
-import { answerClientError } from '../http/client-error.ts';
+import { hardenedH1Server, hardenedH2Server, refuseAmbiguousHead } from '../http/servers.ts';
 import { meshReply } from '../http/mesh-reply.ts';
 import { forwardUpgrade } from '../http/upgrade.ts';
 import { ALPN } from '../inbound/listener.ts';
@@ -30,8 +29,6 @@ import { REASON_HEADER } from '../http/headers.ts';
 import type { Selection } from './select.ts';
 
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n');
-/** At most this many request headers from the app; more is answered 431 here, before any peer sees it. */
-const MAX_HEADERS = 100;
 
 export interface OutboundOptions {
   readonly host: string;
@@ -60,16 +57,8 @@ export class OutboundListener {
 
   constructor(opts: OutboundOptions) {
     this.#o = opts;
-    this.#h1 = http.createServer({ headersTimeout: 10_000, requestTimeout: 300_000, keepAliveTimeout: 60_000, maxHeaderSize: 16 * 1024, connectionsCheckingInterval: 1000 }, (req, res) => this.#onRequest(req, res));
-    this.#h1.maxHeadersCount = MAX_HEADERS + 1;
-    this.#h1.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head));
-    this.#h1.on('clientError', answerClientError);
-    // Connections reach this server by emit('connection'), never by listen(); node starts tracking them (and so
-    // enforcing headersTimeout/requestTimeout, and closeIdleConnections on drain) only on 'listening'.
-    this.#h1.emit('listening');
-    this.#h2 = http2.createServer({ settings: { maxConcurrentStreams: 256, maxHeaderListSize: 64 * 1024 } });
-    this.#h2.on('stream', (stream, headers) => this.#onStream(stream, headers));
-    this.#h2.on('sessionError', () => {});
+    this.#h1 = hardenedH1Server((req, res) => this.#onRequest(req, res), (req, socket, head) => this.#onUpgrade(req, socket, head));
+    this.#h2 = hardenedH2Server((stream, headers) => this.#onStream(stream, headers));
     this.#net = net.createServer({ noDelay: true }, (socket) => this.#onConnection(socket));
   }
 
@@ -150,15 +139,7 @@ export class OutboundListener {
   }
 
   #onRequest(req: IncomingMessage, res: ServerResponse): void {
-    if (req.rawHeaders.length / 2 > MAX_HEADERS) {
-      meshReply(res, 431, 'bad-request', `more than ${MAX_HEADERS} request headers`);
-      return;
-    }
-    if (hostHeaders(req.rawHeaders) > 1) {
-      // Which Host counts differs between servers: refuse rather than guess (request smuggling).
-      meshReply(res, 400, 'bad-request', 'more than one Host header');
-      return;
-    }
+    if (refuseAmbiguousHead(req, res)) return;
     const { upstream, host, path } = this.#target(req);
     if (!upstream) {
       meshReply(res, 404, 'no-route', `${host || '(no Host header)'} is not a service in this mesh; known: ${[...this.#o.config().hosts.keys()].join(', ')}`);

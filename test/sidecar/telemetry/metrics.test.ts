@@ -12,34 +12,14 @@ import { tcpEcho, type App } from '../../helpers/apps.ts';
 import { MeshMetrics } from '../../../sidecar/telemetry/metrics.ts';
 import { weft } from '../../helpers/cli.ts';
 import { startMesh, waitFor, type SidecarProc, type TestMesh } from '../../helpers/mesh.ts';
+import { meshYaml } from '../../helpers/mesh-yaml.ts';
 
 const WEB_ID = 'spiffe://shop.example/ns/default/sa/web';
 const CATALOG_ID = 'spiffe://shop.example/ns/default/sa/catalog';
 
-const YAML = `apiVersion: weft/v1
-kind: Mesh
-metadata: {name: mesh}
-spec: {trustDomain: shop.example}
----
-apiVersion: weft/v1
-kind: Service
-metadata: {name: web}
-spec: {port: 8080}
----
-apiVersion: weft/v1
-kind: Service
-metadata: {name: catalog}
-spec:
-  port: 8081
-  subsets:
-    - {name: v1, labels: {version: v1}}
-    - {name: v2, labels: {version: v2}}
----
-apiVersion: weft/v1
-kind: Service
-metadata: {name: echo}
-spec: {port: 8083, protocol: tcp}
----
+const YAML = meshYaml({
+  services: { web: '{port: 8080}', catalog: '{port: 8081, subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]}', echo: '{port: 8083, protocol: tcp}' },
+}) + `---
 apiVersion: weft/v1
 kind: Route
 metadata: {name: catalog}

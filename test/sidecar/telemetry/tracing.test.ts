@@ -9,35 +9,15 @@ import * as grpc from '@grpc/grpc-js';
 import { grpcPrices, httpEcho, pricesProto, type App } from '../../helpers/apps.ts';
 import { freePort, startMesh, waitFor, type SidecarProc, type TestMesh } from '../../helpers/mesh.ts';
 import { SpanKind, startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from '../../helpers/otlp-receiver.ts';
+import { meshYaml } from '../../helpers/mesh-yaml.ts';
 
 const WEB_ID = 'spiffe://shop.example/ns/default/sa/web';
 const CATALOG_ID = 'spiffe://shop.example/ns/default/sa/catalog';
 
-const YAML = (tracing: string) => `apiVersion: weft/v1
-kind: Mesh
-metadata: {name: mesh}
-spec:
-  trustDomain: shop.example
-  ${tracing}
----
-apiVersion: weft/v1
-kind: Service
-metadata: {name: web}
-spec: {port: 8080}
----
-apiVersion: weft/v1
-kind: Service
-metadata: {name: catalog}
-spec:
-  port: 8081
-  subsets:
-    - {name: v1, labels: {version: v1}}
----
-apiVersion: weft/v1
-kind: Service
-metadata: {name: prices}
-spec: {port: 8082, protocol: grpc}
----
+const YAML = (tracing: string) => meshYaml({
+  mesh: tracing || undefined,
+  services: { web: '{port: 8080}', catalog: '{port: 8081, subsets: [{name: v1, labels: {version: v1}}]}', prices: '{port: 8082, protocol: grpc}' },
+}) + `---
 apiVersion: weft/v1
 kind: Route
 metadata: {name: catalog}
