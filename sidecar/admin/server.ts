@@ -1,7 +1,8 @@
 // The admin port: readiness and liveness, the applied config, certificates, metrics. Loopback by default,
 // since config and certificate dumps must not leave the host (the private key is never shown).
 
-import http from 'node:http';
+import type { Server } from 'node:http';
+import { http } from '../http/node-http.ts';
 import type { AddressInfo } from 'node:net';
 
 export interface AdminSources {
@@ -13,7 +14,7 @@ export interface AdminSources {
 }
 
 export class AdminServer {
-  readonly #server: http.Server;
+  readonly #server: Server;
 
   constructor(sources: AdminSources) {
     this.#server = http.createServer((req, res) => {

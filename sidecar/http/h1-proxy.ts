@@ -1,8 +1,8 @@
-// Forwarding one HTTP/1.x exchange through an undici dispatcher (a keep-alive pool to the app or to a peer).
+// Forwarding one HTTP/1.x exchange through a keep-alive pool (to the app, or to a peer sidecar).
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Dispatcher } from 'undici';
-import { responseHeaders } from './headers.ts';
+import type { H1Pool } from './h1-client.ts';
+import { responseHeadersRaw } from './headers.ts';
 
 export interface ForwardError extends Error {
   code?: string;
@@ -27,51 +27,45 @@ export interface ForwardOptions {
 }
 
 /**
- * Sends `req` (with `headers` already cleaned for the next hop) through `dispatcher` and streams the answer
- * back. Resolves when the response has been relayed (or dropped by `accept`); rejects only if no response head
+ * Sends `req` (with `headers` already cleaned for the next hop) through `pool` and streams the answer back.
+ * Resolves when the response has been relayed (or dropped by `accept`); rejects only if no response head
  * arrived, so the caller can answer with a mesh error or retry.
  */
-export function forwardH1(dispatcher: Dispatcher, req: IncomingMessage, res: ServerResponse, headers: Record<string, string | string[]>, opts: ForwardOptions = {}): Promise<{ status: number; relayed: boolean }> {
+export function forwardH1(pool: H1Pool, req: IncomingMessage, res: ServerResponse, headers: Record<string, string | string[]>, opts: ForwardOptions = {}): Promise<{ status: number; relayed: boolean }> {
   return new Promise((resolve, reject) => {
     let responded = false;
     let relay = true;
     let status = 0;
+    let onDrain: (() => void) | null = null;
     const body = opts.body === undefined ? (hasBody(req) ? req : null) : opts.body;
-    dispatcher.dispatch(
-      { method: req.method as Dispatcher.HttpMethod, path: opts.path ?? req.url ?? '/', headers, body },
+    pool.dispatch(
+      { method: req.method ?? 'GET', path: opts.path ?? req.url ?? '/', headers, body },
       {
-        onConnect(abort: (err?: Error) => void) {
-          opts.onAbortable?.(abort);
-        },
+        onConnect: opts.onAbortable,
         onError(err: ForwardError) {
+          if (onDrain) res.off('drain', onDrain);
           if (!responded) reject(err);
           else if (relay) res.destroy(err);
           else resolve({ status, relayed: false });
         },
-        onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void) {
+        onHeaders(statusCode, rawHeaders, resume) {
           responded = true;
           status = statusCode;
           relay = opts.accept ? opts.accept(statusCode) : true;
-          if (!relay) return true;
-          const h: Record<string, string | string[]> = {};
-          for (let i = 0; i < rawHeaders.length; i += 2) {
-            const name = rawHeaders[i]!.toString('latin1').toLowerCase();
-            const value = rawHeaders[i + 1]!.toString('latin1');
-            const prev = h[name];
-            h[name] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value];
-          }
-          res.writeHead(statusCode, responseHeaders(h) as Record<string, string | string[]>);
+          if (!relay) return;
+          res.writeHead(statusCode, responseHeadersRaw(rawHeaders));
+          onDrain = resume;
           res.on('drain', resume);
-          return true;
         },
-        onData(chunk: Buffer) {
+        onData(chunk) {
           return relay ? res.write(chunk) : true;
         },
         onComplete() {
+          if (onDrain) res.off('drain', onDrain);
           if (relay) res.end();
           resolve({ status, relayed: relay });
         },
-      } as unknown as Dispatcher.DispatchHandler,
+      },
     );
     if (body === req) req.on('error', () => {});
   });

@@ -1,7 +1,7 @@
 // Header hygiene shared by both directions: hop-by-hop headers stay on their hop, and the mesh's own
 // headers are never taken from anyone outside it.
 
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 
 /** The header the inbound sidecar sets for the app: the caller's SPIFFE ID, from its verified certificate. */
 export const PEER_IDENTITY_HEADER = 'x-weft-peer-identity';
@@ -30,17 +30,25 @@ export function forwardHeaders(incoming: IncomingHttpHeaders, keep: readonly str
   return out;
 }
 
-/** Response headers for the previous hop: hop-by-hop ones dropped, everything else as the app sent it. */
-export function responseHeaders(incoming: IncomingHttpHeaders | OutgoingHttpHeaders): Record<string, string | string[] | number> {
-  const named = new Set<string>();
-  const conn = incoming.connection;
-  if (typeof conn === 'string') for (const n of conn.split(',')) named.add(n.trim().toLowerCase());
-  const out: Record<string, string | string[] | number> = {};
-  for (const [name, value] of Object.entries(incoming)) {
-    if (value === undefined || name.startsWith(':')) continue;
-    if (HOP_BY_HOP.has(name) && name !== 'host') continue;
-    if (named.has(name)) continue;
-    out[name] = value as string | string[] | number;
+/**
+ * Response headers for the previous hop, from the raw name/value list the parser delivers (names in any
+ * case): hop-by-hop ones dropped, everything else as the app sent it. A new flat list for `res.writeHead`,
+ * without building an object per response.
+ */
+export function responseHeadersRaw(raw: readonly string[]): string[] {
+  let named: Set<string> | null = null;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length === 10 && raw[i]!.toLowerCase() === 'connection') {
+      named ??= new Set();
+      for (const n of raw[i + 1]!.split(',')) named.add(n.trim().toLowerCase());
+    }
+  }
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const lower = name.toLowerCase();
+    if ((HOP_BY_HOP.has(lower) && lower !== 'host') || named?.has(lower)) continue;
+    out.push(name, raw[i + 1]!);
   }
   return out;
 }

@@ -1,7 +1,8 @@
 // The HTTP servers both listeners hand connections to, hardened the same way, and the request-head checks
 // both make before anything else: one place for the limits a request must stay within.
 
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { http } from './node-http.ts';
 import http2, { type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { answerClientError } from './client-error.ts';
@@ -15,7 +16,7 @@ export const MAX_HEADERS = 100;
  * An HTTP/1 server fed by emit('connection'). Slowloris bounds: a head within 10 s, a request within 5 min;
  * heads over 16 KiB are 431; parser-refused requests get a 400/431 with the mesh's reason (client-error.ts).
  */
-export function hardenedH1Server(onRequest: (req: IncomingMessage, res: ServerResponse) => void, onUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void): http.Server {
+export function hardenedH1Server(onRequest: (req: IncomingMessage, res: ServerResponse) => void, onUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void): Server {
   const server = http.createServer({ headersTimeout: 10_000, requestTimeout: 300_000, keepAliveTimeout: 60_000, maxHeaderSize: 16 * 1024, connectionsCheckingInterval: 1000 }, onRequest);
   // node keeps only maxHeadersCount headers; one more than the limit is how "too many" shows.
   server.maxHeadersCount = MAX_HEADERS + 1;

@@ -3,10 +3,10 @@
 import http2 from 'node:http2';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { Pool } from 'undici';
+import { H1Pool } from '../http/h1-client.ts';
 
 export class AppConnector {
-  readonly pool: Pool;
+  readonly pool: H1Pool;
   readonly #host: string;
   readonly #port: number;
   #h2: http2.ClientHttp2Session | null = null;
@@ -14,7 +14,7 @@ export class AppConnector {
   constructor(host: string, port: number) {
     this.#host = host;
     this.#port = port;
-    this.pool = new Pool(`http://${host.includes(':') ? `[${host}]` : host}:${port}`, { connections: 256, pipelining: 1, keepAliveTimeout: 30_000 });
+    this.pool = new H1Pool({ connections: 256, keepAliveMs: 30_000, connect: () => net.connect({ host, port }), readyEvent: 'connect' });
   }
 
   /** One cleartext HTTP/2 session to the app (prior knowledge), re-opened if it closes. */

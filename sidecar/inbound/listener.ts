@@ -8,7 +8,8 @@
 //   PERMISSIVE mode only: a connection whose first byte is not a TLS handshake is plaintext HTTP/1.1, with no
 //   identity (so policy sees an unauthenticated caller).
 
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { http } from '../http/node-http.ts';
 import http2, { type ServerHttp2Stream } from 'node:http2';
 import net, { type Socket } from 'node:net';
 import { constants as cryptoConstants } from 'node:crypto';
@@ -70,7 +71,7 @@ export class InboundListener {
   readonly #o: InboundOptions;
   readonly #net: net.Server;
   readonly #tls: tls.Server;
-  readonly #h1: http.Server;
+  readonly #h1: Server;
   readonly #h2: http2.Http2Server;
   readonly #app: AppConnector;
   /** open peer connections and who is on the other end, to close them when a certificate is revoked */

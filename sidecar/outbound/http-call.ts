@@ -202,8 +202,8 @@ function mirror(call: HttpCall, subset: string): void {
   const pool = call.upstream.subsets.get(subset);
   const endpoint = pool?.balancer.pick(pool.endpoints);
   if (!endpoint || call.req.headers['content-length'] || call.req.headers['transfer-encoding']) return;
-  call.peers
-    .h1Pool(call.upstream, endpoint.address)
-    .request({ method: call.req.method as 'GET', path: call.target, headers: call.headers })
-    .then((r) => r.body.dump(), () => {});
+  call.peers.h1Pool(call.upstream, endpoint.address).dispatch(
+    { method: call.req.method ?? 'GET', path: call.target, headers: call.headers, body: null },
+    { onHeaders() {}, onData: () => true, onComplete() {}, onError() {} },
+  );
 }

@@ -7,7 +7,8 @@
 //   each request: service → route rule → weighted subset → endpoint → mTLS to that peer, whose SPIFFE ID
 //   must be one expected for the service; the mesh answers itself (with x-weft-reason) when it cannot.
 
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { http } from '../http/node-http.ts';
 import http2, { type ServerHttp2Stream } from 'node:http2';
 import net, { type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -51,7 +52,7 @@ function failure(err: Error & { code?: string }): { status: number; reason: 'pee
 export class OutboundListener {
   readonly #o: OutboundOptions;
   readonly #net: net.Server;
-  readonly #h1: http.Server;
+  readonly #h1: Server;
   readonly #h2: http2.Http2Server;
   readonly #sockets = new Set<Socket>();
 

@@ -4,8 +4,8 @@
 import http2 from 'node:http2';
 import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
-import { Pool } from 'undici';
 import { spiffeIdOfCertificate } from '../../ca/svid.ts';
+import { H1Pool } from '../http/h1-client.ts';
 import type { UpstreamRuntime } from '../config/runtime.ts';
 import { ALPN, type TlsMaterial } from '../inbound/listener.ts';
 
@@ -25,9 +25,15 @@ function identityCheck(upstream: UpstreamRuntime): (host: string, cert: tls.Peer
   };
 }
 
+/** "host:port" or "[v6]:port" as endpoints are written in snapshots. */
+function splitAddress(address: string): { host: string; port: number } {
+  const m = /^\[?([^\]]+)\]?:(\d+)$/.exec(address)!;
+  return { host: m[1]!, port: Number(m[2]) };
+}
+
 export class PeerConnector {
   #material: TlsMaterial;
-  #h1 = new Map<string, Pool>();
+  #h1 = new Map<string, H1Pool>();
   #h2 = new Map<string, http2.ClientHttp2Session>();
 
   constructor(material: TlsMaterial) {
@@ -57,16 +63,18 @@ export class PeerConnector {
     };
   }
 
-  h1Pool(upstream: UpstreamRuntime, address: string): Pool {
+  h1Pool(upstream: UpstreamRuntime, address: string): H1Pool {
     const key = `${upstream.key}|${address}`;
     let pool = this.#h1.get(key);
     if (!pool) {
-      pool = new Pool(`https://${address}`, {
+      const { host, port } = splitAddress(address);
+      const options = { ...this.tlsOptions(upstream, ALPN.http1), host, port };
+      pool = new H1Pool({
         // TrafficPolicy connectionPool.maxConnections bounds the connections to each endpoint.
         connections: upstream.trafficPolicy?.connectionPool.maxConnections ?? 128,
-        pipelining: 1,
-        keepAliveTimeout: 30_000,
-        connect: { ...this.tlsOptions(upstream, ALPN.http1), servername: undefined } as never,
+        keepAliveMs: 30_000,
+        connect: () => tls.connect(options),
+        readyEvent: 'secureConnect',
       });
       this.#h1.set(key, pool);
     }
@@ -88,9 +96,8 @@ export class PeerConnector {
 
   /** A fresh mTLS connection (TCP services, WebSocket tunnels). */
   connect(upstream: UpstreamRuntime, address: string, alpn: string): Promise<Duplex> {
-    const m = /^\[?([^\]]+)\]?:(\d+)$/.exec(address)!;
     return new Promise((resolve, reject) => {
-      const socket = tls.connect({ ...this.tlsOptions(upstream, alpn), host: m[1], port: Number(m[2]) });
+      const socket = tls.connect({ ...this.tlsOptions(upstream, alpn), ...splitAddress(address) });
       socket.once('secureConnect', () => {
         socket.off('error', reject);
         resolve(socket);
