@@ -1,11 +1,11 @@
-// The sidecar's Prometheus metrics: one registry per sidecar (never prom-client's global one), scraped on the
+// The sidecar's Prometheus metrics: one registry per sidecar (./prometheus.ts), scraped on the
 // admin port's /metrics.
 //
 // Label values come only from config and verified identities (service keys, subset names, endpoint addresses,
 // SPIFFE IDs from certificates, policy names, status codes), never from a request's path or headers, so the
 // number of series is bounded by the size of the mesh, not by its traffic.
 
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, type CounterChild, type GaugeChild, type HistogramChild } from './prometheus.ts';
 import type { BreakerState, Direction } from './observer.ts';
 
 /** What the sidecar itself reports: read at scrape time. */
@@ -60,76 +60,69 @@ export class MeshMetrics {
   readonly #breakers = new Map<string, { service: string; endpoint: string }>();
 
   constructor(state: () => SidecarState) {
-    const registers = [this.registry];
+    const registry = this.registry;
     const request = ['direction', 'source_identity', 'destination_service', 'destination_subset', 'status_code'] as const;
     const connection = ['direction', 'source_identity', 'destination_service'] as const;
     this.#requests = new Counter({
       name: 'weft_requests_total',
       help: 'HTTP requests and gRPC calls handled, by direction, caller identity, destination service and subset, status code, and the reason when the mesh answered itself.',
       labelNames: [...request, 'mesh_reason'],
-      registers,
+      registry,
     });
-    this.#duration = new Histogram({ name: 'weft_request_duration_seconds', help: 'Time from the request arriving at the sidecar to the end of its response.', labelNames: request, buckets: LATENCY_BUCKETS, registers });
-    this.#inFlight = new Gauge({ name: 'weft_requests_in_flight', help: 'Requests the sidecar is handling now.', labelNames: connection, registers });
-    this.#tcpOpened = new Counter({ name: 'weft_tcp_connections_opened_total', help: 'Raw TCP connections proxied, opened.', labelNames: connection, registers });
-    this.#tcpClosed = new Counter({ name: 'weft_tcp_connections_closed_total', help: 'Raw TCP connections proxied, closed.', labelNames: connection, registers });
-    this.#tcpReceived = new Counter({ name: 'weft_tcp_received_bytes_total', help: 'Bytes received from the side that opened a raw TCP connection.', labelNames: connection, registers });
-    this.#tcpSent = new Counter({ name: 'weft_tcp_sent_bytes_total', help: 'Bytes sent back to the side that opened a raw TCP connection.', labelNames: connection, registers });
-    this.#breaker = new Gauge({ name: 'weft_circuit_breaker_state', help: 'Circuit breaker state per upstream endpoint: 1 for the current state, 0 for the others.', labelNames: ['destination_service', 'endpoint', 'state'], registers });
-    this.#retries = new Counter({ name: 'weft_retries_total', help: 'Retry attempts made for outbound requests.', labelNames: ['destination_service', 'destination_subset'], registers });
-    this.#budgetExhausted = new Counter({ name: 'weft_retry_budget_exhausted_total', help: 'Retries not made because the retry budget was used up.', labelNames: ['destination_service'], registers });
-    this.#denials = new Counter({ name: 'weft_policy_denials_total', help: 'Inbound requests denied by authorization policy, by deciding policy ("mesh-default" for the default policy) and rule index.', labelNames: ['policy', 'rule'], registers });
-    this.#spansExported = new Counter({ name: 'weft_trace_spans_exported_total', help: 'Spans accepted by the trace collector.', registers });
-    this.#spansDropped = new Counter({ name: 'weft_trace_spans_dropped_total', help: 'Spans lost: the export queue was full (collector slow or down), or the collector refused or never answered an export.', labelNames: ['reason'], registers });
+    this.#duration = new Histogram({ name: 'weft_request_duration_seconds', help: 'Time from the request arriving at the sidecar to the end of its response.', labelNames: request, buckets: LATENCY_BUCKETS, registry });
+    this.#inFlight = new Gauge({ name: 'weft_requests_in_flight', help: 'Requests the sidecar is handling now.', labelNames: connection, registry });
+    this.#tcpOpened = new Counter({ name: 'weft_tcp_connections_opened_total', help: 'Raw TCP connections proxied, opened.', labelNames: connection, registry });
+    this.#tcpClosed = new Counter({ name: 'weft_tcp_connections_closed_total', help: 'Raw TCP connections proxied, closed.', labelNames: connection, registry });
+    this.#tcpReceived = new Counter({ name: 'weft_tcp_received_bytes_total', help: 'Bytes received from the side that opened a raw TCP connection.', labelNames: connection, registry });
+    this.#tcpSent = new Counter({ name: 'weft_tcp_sent_bytes_total', help: 'Bytes sent back to the side that opened a raw TCP connection.', labelNames: connection, registry });
+    this.#breaker = new Gauge({ name: 'weft_circuit_breaker_state', help: 'Circuit breaker state per upstream endpoint: 1 for the current state, 0 for the others.', labelNames: ['destination_service', 'endpoint', 'state'], registry });
+    this.#retries = new Counter({ name: 'weft_retries_total', help: 'Retry attempts made for outbound requests.', labelNames: ['destination_service', 'destination_subset'], registry });
+    this.#budgetExhausted = new Counter({ name: 'weft_retry_budget_exhausted_total', help: 'Retries not made because the retry budget was used up.', labelNames: ['destination_service'], registry });
+    this.#denials = new Counter({ name: 'weft_policy_denials_total', help: 'Inbound requests denied by authorization policy, by deciding policy ("mesh-default" for the default policy) and rule index.', labelNames: ['policy', 'rule'], registry });
+    this.#spansExported = new Counter({ name: 'weft_trace_spans_exported_total', help: 'Spans accepted by the trace collector.', registry });
+    this.#spansDropped = new Counter({ name: 'weft_trace_spans_dropped_total', help: 'Spans lost: the export queue was full (collector slow or down), or the collector refused or never answered an export.', labelNames: ['reason'], registry });
     // Both reasons exist from the start, so `rate(weft_trace_spans_dropped_total[5m])` is 0, not empty.
     for (const reason of ['queue_full', 'export_failed']) this.#spansDropped.inc({ reason }, 0);
     new Gauge({
       name: 'weft_ready',
       help: 'Whether the sidecar is ready (certificate and config in hand, listeners up).',
-      registers,
-      collect() {
-        this.set(state().ready ? 1 : 0);
-      },
+      registry,
+      collect: (g) => g.set(undefined, state().ready ? 1 : 0),
     });
     new Gauge({
       name: 'weft_config_version',
       help: 'Version of the applied config snapshot (-1 before the first).',
-      registers,
-      collect() {
-        this.set(state().configVersion ?? -1);
-      },
+      registry,
+      collect: (g) => g.set(undefined, state().configVersion ?? -1),
     });
     new Gauge({
       name: 'weft_certificate_expiry_timestamp_seconds',
       help: 'When the workload certificate expires, as a Unix time (0 before the first certificate).',
-      registers,
-      collect() {
+      registry,
+      collect: (g) => {
         const notAfter = state().certificateNotAfter;
-        this.set(notAfter ? Math.floor(notAfter.getTime() / 1000) : 0);
+        g.set(undefined, notAfter ? Math.floor(notAfter.getTime() / 1000) : 0);
       },
     });
-    // Two process gauges, not prom-client's default set: several of its gauges end in _total, which
-    // `promtool check metrics` rejects, and its event-loop and GC monitors cost every sidecar memory.
+    // Two process gauges (prom-client's default set has gauges ending in _total, which `promtool check
+    // metrics` rejects, and event-loop and GC monitors that cost memory).
     new Gauge({
       name: 'process_resident_memory_bytes',
       help: 'Resident memory size of the sidecar process in bytes.',
-      registers,
-      collect() {
-        this.set(process.memoryUsage.rss());
-      },
+      registry,
+      collect: (g) => g.set(undefined, process.memoryUsage.rss()),
     });
-    new Gauge({ name: 'process_start_time_seconds', help: 'When the sidecar process started, as a Unix time.', registers }).set(Math.round(Date.now() / 1000 - process.uptime()));
+    new Gauge({ name: 'process_start_time_seconds', help: 'When the sidecar process started, as a Unix time.', registry }).set(undefined, Math.round(Date.now() / 1000 - process.uptime()));
   }
 
   text(): Promise<string> {
-    return this.registry.metrics();
+    return Promise.resolve(this.registry.metrics());
   }
 
-  // Label-bound children, cached: prom-client hashes a label object on every call (sorting its keys), which
-  // per request on the data path cost more than the counting itself. Label values are bounded, so are these.
-  readonly #children = new Map<string, object>();
+  // Label-bound children, cached by a cheap key: label values are bounded, so are these.
+  readonly #children = new Map<string, CounterChild | GaugeChild | HistogramChild>();
 
-  #child<T extends object>(key: string, make: () => T): T {
+  #child<T extends CounterChild | GaugeChild | HistogramChild>(key: string, make: () => T): T {
     let c = this.#children.get(key) as T | undefined;
     if (!c) this.#children.set(key, (c = make()));
     return c;

@@ -1,0 +1,630 @@
+// H1Pool, the sidecar's keep-alive HTTP/1.1 client, against real loopback origins: node:http where a
+// well-behaved server will do, raw TCP where the test must control every byte of the answer.
+
+import test, { type ExecutionContext } from 'ava';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import http from 'node:http';
+import net from 'node:net';
+import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { H1Pool, PoolClosedError, type H1Request } from '../../../sidecar/http/h1-client.ts';
+
+type CodedError = Error & { code?: string };
+
+/** What one exchange delivered to its handler. */
+interface Outcome {
+  /** every status onHeaders saw: exactly one for an answered exchange */
+  statuses: number[];
+  headers: string[];
+  body: Buffer;
+  /** from onComplete; null if it never came */
+  trailers: string[] | null;
+  error: CodedError | null;
+  /** onComplete + onError calls, counted on after the promise settles */
+  settles: number;
+}
+
+interface Hooks {
+  onConnect?(abort: (err?: Error) => void): void;
+  onHeaders?(status: number, raw: string[], resume: () => void): void;
+  /** decides onData's return value (the chunk is collected either way) */
+  onData?(chunk: Buffer): boolean;
+  /** the exchange counts as hung after this long (so a bug fails the test quickly instead of at ava's timeout) */
+  timeoutMs?: number;
+}
+
+/** Dispatches one request and settles with what the handler saw: on onComplete, onError, or a timeout. */
+function call(pool: H1Pool, req: Partial<H1Request> = {}, hooks: Hooks = {}): Promise<Outcome> {
+  const out: Outcome = { statuses: [], headers: [], body: Buffer.alloc(0), trailers: null, error: null, settles: 0 };
+  const chunks: Buffer[] = [];
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      out.error = Object.assign(new Error('the exchange neither completed nor failed'), { code: 'TEST_TIMEOUT' });
+      resolve(out);
+    }, hooks.timeoutMs ?? 1500);
+    const settle = () => {
+      out.settles++;
+      clearTimeout(timer);
+      out.body = Buffer.concat(chunks);
+      resolve(out);
+    };
+    pool.dispatch(
+      { method: 'GET', path: '/', headers: { host: 'origin.test' }, body: null, ...req },
+      {
+        onConnect: hooks.onConnect,
+        onHeaders(status, raw, resume) {
+          out.statuses.push(status);
+          out.headers = raw;
+          hooks.onHeaders?.(status, raw, resume);
+        },
+        onData(chunk) {
+          chunks.push(chunk);
+          return hooks.onData ? hooks.onData(chunk) : true;
+        },
+        onComplete(trailers) {
+          out.trailers = trailers;
+          settle();
+        },
+        onError(err) {
+          out.error = err;
+          settle();
+        },
+      },
+    );
+  });
+}
+
+/** The values of one header in a raw name/value list. */
+function header(raw: string[], name: string): string[] {
+  const values: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toLowerCase() === name) values.push(raw[i + 1]!);
+  return values;
+}
+
+interface Origin {
+  readonly port: number;
+  /** TCP connections accepted so far */
+  readonly connections: number;
+  /** server-side sockets, in the order they were accepted */
+  readonly sockets: net.Socket[];
+}
+
+async function listen(t: ExecutionContext, server: net.Server): Promise<Origin> {
+  const sockets: net.Socket[] = [];
+  server.on('connection', (s: net.Socket) => {
+    sockets.push(s);
+    s.on('error', () => {});
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => {
+    for (const s of sockets) s.destroy();
+    server.close();
+  });
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    get connections() {
+      return sockets.length;
+    },
+    sockets,
+  };
+}
+
+/** A node:http origin. */
+function httpOrigin(t: ExecutionContext, handler: http.RequestListener): Promise<Origin> {
+  return listen(t, http.createServer(handler));
+}
+
+/**
+ * A raw TCP origin: `answer` gets each request head (requests carry no body here) and the number of the
+ * request on its connection (1 for the first), and writes whatever bytes the test needs.
+ */
+function rawOrigin(t: ExecutionContext, answer: (socket: net.Socket, head: string, n: number) => void): Promise<Origin> {
+  return listen(
+    t,
+    net.createServer((socket) => {
+      let buffered = '';
+      let n = 0;
+      socket.setEncoding('latin1');
+      socket.on('data', (d: string) => {
+        buffered += d;
+        for (let end = buffered.indexOf('\r\n\r\n'); end !== -1; end = buffered.indexOf('\r\n\r\n')) {
+          const head = buffered.slice(0, end);
+          buffered = buffered.slice(end + 4);
+          answer(socket, head, ++n);
+        }
+      });
+    }),
+  );
+}
+
+/** A pool to 127.0.0.1:port; the client sockets it opened are kept for inspection and destroyed at teardown. */
+function poolTo(t: ExecutionContext, port: number, options: { connections?: number; keepAliveMs?: number } = {}) {
+  const sockets: net.Socket[] = [];
+  const pool = new H1Pool({
+    connections: options.connections ?? 4,
+    keepAliveMs: options.keepAliveMs ?? 10_000,
+    readyEvent: 'connect',
+    connect: () => {
+      const s = net.connect({ host: '127.0.0.1', port });
+      sockets.push(s);
+      return s;
+    },
+  });
+  t.teardown(() => {
+    void pool.close();
+    for (const s of sockets) s.destroy();
+  });
+  return { pool, sockets };
+}
+
+/** Resolves with `promise`, or rejects after `ms` so a missing event fails fast. */
+function within<T>(ms: number, promise: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms)));
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
+const pathOf = (head: string) => head.split(' ')[1]!;
+
+test('a GET with a content-length answer; a second request reuses the one connection', async (t) => {
+  const seen: string[] = [];
+  const origin = await httpOrigin(t, (req, res) => {
+    seen.push(`${req.method} ${req.url} host=${req.headers.host}`);
+    res.setHeader('x-served-by', 'origin');
+    res.end(`hello ${req.url}`);
+  });
+  const { pool } = poolTo(t, origin.port);
+
+  const a = await call(pool, { path: '/one' });
+  t.is(a.error, null);
+  t.deepEqual(a.statuses, [200]);
+  t.is(a.body.toString(), 'hello /one');
+  t.deepEqual(header(a.headers, 'x-served-by'), ['origin']);
+  t.deepEqual(header(a.headers, 'content-length'), ['10']);
+  t.deepEqual(a.trailers, []);
+
+  const b = await call(pool, { path: '/two' });
+  t.is(b.error, null);
+  t.is(b.body.toString(), 'hello /two');
+  t.deepEqual(seen, ['GET /one host=origin.test', 'GET /two host=origin.test']);
+  t.is(origin.connections, 1);
+});
+
+test('a chunked answer arrives whole, with its trailers; trailers do not leak into the next answer', async (t) => {
+  const origin = await httpOrigin(t, (req, res) => {
+    if (req.url === '/plain') return void res.end('plain');
+    res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-checksum' });
+    res.write('abc');
+    setTimeout(() => {
+      res.write('def');
+      res.addTrailers({ 'x-checksum': 'sum-abcdef' });
+      res.end();
+    }, 10);
+  });
+  const { pool } = poolTo(t, origin.port);
+
+  const chunked = await call(pool, { path: '/chunked' });
+  t.is(chunked.error, null);
+  t.deepEqual(header(chunked.headers, 'transfer-encoding'), ['chunked']);
+  t.is(chunked.body.toString(), 'abcdef');
+  t.deepEqual(chunked.trailers, ['x-checksum', 'sum-abcdef']);
+
+  const plain = await call(pool, { path: '/plain' });
+  t.is(plain.body.toString(), 'plain');
+  t.deepEqual(plain.trailers, []);
+  t.is(origin.connections, 1);
+});
+
+test('an answer delimited by the end of the connection arrives whole; the next request opens a new connection', async (t) => {
+  const origin = await rawOrigin(t, (s) => {
+    s.write('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nfirst part, ');
+    setTimeout(() => s.end('second part'), 20);
+  });
+  const { pool } = poolTo(t, origin.port);
+
+  const a = await call(pool);
+  t.is(a.error, null);
+  t.deepEqual(a.statuses, [200]);
+  t.is(a.body.toString(), 'first part, second part');
+  t.deepEqual(a.trailers, []);
+
+  const b = await call(pool);
+  t.is(b.body.toString(), 'first part, second part');
+  t.is(origin.connections, 2);
+});
+
+test('a HEAD answer with content-length: 5 has no body; the connection carries the next request', async (t) => {
+  const origin = await rawOrigin(t, (s, head) => {
+    if (head.startsWith('HEAD ')) s.write('HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n');
+    else s.write('HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello');
+  });
+  const { pool } = poolTo(t, origin.port);
+
+  const h = await call(pool, { method: 'HEAD' });
+  t.is(h.error, null);
+  t.deepEqual(h.statuses, [200]);
+  t.deepEqual(header(h.headers, 'content-length'), ['5']);
+  t.is(h.body.length, 0);
+
+  const g = await call(pool);
+  t.is(g.error, null);
+  t.is(g.body.toString(), 'hello');
+  t.is(origin.connections, 1);
+});
+
+test('100 Continue and 103 Early Hints are skipped: onHeaders sees only the final answer', async (t) => {
+  const informational = ['HTTP/1.1 100 Continue\r\n\r\n', 'HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n'];
+  const final = 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-final: yes\r\n\r\nok';
+  const origin = await rawOrigin(t, (s, _head, n) => {
+    if (n === 1) return void s.write(informational.join('') + final); // all in one segment
+    // one piece at a time, so the parser meets each head in its own read
+    const pieces = [...informational, final];
+    const next = () => {
+      s.write(pieces.shift()!);
+      if (pieces.length) setTimeout(next, 10);
+    };
+    next();
+  });
+  const { pool } = poolTo(t, origin.port);
+
+  for (const round of ['one write', 'separate writes']) {
+    const o = await call(pool);
+    t.is(o.error, null, round);
+    t.deepEqual(o.statuses, [200], round);
+    t.deepEqual(o.headers, ['content-length', '2', 'x-final', 'yes'], round);
+    t.is(o.body.toString(), 'ok', round);
+  }
+  t.is(origin.connections, 1);
+});
+
+test('204 and 304 complete without a body, even with a content-length on the 304', async (t) => {
+  const answers: Record<string, string> = {
+    '/204': 'HTTP/1.1 204 No Content\r\nx-a: 1\r\n\r\n',
+    '/304': 'HTTP/1.1 304 Not Modified\r\netag: "v1"\r\ncontent-length: 10\r\n\r\n',
+    '/after': 'HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nafter',
+  };
+  const origin = await rawOrigin(t, (s, head) => s.write(answers[pathOf(head)]!));
+  const { pool } = poolTo(t, origin.port);
+
+  const noContent = await call(pool, { path: '/204' });
+  t.is(noContent.error, null);
+  t.deepEqual(noContent.statuses, [204]);
+  t.is(noContent.body.length, 0);
+
+  const notModified = await call(pool, { path: '/304' });
+  t.is(notModified.error, null);
+  t.deepEqual(notModified.statuses, [304]);
+  t.deepEqual(header(notModified.headers, 'etag'), ['"v1"']);
+  t.is(notModified.body.length, 0);
+
+  // Had either read a body, this answer would be cut or misread.
+  const after = await call(pool, { path: '/after' });
+  t.is(after.body.toString(), 'after');
+  t.is(origin.connections, 1);
+});
+
+test('request bodies: a Buffer with its length, a stream chunked, a stream with a content-length sent raw', async (t) => {
+  const origin = await httpOrigin(t, (req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () =>
+      res.end(JSON.stringify({ length: req.headers['content-length'] ?? null, te: req.headers['transfer-encoding'] ?? null, body: Buffer.concat(chunks).toString('base64') })),
+    );
+  });
+  const { pool } = poolTo(t, origin.port);
+  const post = async (headers: Record<string, string>, body: Buffer | Readable) => {
+    const o = await call(pool, { method: 'POST', path: '/upload', headers: { host: 'origin.test', ...headers }, body });
+    t.is(o.error, null);
+    t.deepEqual(o.statuses, [200]);
+    const seen = JSON.parse(o.body.toString()) as { length: string | null; te: string | null; body: string };
+    return { ...seen, body: Buffer.from(seen.body, 'base64') };
+  };
+
+  const bytes = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+  t.deepEqual(await post({}, bytes), { length: '256', te: null, body: bytes });
+  // A content-length the caller already set is not sent twice (node's server would refuse a duplicate).
+  t.deepEqual(await post({ 'content-length': '3' }, Buffer.from('abc')), { length: '3', te: null, body: Buffer.from('abc') });
+  // The empty chunk in the middle must not be framed: a zero-size chunk would end the body early.
+  const streamed = await post({}, Readable.from([Buffer.from('hello, '), Buffer.alloc(0), Buffer.from('stream')]));
+  t.deepEqual(streamed, { length: null, te: 'chunked', body: Buffer.from('hello, stream') });
+  const raw = await post({ 'content-length': '11' }, Readable.from([Buffer.from('hello'), Buffer.from(' world')]));
+  t.deepEqual(raw, { length: '11', te: null, body: Buffer.from('hello world') });
+  t.is(origin.connections, 1);
+});
+
+// The chunk size is written as chunk.length, which for a string is UTF-16 code units, not bytes. H1Request.body
+// is typed `Readable`, and Readable.from(['...']) yields strings, so a non-ASCII string body is framed wrongly
+// and the origin rejects it. forwardH1 only passes IncomingMessage (Buffers), so the sidecar does not hit it today.
+test.failing('BUG: a stream body that yields non-ASCII strings is framed with its byte length', async (t) => {
+  const origin = await httpOrigin(t, (req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => res.end(Buffer.concat(chunks)));
+  });
+  const { pool } = poolTo(t, origin.port);
+  const o = await call(pool, { method: 'POST', headers: { host: 'origin.test' }, body: Readable.from(['héllo, ', 'wörld']) });
+  t.is(o.error, null);
+  t.deepEqual(o.statuses, [200]);
+  t.is(o.body.toString(), 'héllo, wörld');
+});
+
+test('an idle connection the origin closed is not reused: the next GET goes out on a new connection', async (t) => {
+  const origin = await rawOrigin(t, (s) => {
+    s.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+    setTimeout(() => s.end(), 20); // the app's idle timeout
+  });
+  const { pool } = poolTo(t, origin.port);
+
+  t.is((await call(pool)).body.toString(), 'ok');
+  await sleep(100);
+  const second = await call(pool);
+  t.is(second.error, null);
+  t.is(second.body.toString(), 'ok');
+  t.is(origin.connections, 2);
+});
+
+test('keep-alive race: a request lost on a reused connection is replayed once if its body can be sent again, never if it is a stream', async (t) => {
+  // The origin drops every connection on the second request it carries, without a byte of answer: what a
+  // client sees when it reuses a connection in the instant the app's idle timeout closes it.
+  const seen: string[] = [];
+  const perConnection = new Map<net.Socket, number>();
+  const origin = await httpOrigin(t, (req, res) => {
+    const n = (perConnection.get(req.socket) ?? 0) + 1;
+    perConnection.set(req.socket, n);
+    seen.push(`${req.method} ${req.url} #${n}`);
+    if (n === 2) return void req.socket.destroy();
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => res.end(`${req.url}:${Buffer.concat(chunks).toString()}`));
+  });
+  const { pool } = poolTo(t, origin.port);
+
+  t.is((await call(pool, { path: '/a' })).body.toString(), '/a:');
+  const get = await call(pool, { path: '/b' });
+  t.is(get.error, null);
+  t.is(get.body.toString(), '/b:');
+  t.deepEqual(seen, ['GET /a #1', 'GET /b #2', 'GET /b #1']);
+
+  const buffered = await call(pool, { method: 'POST', path: '/buffer', body: Buffer.from('again') });
+  t.is(buffered.error, null);
+  t.is(buffered.body.toString(), '/buffer:again');
+  t.deepEqual(seen.slice(3), ['POST /buffer #2', 'POST /buffer #1']);
+
+  const streamed = await call(pool, { method: 'POST', path: '/stream', body: Readable.from([Buffer.from('once')]) });
+  t.truthy(streamed.error);
+  t.true(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE'].includes(streamed.error!.code!), streamed.error!.code);
+  t.deepEqual(streamed.statuses, []);
+  await sleep(100); // a replay would have arrived by now
+  t.deepEqual(seen.slice(5), ['POST /stream #2']);
+  t.is(origin.connections, 3);
+});
+
+test('a request lost on a fresh connection is not replayed', async (t) => {
+  let requests = 0;
+  const origin = await rawOrigin(t, (s) => {
+    requests++;
+    s.destroy();
+  });
+  const { pool } = poolTo(t, origin.port);
+  const o = await call(pool);
+  t.is(o.error?.code, 'UND_ERR_SOCKET');
+  await sleep(50);
+  t.is(requests, 1);
+  t.is(origin.connections, 1);
+});
+
+test('connection: close in an answer: the pool closes that socket and opens a new one for the next request', async (t) => {
+  // The origin says close but leaves its side open: closing is the client's job.
+  const origin = await rawOrigin(t, (s) => s.write('HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok'));
+  const { pool } = poolTo(t, origin.port);
+
+  const a = await call(pool);
+  t.is(a.body.toString(), 'ok');
+  await within(1000, once(origin.sockets[0]!, 'end'), 'FIN from the client');
+  const b = await call(pool);
+  t.is(b.error, null);
+  t.is(b.body.toString(), 'ok');
+  t.is(origin.connections, 2);
+});
+
+test('invalid answers fail the exchange once with an llhttp error, and the pool carries on', async (t) => {
+  const answers: Record<string, string> = {
+    '/duplicate-length': 'HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!',
+    '/bare-lf': 'HTTP/1.1 200 OK\ncontent-length: 2\n\nok',
+    '/garbage': 'SSH-2.0-OpenSSH_9.6\r\n\r\n',
+    // RFC 9112 §6.1: both at once is how request smuggling starts; llhttp's strict mode refuses it.
+    '/length-and-chunked': 'HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
+    '/bad-chunk': 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n',
+    '/good': 'HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\ngood',
+  };
+  const origin = await rawOrigin(t, (s, head) => s.write(answers[pathOf(head)]!));
+  const { pool } = poolTo(t, origin.port);
+
+  const results: [string, Outcome][] = [];
+  for (const path of ['/duplicate-length', '/bare-lf', '/garbage', '/length-and-chunked', '/bad-chunk']) results.push([path, await call(pool, { path })]);
+  await sleep(50); // room for a late second onError/onComplete
+  for (const [path, o] of results) {
+    t.regex(o.error?.code ?? '', /^HPE_/, path);
+    t.is(o.settles, 1, path);
+    t.is(o.trailers, null, path);
+    // A broken head never reaches onHeaders; a broken body comes after exactly one.
+    t.deepEqual(o.statuses, path === '/bad-chunk' ? [200] : [], path);
+  }
+  t.is(results.find(([p]) => p === '/bad-chunk')![1].error!.code, 'HPE_INVALID_CHUNK_SIZE');
+
+  const good = await call(pool, { path: '/good' });
+  t.is(good.error, null);
+  t.is(good.body.toString(), 'good');
+  t.is(origin.connections, 6); // no connection is reused after a parse error
+});
+
+test('a connection that cannot be opened fails the request with ECONNREFUSED', async (t) => {
+  const probe = net.createServer().listen(0, '127.0.0.1');
+  await once(probe, 'listening');
+  const port = (probe.address() as net.AddressInfo).port;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+
+  const { pool } = poolTo(t, port);
+  const o = await call(pool);
+  t.is(o.error?.code, 'ECONNREFUSED');
+  t.deepEqual(o.statuses, []);
+});
+
+test('at most `connections` sockets: five concurrent requests over two connections all succeed', async (t) => {
+  let inFlight = 0;
+  let maxInFlight = 0;
+  const origin = await httpOrigin(t, (req, res) => {
+    maxInFlight = Math.max(maxInFlight, ++inFlight);
+    setTimeout(() => {
+      inFlight--;
+      res.end(`answer ${req.url}`);
+    }, 40);
+  });
+  const { pool } = poolTo(t, origin.port, { connections: 2 });
+  const results = await Promise.all([1, 2, 3, 4, 5].map((i) => call(pool, { path: `/${i}` })));
+  for (const [i, o] of results.entries()) {
+    t.is(o.error, null);
+    t.is(o.body.toString(), `answer /${i + 1}`);
+  }
+  t.is(maxInFlight, 2);
+  t.is(origin.connections, 2);
+});
+
+test('abort from onConnect: a pending exchange fails with the given error, a queued one with WEFT_ABORTED; the pool carries on', async (t) => {
+  const seen: string[] = [];
+  let slowArrived: () => void = () => {};
+  const slow = new Promise<void>((resolve) => (slowArrived = resolve));
+  const origin = await httpOrigin(t, (req, res) => {
+    seen.push(req.url!);
+    if (req.url === '/slow') slowArrived(); // and never answered
+    else res.end('fast');
+  });
+  const { pool } = poolTo(t, origin.port, { connections: 1 });
+
+  let abortSlow: (err?: Error) => void = () => {};
+  let abortQueued: (err?: Error) => void = () => {};
+  const pending = call(pool, { path: '/slow' }, { onConnect: (abort) => (abortSlow = abort) });
+  const queued = call(pool, { path: '/queued' }, { onConnect: (abort) => (abortQueued = abort) });
+  await within(1000, slow, 'request at the origin');
+
+  abortQueued();
+  const q = await queued;
+  t.is(q.error?.code, 'WEFT_ABORTED');
+  const deadline = Object.assign(new Error('route timeout'), { code: 'WEFT_TIMEOUT' });
+  abortSlow(deadline);
+  const p = await pending;
+  t.is(p.error, deadline);
+  t.deepEqual(p.statuses, []);
+
+  const next = await call(pool, { path: '/fast' });
+  t.is(next.error, null);
+  t.is(next.body.toString(), 'fast');
+  t.deepEqual(seen, ['/slow', '/fast']);
+  t.is(origin.connections, 2);
+});
+
+test('backpressure: onData returning false pauses the socket until resume; a 5 MB body arrives intact', async (t) => {
+  const payload = randomBytes(5 * 1024 * 1024);
+  const origin = await httpOrigin(t, (_req, res) => res.end(payload));
+  const { pool, sockets } = poolTo(t, origin.port);
+
+  let resume: () => void = () => {};
+  let paused = false;
+  let chunks = 0;
+  let dataWhilePaused = 0;
+  let notPaused = 0;
+  const o = await call(
+    pool,
+    {},
+    {
+      timeoutMs: 1800,
+      onHeaders: (_status, _raw, r) => (resume = r),
+      onData() {
+        if (paused) dataWhilePaused++;
+        paused = true;
+        // The first pause is long enough for more data to have arrived, had the socket kept reading.
+        setTimeout(() => {
+          if (!sockets[0]!.isPaused()) notPaused++;
+          paused = false;
+          resume();
+        }, chunks++ === 0 ? 50 : 0);
+        return false;
+      },
+    },
+  );
+  t.is(o.error, null);
+  t.true(chunks > 1, `${chunks} chunks`);
+  t.is(dataWhilePaused, 0);
+  t.is(notPaused, 0);
+  t.is(o.body.length, payload.length);
+  t.is(createHash('sha256').update(o.body).digest('hex'), createHash('sha256').update(payload).digest('hex'));
+});
+
+test('an answer head larger than node\'s 16 KiB limit fails with HPE_HEADER_OVERFLOW', async (t) => {
+  const origin = await rawOrigin(t, (s) => s.write(`HTTP/1.1 200 OK\r\nx-big: ${'a'.repeat(20_000)}\r\ncontent-length: 2\r\n\r\nok`));
+  const { pool } = poolTo(t, origin.port);
+  const o = await call(pool);
+  t.is(o.error?.code, 'HPE_HEADER_OVERFLOW');
+  t.deepEqual(o.statuses, []);
+});
+
+test('a head of more than 32 fields, sent in pieces, arrives whole and in order', async (t) => {
+  // Past 32 fields node's parser hands headers over in batches (kOnHeaders) before the head completes.
+  const fields = Array.from({ length: 40 }, (_, i) => [`x-field-${i}`, `value ${i}`]);
+  const head = `HTTP/1.1 200 OK\r\n${fields.map(([n, v]) => `${n}: ${v}\r\n`).join('')}content-length: 2\r\n\r\nok`;
+  const origin = await rawOrigin(t, (s) => {
+    const cut = [0, 300, 700, head.length];
+    let i = 0;
+    const next = () => {
+      s.write(head.slice(cut[i], cut[i + 1]));
+      if (++i < cut.length - 1) setTimeout(next, 5);
+    };
+    next();
+  });
+  const { pool } = poolTo(t, origin.port);
+  const o = await call(pool);
+  t.is(o.error, null);
+  t.deepEqual(o.headers, [...fields.flat(), 'content-length', '2']);
+  t.is(o.body.toString(), 'ok');
+});
+
+test('an idle connection is closed after keepAliveMs', async (t) => {
+  const origin = await httpOrigin(t, (_req, res) => res.end('ok'));
+  const { pool } = poolTo(t, origin.port, { keepAliveMs: 50 });
+  t.is((await call(pool)).body.toString(), 'ok');
+  const idleSince = Date.now();
+  await within(1000, once(origin.sockets[0]!, 'end'), 'idle close');
+  t.true(Date.now() - idleSince >= 40, `closed after ${Date.now() - idleSince} ms`);
+});
+
+test('close(): queued requests fail with WEFT_POOL_CLOSED, the busy one completes, later dispatches fail', async (t) => {
+  const seen: string[] = [];
+  let firstArrived: () => void = () => {};
+  const first = new Promise<void>((resolve) => (firstArrived = resolve));
+  const origin = await httpOrigin(t, (req, res) => {
+    seen.push(req.url!);
+    firstArrived();
+    setTimeout(() => res.end(`done ${req.url}`), 50);
+  });
+  const { pool } = poolTo(t, origin.port, { connections: 1 });
+
+  const busy = call(pool, { path: '/busy' });
+  const queued = [call(pool, { path: '/q1' }), call(pool, { path: '/q2' })];
+  await within(1000, first, 'request at the origin');
+  await pool.close();
+
+  for (const q of await Promise.all(queued)) {
+    t.is(q.error?.code, 'WEFT_POOL_CLOSED');
+    t.true(q.error instanceof PoolClosedError);
+  }
+  const b = await busy;
+  t.is(b.error, null);
+  t.is(b.body.toString(), 'done /busy');
+  await within(1000, once(origin.sockets[0]!, 'end'), 'the busy connection closing after its answer');
+
+  const late = await call(pool, { path: '/late' });
+  t.is(late.error?.code, 'WEFT_POOL_CLOSED');
+  t.deepEqual(seen, ['/busy']);
+});
