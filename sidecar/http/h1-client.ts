@@ -140,6 +140,8 @@ class Connection {
   #trailers: string[] = [];
   #headersDone = false;
   #dead = false;
+  /** the answer is complete and the request sent: free for the next one once the current read is parsed */
+  #releasePending = false;
   #onDrain: (() => void) | null = null;
 
   constructor(pool: H1Pool, socket: Socket) {
@@ -164,6 +166,12 @@ class Connection {
       if (this.exchange) this.exchange.answered = true;
       const r = this.#parser.execute(data);
       if (typeof r !== 'number') this.destroy(new ConnectionLostError(`invalid HTTP response: ${(r as Error & { reason?: string }).reason ?? r.message}`, (r as Error & { code?: string }).code ?? 'HPE_INVALID'));
+      // Only now, with the whole segment parsed: bytes after the answer were a response nobody asked for (and
+      // closed the connection in #onHead), instead of being read as the answer to the next queued request.
+      if (this.#releasePending) {
+        this.#releasePending = false;
+        this.#release();
+      }
     });
     socket.on('end', () => {
       // A body delimited by the end of the connection is complete now; anything else is cut short.
@@ -216,7 +224,8 @@ class Connection {
   #stream(body: Readable, head: string, chunked: boolean): void {
     const socket = this.socket;
     socket.write(chunked ? `${head}transfer-encoding: chunked\r\n\r\n` : `${head}\r\n`, 'latin1');
-    const onData = (chunk: Buffer) => {
+    const onData = (data: Buffer | string) => {
+      const chunk = typeof data === 'string' ? Buffer.from(data) : data;
       if (chunk.length === 0) return;
       let ok: boolean;
       if (chunked) {
@@ -291,7 +300,7 @@ class Connection {
     }
     this.socket.resume();
     if (!this.#keepAlive) this.destroy(null);
-    else if (this.#requestSent) this.#release();
+    else if (this.#requestSent) this.#releasePending = true;
     // else: wait for the request body to end (see #stream), then release
   }
 

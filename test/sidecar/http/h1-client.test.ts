@@ -334,10 +334,9 @@ test('request bodies: a Buffer with its length, a stream chunked, a stream with 
   t.is(origin.connections, 1);
 });
 
-// The chunk size is written as chunk.length, which for a string is UTF-16 code units, not bytes. H1Request.body
-// is typed `Readable`, and Readable.from(['...']) yields strings, so a non-ASCII string body is framed wrongly
-// and the origin rejects it (node: HPE_STRICT). forwardH1 only passes IncomingMessage (Buffers), so the sidecar does not hit it today.
-test.failing('BUG: a stream body of non-ASCII strings is framed by character count, not byte length', async (t) => {
+// H1Request.body is typed `Readable`, and Readable.from(['...']) yields strings: a chunk's size must be its
+// length in bytes, not in UTF-16 code units (forwardH1 itself only passes IncomingMessage, which yields Buffers).
+test('a stream body of non-ASCII strings is framed by byte length, not character count', async (t) => {
   const origin = await httpOrigin(t, (req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -350,12 +349,11 @@ test.failing('BUG: a stream body of non-ASCII strings is framed by character cou
   t.is(o.body.toString(), 'héllo, wörld');
 });
 
-// Envoy and undici (GHSA-35p6-xmwp-9g52) never hand a connection to the next request in the same turn as the
-// answer that freed it. H1Pool does: #onComplete releases the connection from inside parser.execute(), the
-// next queued request is written at once, and the parser then reads the rest of the same segment as that
-// request's answer. An origin that sends one answer too many (buggy, or hostile) so answers a request it never
-// saw, and on the inbound pool, which all callers share, another caller gets it.
-test.failing('BUG: bytes after an answer, in the same segment, are taken as the answer to the next queued request', async (t) => {
+// As in Envoy and undici (GHSA-35p6-xmwp-9g52): a connection goes to the next request only once the segment
+// that completed the answer is parsed to its end. Otherwise an origin that sends one answer too many (buggy,
+// or hostile) answers a request it never saw, and on the inbound pool, which all callers share, another
+// caller gets it.
+test('bytes after an answer, in the same segment, close the connection: they are never taken as the answer to the next queued request', async (t) => {
   const origin = await rawOrigin(t, (s, head) => {
     if (pathOf(head) === '/a') s.write('HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\naHTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\nsmuggled');
     else s.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nb!');
