@@ -1,7 +1,11 @@
 // Command-line parsing shared by every weft command: strict flags, durations, and the --json switch.
 
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
 import { WeftError } from '../errors.ts';
+
+// Not `import { parseArgs } from 'node:util'`: an ES import of a built-in reads every export, and util's lazy
+// ones load worker_threads, assert and more (~1 MB in every sidecar). See ../sidecar/http/node-http.ts.
+const { parseArgs } = process.getBuiltinModule('node:util');
 
 export type Options = NonNullable<ParseArgsConfig['options']>;
 

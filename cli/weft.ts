@@ -1,9 +1,11 @@
 // weft: the one command line for the mesh. Routes `weft <command> [<subcommand>]` to its handler.
 
-import { readFileSync } from 'node:fs';
 import { WeftError } from '../errors.ts';
 import type { Command } from './command.ts';
 import { output, printError } from './output.ts';
+
+// Not an ES import: it would read fs.promises, which loads node:readline and more (see sidecar/http/node-http.ts).
+const { readFileSync } = process.getBuiltinModule('node:fs');
 
 /**
  * Every command, loaded only when run: a sidecar process must not carry the control plane's config compiler,

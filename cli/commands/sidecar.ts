@@ -1,6 +1,5 @@
 // weft sidecar: run the data plane for one workload (and, after `--`, the workload itself).
 
-import { readFileSync } from 'node:fs';
 import { WeftError } from '../../errors.ts';
 import { parseCertificates } from '../../ca/pem.ts';
 import { workloadId } from '../../ca/spiffe-id.ts';
@@ -9,6 +8,9 @@ import { startApp } from '../../sidecar/app-process.ts';
 import { Sidecar, type UpstreamPort } from '../../sidecar/sidecar.ts';
 import { parse, parseDuration } from '../args.ts';
 import type { Command } from '../command.ts';
+
+// Not an ES import: it would read fs.promises, which loads node:readline and more (see sidecar/http/node-http.ts).
+const { readFileSync } = process.getBuiltinModule('node:fs');
 
 // Each flag, its environment variable, and its default.
 const FLAGS = {
@@ -57,9 +59,21 @@ function batchedLog(service: string | undefined): (e: Record<string, unknown>) =
     process.stderr.write(text);
   };
   process.on('exit', flush);
+  // The same line as JSON.stringify({ time, component, service, ...e }), without copying every event into a
+  // new object, and with the timestamp string made once per millisecond: at thousands of access-log lines a
+  // second, both showed up in profiles of the request path.
+  const fixed = `","component":"sidecar"${service === undefined ? '' : `,"service":${JSON.stringify(service)}`}`;
+  let lastMs = 0;
+  let lastTime = '';
   return (e) => {
     if (lines.length === 0) setImmediate(flush);
-    lines.push(JSON.stringify({ time: new Date().toISOString(), component: 'sidecar', service, ...e }) + '\n');
+    const now = Date.now();
+    if (now !== lastMs) {
+      lastMs = now;
+      lastTime = new Date(now).toISOString();
+    }
+    const rest = JSON.stringify(e);
+    lines.push(`{"time":"${lastTime}${fixed}${rest.length > 2 ? `,${rest.slice(1)}` : '}'}\n`);
   };
 }
 

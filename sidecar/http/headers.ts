@@ -17,13 +17,17 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'pro
  * x-weft-* header (so an outsider cannot forge an identity), and HTTP/2 pseudo-headers.
  */
 export function forwardHeaders(incoming: IncomingHttpHeaders, keep: readonly string[] = []): Record<string, string | string[]> {
-  const named = new Set<string>();
+  let named: Set<string> | null = null;
   const conn = incoming.connection;
-  if (typeof conn === 'string') for (const n of conn.split(',')) named.add(n.trim().toLowerCase());
+  if (typeof conn === 'string') {
+    named = new Set();
+    for (const n of conn.split(',')) named.add(n.trim().toLowerCase());
+  }
   const out: Record<string, string | string[]> = {};
-  for (const [name, value] of Object.entries(incoming)) {
-    if (value === undefined || name.startsWith(':')) continue;
-    if ((HOP_BY_HOP.has(name) || named.has(name)) && !keep.includes(name)) continue;
+  for (const name in incoming) {
+    const value = incoming[name];
+    if (value === undefined || name.charCodeAt(0) === 58 /* ':' */) continue;
+    if ((HOP_BY_HOP.has(name) || named?.has(name)) && (keep.length === 0 || !keep.includes(name))) continue;
     if (name.startsWith(INTERNAL_PREFIX)) continue;
     out[name] = value;
   }

@@ -245,7 +245,9 @@ export class InboundListener {
       meshReply(res, verdict.status, verdict.reason!, verdict.message, verdict.headers);
       return;
     }
-    forwardH1(this.#app.pool, req, res, { ...this.#appHeaders(req), ...obs.propagate }, { path: verdict.target }).catch((err: Error) => {
+    const headers = this.#appHeaders(req);
+    for (const name in obs.propagate) headers[name] = obs.propagate[name]!;
+    forwardH1(this.#app.pool, req, res, headers, { path: verdict.target }).catch((err: Error) => {
       meshReply(res, 503, 'app-unavailable', `the app at ${this.#o.appHost}:${this.#o.appPort} did not answer: ${err.message}`);
     });
   }

@@ -153,7 +153,8 @@ export class OutboundListener {
     const facts = this.#facts(req, path);
     const obs = this.#observe(upstream, 'http', facts.method, facts.path, (n) => req.headers[n], null);
     res.once('close', () => obs.end({ status: res.statusCode, reason: res.getHeader(REASON_HEADER) as string | undefined }));
-    const headers = { ...forwardHeaders(req.headers), ...obs.propagate };
+    const headers = forwardHeaders(req.headers);
+    for (const name in obs.propagate) headers[name] = obs.propagate[name]!;
     headers.host = host;
     callHttp({ upstream, req, res, headers, target: path, facts, peers: this.#o.peers, state: this.#o.state, obs }).catch((err: Error) => {
       this.#o.log({ msg: 'outbound call failed unexpectedly', upstream: upstream.key, error: err.stack ?? err.message });

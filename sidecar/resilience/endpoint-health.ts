@@ -1,6 +1,7 @@
 // What the outbound side knows about each peer endpoint across config pushes: its circuit breaker (opossum),
 // consecutive failures, an EWMA of its latency and its requests in flight, for balancing and ejection.
 
+import { monotonicMs } from '../clock.ts';
 import CircuitBreaker from 'opossum';
 import type { CircuitBreakerConfig } from '../../control-plane/config/types.ts';
 
@@ -69,7 +70,7 @@ export class EndpointHealth {
 
   /** Runs one attempt under the breaker. `attempt` throws UpstreamFailure for what counts as a failure. */
   async run<T>(attempt: () => Promise<T>): Promise<T> {
-    const started = performance.now();
+    const started = monotonicMs();
     this.inFlight++;
     try {
       const result = this.breaker ? ((await this.breaker.fire(attempt)) as T) : await attempt();
@@ -83,7 +84,7 @@ export class EndpointHealth {
       throw err;
     } finally {
       this.inFlight--;
-      const ms = performance.now() - started;
+      const ms = monotonicMs() - started;
       this.ewmaMs = this.ewmaMs === 0 ? ms : this.ewmaMs * (1 - EWMA_ALPHA) + ms * EWMA_ALPHA;
     }
   }

@@ -2,7 +2,7 @@
 // port), logged (one JSON access-log line) and, while the Mesh config has `tracing`, traced. Tracing is started,
 // changed and stopped as configs arrive, without resetting a counter; OpenTelemetry is loaded only then.
 
-import { performance } from 'node:perf_hooks';
+import { monotonicMs } from '../clock.ts';
 import type { RuntimeConfig } from '../config/runtime.ts';
 import { connectionRecord, requestRecord } from './access-log.ts';
 import { MeshMetrics, type ConnectionLabels, type SidecarState } from './metrics.ts';
@@ -83,7 +83,7 @@ export class MeshObserver implements Observer {
   }
 
   request(start: RequestStart): RequestObservation {
-    const began = performance.now();
+    const began = monotonicMs();
     const labels: ConnectionLabels = { direction: start.direction, source: start.source ?? UNKNOWN_SOURCE, service: start.service };
     this.#metrics.requestStarted(labels);
     const config = this.#o.config();
@@ -98,7 +98,7 @@ export class MeshObserver implements Observer {
       end: (outcome) => {
         if (ended) return;
         ended = true;
-        this.#finish(start, labels, facts, outcome, span, performance.now() - began);
+        this.#finish(start, labels, facts, outcome, span, monotonicMs() - began);
       },
     };
   }
@@ -119,7 +119,7 @@ export class MeshObserver implements Observer {
   }
 
   connection(direction: Direction, service: string, peer: string | null): ConnectionObservation {
-    const began = performance.now();
+    const began = monotonicMs();
     const self = this.#o.config()?.self.identity ?? null;
     // `peer` is the other end: the caller on the inbound side, the destination on the outbound side.
     const source = direction === 'inbound' ? peer : self;
@@ -139,7 +139,7 @@ export class MeshObserver implements Observer {
         if (ended) return;
         ended = true;
         this.#metrics.connectionClosed(labels);
-        this.#o.log(connectionRecord(direction, source, destination, service, performance.now() - began, received, sent));
+        this.#o.log(connectionRecord(direction, source, destination, service, monotonicMs() - began, received, sent));
       },
     };
   }
