@@ -1,9 +1,9 @@
 // A keep-alive HTTP/1.1 connection pool to one origin: the local app (plain TCP) or one peer sidecar (mTLS).
 //
-// This is the sidecar's hot path, so it is small on purpose: the request head is written in one piece (with a
-// small body, in the same write), and the answer is parsed by the llhttp parser node:http itself uses
-// (`_http_common`'s HTTPParser, strict mode), called directly: no ClientRequest/IncomingMessage streams per
-// request, and no second HTTP parser in memory (undici's wasm build of llhttp costs about 20 MB per process).
+// This is the sidecar's hot path, so it is small on purpose (the wire side is ./h1-connection.ts): the request
+// head is written in one piece, and the answer is parsed by the llhttp parser node:http itself uses, called
+// directly: no ClientRequest/IncomingMessage streams per request, and no second HTTP parser in memory
+// (undici's wasm build of llhttp costs about 20 MB per process).
 //
 // Semantics follow undici's Pool, which this replaces on the sidecar: at most `connections` sockets, requests
 // queued beyond that, one request per connection at a time (no pipelining), idle sockets closed after
@@ -11,56 +11,10 @@
 // side had already closed (no byte of an answer came back) is sent once more on a new connection, when its
 // body can be sent again. That race is otherwise a spurious 503 every time an app's idle timeout fires.
 
-import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
-import type { Readable } from 'node:stream';
+import { Connection, CONNECT_TIMEOUT_MS, Exchange, type ConnectionOwner, type H1Handler, type H1Request } from './h1-connection.ts';
 
-interface NativeParser {
-  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
-  execute(data: Buffer): number | Error;
-  finish(): number | Error | undefined;
-  close(): void;
-  [callback: number]: unknown;
-}
-interface NativeParserClass {
-  new (): NativeParser;
-  readonly RESPONSE: number;
-  readonly kOnHeaders: number;
-  readonly kOnHeadersComplete: number;
-  readonly kOnBody: number;
-  readonly kOnMessageComplete: number;
-  readonly kLenientNone: number;
-}
-
-// Node's own parser binding; the pinned Node version (DESIGN.md) keeps this internal module stable for us.
-const { HTTPParser } = createRequire(import.meta.url)('_http_common') as { HTTPParser: NativeParserClass };
-const kOnHeaders = HTTPParser.kOnHeaders;
-const kOnHeadersComplete = HTTPParser.kOnHeadersComplete;
-const kOnBody = HTTPParser.kOnBody;
-const kOnMessageComplete = HTTPParser.kOnMessageComplete;
-
-export interface H1Request {
-  readonly method: string;
-  /** origin-form target */
-  readonly path: string;
-  /** for the next hop, already cleaned of hop-by-hop headers; must hold `host` */
-  readonly headers: Record<string, string | string[]>;
-  /** null: no body; a Buffer: sent with the head (and again on a replay); a stream: sent once */
-  readonly body: Buffer | Readable | null;
-}
-
-export interface H1Handler {
-  /** with a function that aborts this exchange (timeouts); called once, when the request is dispatched */
-  onConnect?(abort: (err?: Error) => void): void;
-  /** the final response head (1xx are skipped); raw name/value pairs. `resume` undoes a false from onData. */
-  onHeaders(status: number, rawHeaders: string[], resume: () => void): void;
-  /** a piece of the body; return false to stop reading until `resume` */
-  onData(chunk: Buffer): boolean;
-  /** the whole response has arrived (raw trailer pairs, usually empty) */
-  onComplete(trailers: string[]): void;
-  /** the exchange failed; never called after onComplete */
-  onError(err: Error & { code?: string }): void;
-}
+export type { H1Handler, H1Request } from './h1-connection.ts';
 
 export interface H1PoolOptions {
   /** at most this many sockets to the origin */
@@ -74,260 +28,12 @@ export interface H1PoolOptions {
 
 /** How a connection the other side had already closed fails a request sent on it. */
 const REPLAYABLE = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
-/** undici's default connect timeout */
-const CONNECT_TIMEOUT_MS = 10_000;
 
 export class PoolClosedError extends Error {
   readonly code = 'WEFT_POOL_CLOSED';
 }
 
-class ConnectionLostError extends Error {
-  readonly code: string;
-  constructor(message: string, code: string) {
-    super(message);
-    this.code = code;
-  }
-}
-
-class Exchange {
-  conn: Connection | null = null;
-  done = false;
-  /** bytes of an answer have arrived: from here on a replay is out of the question */
-  answered = false;
-  replays = 0;
-  readonly pool: H1Pool;
-  readonly req: H1Request;
-  readonly handler: H1Handler;
-  constructor(pool: H1Pool, req: H1Request, handler: H1Handler) {
-    this.pool = pool;
-    this.req = req;
-    this.handler = handler;
-  }
-
-  get replayable(): boolean {
-    return !this.answered && this.replays === 0 && (this.req.body === null || Buffer.isBuffer(this.req.body));
-  }
-
-  fail(err: Error): void {
-    if (this.done) return;
-    this.done = true;
-    this.handler.onError(err);
-  }
-
-  abort = (err?: Error): void => {
-    if (this.done) return;
-    const e = err ?? new ConnectionLostError('request aborted', 'WEFT_ABORTED');
-    if (this.conn) this.conn.destroy(e);
-    else {
-      this.pool.unqueue(this);
-      this.fail(e);
-    }
-  };
-}
-
-class Connection {
-  readonly socket: Socket;
-  readonly #pool: H1Pool;
-  readonly #parser: NativeParser;
-  exchange: Exchange | null = null;
-  ready = false;
-  /** requests this connection has carried (a reused connection can lose the keep-alive race) */
-  uses = 0;
-  #requestSent = false;
-  #informational = false;
-  #keepAlive = true;
-  #headBuffer: string[] = [];
-  #trailers: string[] = [];
-  #headersDone = false;
-  #dead = false;
-  /** the answer is complete and the request sent: free for the next one once the current read is parsed */
-  #releasePending = false;
-  #onDrain: (() => void) | null = null;
-
-  constructor(pool: H1Pool, socket: Socket) {
-    this.#pool = pool;
-    this.socket = socket;
-    const parser = new HTTPParser();
-    parser.initialize(HTTPParser.RESPONSE, {}, 0, HTTPParser.kLenientNone);
-    parser[kOnHeaders] = (headers: string[]) => {
-      if (this.#headersDone) this.#trailers.push(...headers);
-      else this.#headBuffer.push(...headers);
-    };
-    parser[kOnHeadersComplete] = (_maj: number, _min: number, headers: string[] | undefined, _m: unknown, _u: unknown, status: number, _msg: string, _upgrade: boolean, keepAlive: boolean) =>
-      this.#onHead(headers, status, keepAlive);
-    parser[kOnBody] = (chunk: Buffer) => {
-      const ex = this.exchange;
-      if (ex && !ex.done && !ex.handler.onData(chunk)) socket.pause();
-    };
-    parser[kOnMessageComplete] = () => this.#onComplete();
-    this.#parser = parser;
-    socket.setNoDelay(true);
-    socket.on('data', (data: Buffer) => {
-      if (this.exchange) this.exchange.answered = true;
-      const r = this.#parser.execute(data);
-      if (typeof r !== 'number') this.destroy(new ConnectionLostError(`invalid HTTP response: ${(r as Error & { reason?: string }).reason ?? r.message}`, (r as Error & { code?: string }).code ?? 'HPE_INVALID'));
-      // Only now, with the whole segment parsed: bytes after the answer were a response nobody asked for (and
-      // closed the connection in #onHead), instead of being read as the answer to the next queued request.
-      if (this.#releasePending) {
-        this.#releasePending = false;
-        this.#release();
-      }
-    });
-    socket.on('end', () => {
-      // A body delimited by the end of the connection is complete now; anything else is cut short.
-      const r = this.#parser.finish();
-      if (r instanceof Error) this.destroy(new ConnectionLostError(`the connection closed in the middle of a response: ${r.message}`, 'UND_ERR_SOCKET'));
-      else this.destroy(new ConnectionLostError('the other side closed the connection', 'UND_ERR_SOCKET'));
-    });
-    socket.on('error', (err) => this.destroy(err));
-    socket.on('close', () => this.destroy(new ConnectionLostError('the connection closed', 'UND_ERR_SOCKET')));
-    socket.on('timeout', () => {
-      if (!this.exchange) this.destroy(new ConnectionLostError(this.ready ? 'idle' : `no connection within ${CONNECT_TIMEOUT_MS} ms`, this.ready ? 'UND_ERR_SOCKET' : 'ETIMEDOUT'));
-    });
-  }
-
-  send(ex: Exchange): void {
-    this.exchange = ex;
-    ex.conn = this;
-    this.uses++;
-    this.#requestSent = false;
-    this.#informational = false;
-    this.#headersDone = false;
-    this.#headBuffer = [];
-    this.#trailers = [];
-    this.socket.setTimeout(0);
-    const { method, path, headers, body } = ex.req;
-    let head = `${method} ${path} HTTP/1.1\r\n`;
-    let hasLength = false;
-    for (const name in headers) {
-      const value = headers[name]!;
-      if (name === 'content-length') hasLength = true;
-      if (typeof value === 'string') head += `${name}: ${value}\r\n`;
-      else for (const v of value) head += `${name}: ${v}\r\n`;
-    }
-    const socket = this.socket;
-    if (body === null) {
-      socket.write(`${head}\r\n`, 'latin1');
-      this.#requestSent = true;
-    } else if (Buffer.isBuffer(body)) {
-      if (!hasLength) head += `content-length: ${body.length}\r\n`;
-      socket.cork();
-      socket.write(`${head}\r\n`, 'latin1');
-      if (body.length) socket.write(body);
-      socket.uncork();
-      this.#requestSent = true;
-    } else {
-      this.#stream(body, head, !hasLength);
-    }
-  }
-
-  #stream(body: Readable, head: string, chunked: boolean): void {
-    const socket = this.socket;
-    socket.write(chunked ? `${head}transfer-encoding: chunked\r\n\r\n` : `${head}\r\n`, 'latin1');
-    const onData = (data: Buffer | string) => {
-      const chunk = typeof data === 'string' ? Buffer.from(data) : data;
-      if (chunk.length === 0) return;
-      let ok: boolean;
-      if (chunked) {
-        socket.cork();
-        socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
-        socket.write(chunk);
-        ok = socket.write('\r\n', 'latin1');
-        socket.uncork();
-      } else ok = socket.write(chunk);
-      if (!ok) body.pause();
-    };
-    const cleanup = () => {
-      body.off('data', onData);
-      body.off('end', onEnd);
-      body.off('close', onClose);
-      if (this.#onDrain) socket.off('drain', this.#onDrain);
-      this.#onDrain = null;
-    };
-    const onEnd = () => {
-      cleanup();
-      if (chunked) socket.write('0\r\n\r\n', 'latin1');
-      this.#requestSent = true;
-      if (!this.exchange) this.#release(); // the answer came first and the connection waited for the body
-    };
-    const onClose = () => {
-      cleanup();
-      if (!body.readableEnded) this.destroy(new ConnectionLostError('the client went away while sending its request body', 'UND_ERR_ABORTED'));
-    };
-    this.#onDrain = () => body.resume();
-    socket.on('drain', this.#onDrain);
-    body.on('data', onData);
-    body.on('end', onEnd);
-    body.on('close', onClose);
-    body.resume();
-  }
-
-  #onHead(headers: string[] | undefined, status: number, keepAlive: boolean): number {
-    const ex = this.exchange;
-    const raw = headers && headers.length ? (this.#headBuffer.length ? [...this.#headBuffer, ...headers] : headers) : this.#headBuffer;
-    this.#headBuffer = [];
-    if (!ex) {
-      this.destroy(new ConnectionLostError('a response arrived with no request outstanding', 'UND_ERR_SOCKET'));
-      return 1;
-    }
-    if (status < 200) {
-      // 100 Continue, 102, 103: not relayed. 101 only ever answers an Upgrade, which never comes through a pool.
-      if (status === 101) {
-        this.destroy(new ConnectionLostError('the upstream switched protocols on a plain request', 'UND_ERR_SOCKET'));
-        return 1;
-      }
-      this.#informational = true;
-      return 0;
-    }
-    this.#headersDone = true;
-    this.#keepAlive = keepAlive;
-    if (!ex.done) ex.handler.onHeaders(status, raw, () => this.socket.resume());
-    return ex.req.method === 'HEAD' ? 1 : 0;
-  }
-
-  #onComplete(): void {
-    if (this.#informational) {
-      this.#informational = false;
-      return;
-    }
-    const ex = this.exchange;
-    if (!ex) return;
-    this.exchange = null;
-    ex.conn = null;
-    if (!ex.done) {
-      ex.done = true;
-      ex.handler.onComplete(this.#trailers);
-    }
-    this.socket.resume();
-    if (!this.#keepAlive) this.destroy(null);
-    else if (this.#requestSent) this.#releasePending = true;
-    // else: wait for the request body to end (see #stream), then release
-  }
-
-  #release(): void {
-    if (this.#dead) return;
-    this.#pool.released(this);
-  }
-
-  idle(keepAliveMs: number): void {
-    this.socket.setTimeout(keepAliveMs);
-  }
-
-  /** Closes the socket; the exchange on it, if any, fails with `err` (or is replayed on a new connection). */
-  destroy(err: Error | null): void {
-    if (this.#dead) return;
-    this.#dead = true;
-    this.socket.destroy();
-    // Not while the parser may be on the stack (destroy is called from its callbacks).
-    const parser = this.#parser;
-    queueMicrotask(() => parser.close());
-    const ex = this.exchange;
-    this.exchange = null;
-    this.#pool.lost(this, ex, err ?? new ConnectionLostError('connection closed', 'UND_ERR_SOCKET'));
-  }
-}
-
-export class H1Pool {
+export class H1Pool implements ConnectionOwner {
   readonly #o: H1PoolOptions;
   readonly #all = new Set<Connection>();
   readonly #idle: Connection[] = [];

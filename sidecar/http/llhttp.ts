@@ -1,0 +1,31 @@
+// Node's own HTTP/1 parser (llhttp, the one node:http uses), called directly.
+//
+// `_http_common` is an undocumented built-in, but the project pins its Node version (DESIGN.md), and the pool
+// and listener tests exercise every callback used here. Strict mode (kLenientNone): ambiguous framing, bare
+// LFs, duplicate Content-Length and the like are errors, never guessed at.
+
+import { createRequire } from 'node:module';
+
+export interface NativeParser {
+  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
+  execute(data: Buffer): number | Error;
+  finish(): number | Error | undefined;
+  close(): void;
+  [callback: number]: unknown;
+}
+interface NativeParserClass {
+  new (): NativeParser;
+  readonly REQUEST: number;
+  readonly RESPONSE: number;
+  readonly kOnHeaders: number;
+  readonly kOnHeadersComplete: number;
+  readonly kOnBody: number;
+  readonly kOnMessageComplete: number;
+  readonly kLenientNone: number;
+}
+
+export const { HTTPParser } = createRequire(import.meta.url)('_http_common') as { HTTPParser: NativeParserClass };
+export const kOnHeaders = HTTPParser.kOnHeaders;
+export const kOnHeadersComplete = HTTPParser.kOnHeadersComplete;
+export const kOnBody = HTTPParser.kOnBody;
+export const kOnMessageComplete = HTTPParser.kOnMessageComplete;
