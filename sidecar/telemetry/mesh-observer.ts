@@ -5,7 +5,7 @@
 import { monotonicMs } from '../clock.ts';
 import type { RuntimeConfig } from '../config/runtime.ts';
 import { connectionRecord, requestRecord } from './access-log.ts';
-import { MeshMetrics, type ConnectionLabels, type SidecarState } from './metrics.ts';
+import { MeshMetrics, type ConnectionLabels, type RequestSeries, type SidecarState } from './metrics.ts';
 import type { BreakerState, ConnectionObservation, Direction, Observer, RequestEnd, RequestFacts, RequestObservation, RequestStart } from './observer.ts';
 import { Tracing, type TraceSpan, type TracingSettings } from './tracing.ts';
 
@@ -84,8 +84,7 @@ export class MeshObserver implements Observer {
 
   request(start: RequestStart): RequestObservation {
     const began = monotonicMs();
-    const labels: ConnectionLabels = { direction: start.direction, source: start.source ?? UNKNOWN_SOURCE, service: start.service };
-    this.#metrics.requestStarted(labels);
+    const series = this.#metrics.requestStarted({ direction: start.direction, source: start.source ?? UNKNOWN_SOURCE, service: start.service });
     const config = this.#o.config();
     const span = this.#tracing?.start(start, config?.self.identity ?? null) ?? null;
     const facts: RequestFacts = {};
@@ -98,19 +97,19 @@ export class MeshObserver implements Observer {
       end: (outcome) => {
         if (ended) return;
         ended = true;
-        this.#finish(start, labels, facts, outcome, span, monotonicMs() - began);
+        this.#finish(start, series, facts, outcome, span, monotonicMs() - began);
       },
     };
   }
 
-  #finish(start: RequestStart, labels: ConnectionLabels, facts: RequestFacts, outcome: RequestEnd, span: TraceSpan | null, ms: number): void {
+  #finish(start: RequestStart, series: RequestSeries, facts: RequestFacts, outcome: RequestEnd, span: TraceSpan | null, ms: number): void {
     if (start.direction === 'inbound') {
       // The inbound side is the destination: its identity and subset are this workload's own.
       const config = this.#o.config();
       facts.destination ??= config?.self.identity;
       facts.subset ??= config ? this.#subsetOf(config) || null : null;
     }
-    this.#metrics.requestEnded(labels, { direction: start.direction, source: labels.source, service: start.service, subset: facts.subset ?? '', status: outcome.status, reason: outcome.reason ?? '', seconds: ms / 1000 });
+    this.#metrics.requestEnded(series, facts.subset ?? '', outcome.status, outcome.reason ?? '', ms / 1000);
     if (facts.policy && !facts.policy.allowed) this.#metrics.denied(facts.policy.policy ?? 'mesh-default', facts.policy.rule === null ? '' : String(facts.policy.rule));
     if (facts.retries) this.#metrics.retries(start.service, facts.subset ?? '', facts.retries);
     if (facts.retryBudgetExhausted) this.#metrics.retryBudgetExhausted(start.service);

@@ -16,19 +16,11 @@ export interface SidecarState {
   readonly certificateNotAfter: Date | null;
 }
 
-/** One finished HTTP request or gRPC call, as counted. */
-export interface RequestSample {
-  readonly direction: Direction;
-  /** the caller's SPIFFE ID ('unknown' for a caller without one) */
-  readonly source: string;
-  /** "name.namespace" */
-  readonly service: string;
-  /** '' when no subset applies */
-  readonly subset: string;
-  readonly status: number;
-  /** x-weft-reason when the mesh answered itself, else '' */
-  readonly reason: string;
-  readonly seconds: number;
+/** The children one (direction, caller, service) counts its requests in. */
+export interface RequestSeries {
+  readonly labels: { readonly direction: Direction; readonly source_identity: string; readonly destination_service: string };
+  readonly inFlight: GaugeChild;
+  readonly outcomes: Map<string, { readonly count: CounterChild; readonly duration: HistogramChild }>;
 }
 
 export interface ConnectionLabels {
@@ -119,29 +111,34 @@ export class MeshMetrics {
     return Promise.resolve(this.registry.metrics());
   }
 
-  // Label-bound children, cached by a cheap key: label values are bounded, so are these.
-  readonly #children = new Map<string, CounterChild | GaugeChild | HistogramChild>();
+  // The request series of one (direction, caller, service), found once per request by one short key; within
+  // it, one counter and one histogram child per (subset, status, reason). Label values are bounded, so are these.
+  readonly #series = new Map<string, RequestSeries>();
 
-  #child<T extends CounterChild | GaugeChild | HistogramChild>(key: string, make: () => T): T {
-    let c = this.#children.get(key) as T | undefined;
-    if (!c) this.#children.set(key, (c = make()));
-    return c;
+  /** The series a request with these labels is counted in; pass it to requestEnded. */
+  requestStarted(l: ConnectionLabels): RequestSeries {
+    const key = `${l.direction}\0${l.source}\0${l.service}`;
+    let series = this.#series.get(key);
+    if (!series) {
+      const labels = { direction: l.direction, source_identity: l.source, destination_service: l.service };
+      series = { labels, inFlight: this.#inFlight.labels(labels), outcomes: new Map() };
+      this.#series.set(key, series);
+    }
+    series.inFlight.inc();
+    return series;
   }
 
-  #inFlightOf(l: ConnectionLabels) {
-    return this.#child(`f\0${l.direction}\0${l.source}\0${l.service}`, () => this.#inFlight.labels({ direction: l.direction, source_identity: l.source, destination_service: l.service }));
-  }
-
-  requestStarted(l: ConnectionLabels): void {
-    this.#inFlightOf(l).inc();
-  }
-
-  requestEnded(l: ConnectionLabels, s: RequestSample): void {
-    this.#inFlightOf(l).dec();
-    const status = String(s.status);
-    const base = `${s.direction}\0${s.source}\0${s.service}\0${s.subset}\0${status}`;
-    this.#child(`r\0${base}\0${s.reason}`, () => this.#requests.labels({ direction: s.direction, source_identity: s.source, destination_service: s.service, destination_subset: s.subset, status_code: status, mesh_reason: s.reason })).inc();
-    this.#child(`d\0${base}`, () => this.#duration.labels({ direction: s.direction, source_identity: s.source, destination_service: s.service, destination_subset: s.subset, status_code: status })).observe(s.seconds);
+  requestEnded(series: RequestSeries, subset: string, status: number, reason: string, seconds: number): void {
+    series.inFlight.dec();
+    const key = `${subset}\0${status}\0${reason}`;
+    let outcome = series.outcomes.get(key);
+    if (!outcome) {
+      const labels = { ...series.labels, destination_subset: subset, status_code: String(status) };
+      outcome = { count: this.#requests.labels({ ...labels, mesh_reason: reason }), duration: this.#duration.labels(labels) };
+      series.outcomes.set(key, outcome);
+    }
+    outcome.count.inc();
+    outcome.duration.observe(seconds);
   }
 
   connectionOpened(l: ConnectionLabels): void {
