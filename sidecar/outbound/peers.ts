@@ -31,18 +31,23 @@ function splitAddress(address: string): { host: string; port: number } {
   return { host: m[1]!, port: Number(m[2]) };
 }
 
+function clientContext(m: TlsMaterial): tls.SecureContext {
+  return tls.createSecureContext({ ca: m.bundlePem, cert: m.chainPem, key: m.keyPem, minVersion: 'TLSv1.3' });
+}
+
 export class PeerConnector {
-  #material: TlsMaterial;
+  /** one OpenSSL context per certificate, shared by every connection (not a PEM parse per connection) */
+  #context: tls.SecureContext;
   #h1 = new Map<string, H1Pool>();
   #h2 = new Map<string, http2.ClientHttp2Session>();
 
   constructor(material: TlsMaterial) {
-    this.#material = material;
+    this.#context = clientContext(material);
   }
 
   /** New certificate or bundle: new connections use it; pools of the old one finish what they carry, then close. */
   setTls(material: TlsMaterial): void {
-    this.#material = material;
+    this.#context = clientContext(material);
     const h1 = this.#h1;
     const h2 = this.#h2;
     this.#h1 = new Map();
@@ -53,9 +58,7 @@ export class PeerConnector {
 
   tlsOptions(upstream: UpstreamRuntime, alpn: string): tls.ConnectionOptions {
     return {
-      ca: this.#material.bundlePem,
-      cert: this.#material.chainPem,
-      key: this.#material.keyPem,
+      secureContext: this.#context,
       minVersion: 'TLSv1.3',
       ALPNProtocols: [alpn],
       // Node's hostname check ignores URI SANs: the SPIFFE ID is checked here, whole.
