@@ -1,12 +1,14 @@
 // bench (proxy) — the data plane against a peer: the app alone, behind a pair of Weft sidecars, and behind a pair
 // of haproxy processes doing the same two hops (plain HTTP in, mTLS between, plain HTTP to the app), in one run.
 //
-// The app is nginx answering "ok\n". Each setup runs alone, warmed up first: wrk with 32 connections measures
-// throughput, then hey at a fixed 2,000 requests/s measures latency. The server-side proxy's RSS is read from
-// /proc idle (ready, before any load) and at its peak under wrk. Everything is on 127.0.0.1. Writes
-// bench/results/proxy.json when all three setups ran.
+// The app is nginx answering "ok\n". All setups are started first; then, in BENCH_ROUNDS rounds, each setup in
+// turn gets the load alone, warmed up first: wrk with 32 connections measures throughput, then hey at a fixed
+// 2,000 requests/s measures latency. Figures are medians over the rounds, and the throughput ratio the median
+// of each round's ratio, so drift in what else the machine does hits both pairs alike. The server-side proxy's
+// RSS is read from /proc idle (ready, before any load) and at its peak over all rounds. Everything is on
+// 127.0.0.1. Writes bench/results/proxy.json when all three setups ran.
 //
-// Env: BENCH_SECONDS (each wrk and hey run, default 10), BENCH_WARMUP_SECONDS (2), BENCH_CONNECTIONS (32),
+// Env: BENCH_ROUNDS (3), BENCH_SECONDS (each wrk and hey run, default 10), BENCH_WARMUP_SECONDS (2), BENCH_CONNECTIONS (32),
 // BENCH_RATE (2000), BENCH_HEY_WORKERS (20), BENCH_WRK_THREADS (1), BENCH_SETUPS (direct,haproxy,weft),
 // BENCH_SIDECAR_NODE_ARGS (e.g. '--cpu-prof --cpu-prof-dir=/tmp/prof'), BENCH_KEEP=1 keeps the temp dir,
 // BENCH_MAX_FOREIGN_CPU (10: a run during which other programs took more than this % of the CPUs is repeated,
@@ -21,11 +23,12 @@ import { startHaproxyPair } from './proxy/haproxy.ts';
 import { hey, wrk, type HeyResult, type WrkResult } from './proxy/load.ts';
 import { answers, freePorts, probe, waitUntil, type Target } from './proxy/loopback.ts';
 import { APP_BODY, startNginx } from './proxy/nginx.ts';
-import { cpuSeconds, machineBusyPercent, rss, sampleRss, watchForeignCpu } from './proxy/proc-stats.ts';
+import { cpuSeconds, machineBusyPercent, rss, sampleRss, watchForeignCpu, type Rss } from './proxy/proc-stats.ts';
 import { findTools, toolVersions } from './proxy/tools.ts';
 import { sidecarSupport, startWeftPair, type SidecarSupport } from './proxy/weft.ts';
 
 const env = (name: string, dflt: number) => Number(process.env[name] ?? dflt);
+const ROUNDS = env('BENCH_ROUNDS', 3);
 const SECONDS = env('BENCH_SECONDS', 10);
 const WARMUP_SECONDS = env('BENCH_WARMUP_SECONDS', 2);
 const CONNECTIONS = env('BENCH_CONNECTIONS', 32);
@@ -83,10 +86,26 @@ interface Measured {
   /** CPU used by anything else on the machine during the kept attempt, % of all CPUs */
   readonly foreignCpuPercent: number;
   readonly attempts: number;
+  /** each round's figures, in order (the top-level ones are their medians) */
+  readonly rounds: readonly RoundFigures[];
+}
+
+interface RoundFigures {
+  readonly rps: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  /** client side, server side */
+  readonly cpuUsPerRequest: readonly number[];
+  readonly foreignCpuPercent: number;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const r2 = (x: number) => Math.round(x * 100) / 100;
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
 
 /** Which code was measured: the commit, and whether the working tree differed from it (read-only git calls). */
 function codeRevision(): { commit: string; uncommittedChanges: boolean } | null {
@@ -113,13 +132,12 @@ async function loadRound(running: Running, procs: readonly Child[], allPids: rea
   return { w, h, sampled, cpuUsPerRequest, foreign: Math.max(foreignWrk, foreign.stop()) };
 }
 
-async function measure(label: string, running: Running, app: Child, paths: { wrk: string; hey: string }): Promise<Measured> {
+type Round = Awaited<ReturnType<typeof loadRound>>;
+
+/** One round of a setup; another program busy on the machine skews it against the others: repeat, keep the quietest. */
+async function quietRound(label: string, running: Running, app: Child, paths: { wrk: string; hey: string }): Promise<{ round: Round; attempts: number }> {
   const procs = running.proxies ? [running.proxies.client, running.proxies.server] : [];
   const allPids = [app, ...procs, ...running.others].map((c) => c.pid);
-  await sleep(1000); // let start-up work (JIT, GC, the first snapshot) settle before calling it idle
-  const idle = procs.map((p) => rss(p.pid));
-
-  // Another program busy on the machine skews one setup against the others: measure again, keep the quietest.
   let best = await loadRound(running, procs, allPids, paths);
   let attempts = 1;
   while (best.foreign > MAX_FOREIGN_CPU && attempts < MAX_ATTEMPTS) {
@@ -129,21 +147,41 @@ async function measure(label: string, running: Running, app: Child, paths: { wrk
     if (again.foreign < best.foreign) best = again;
   }
   if (best.foreign > MAX_FOREIGN_CPU) console.warn(`  warning: ${label}: other programs used ${best.foreign}% of the CPUs during the run kept; its figures are noisy`);
-
   const dead = [app, ...procs, ...running.others].find(exited);
   if (dead) throw new Error(`${label}: ${dead.name} exited during the run; its log (${dead.log}):\n${logTail(dead)}`);
-  const { w, h } = best;
-  for (const [tool, errors, total] of [['wrk', w.errors, w.requests], ['hey', h.errors, h.requests]] as const) {
+  for (const [tool, errors, total] of [['wrk', best.w.errors, best.w.requests], ['hey', best.h.errors, best.h.requests]] as const) {
     if (errors > 0) console.warn(`  warning: ${label}: ${errors} of ${total} ${tool} requests failed or were not 200`);
   }
+  return { round: best, attempts };
+}
+
+/** Medians over the rounds; memory from before the first round (idle) and after the last (peak). */
+function summarize(running: Running, idle: readonly Rss[], rounds: readonly { round: Round; attempts: number }[]): Measured {
+  const procs = running.proxies ? [running.proxies.client, running.proxies.server] : [];
+  const figures: RoundFigures[] = rounds.map(({ round }) => ({ rps: Math.round(round.w.rps), p50Ms: r2(round.h.p50Ms), p99Ms: r2(round.h.p99Ms), cpuUsPerRequest: round.cpuUsPerRequest, foreignCpuPercent: round.foreign }));
+  const rps = median(figures.map((f) => f.rps));
+  // The round whose throughput is the median one gives the raw wrk and hey output kept in the results.
+  const typical = rounds[figures.findIndex((f) => f.rps === rps)]?.round ?? rounds[0]!.round;
   const cost = procs.map((p, i): ProxyCost => ({
-    cpuUsPerRequest: best.cpuUsPerRequest[i]!,
+    cpuUsPerRequest: r2(median(figures.map((f) => f.cpuUsPerRequest[i]!))),
     rssIdleMb: idle[i]!.rssMb,
     rssIdlePeakMb: idle[i]!.peakMb,
     rssLoadMb: rss(p.pid).peakMb,
-    rssLoadSampledMb: best.sampled[i]!,
+    rssLoadSampledMb: Math.max(...rounds.map(({ round }) => round.sampled[i]!)),
   }));
-  return { rps: Math.round(w.rps), p50Ms: r2(h.p50Ms), p90Ms: r2(h.p90Ms), p99Ms: r2(h.p99Ms), wrk: w, hey: h, client: cost[0], server: cost[1], foreignCpuPercent: best.foreign, attempts };
+  return {
+    rps: Math.round(rps),
+    p50Ms: r2(median(figures.map((f) => f.p50Ms))),
+    p90Ms: r2(typical.h.p90Ms),
+    p99Ms: r2(median(figures.map((f) => f.p99Ms))),
+    wrk: typical.w,
+    hey: typical.h,
+    client: cost[0],
+    server: cost[1],
+    foreignCpuPercent: Math.max(...figures.map((f) => f.foreignCpuPercent)),
+    attempts: rounds.reduce((n, r) => n + r.attempts, 0),
+    rounds: figures,
+  };
 }
 
 function row(label: string, m: Measured): string {
@@ -212,16 +250,31 @@ try {
     },
   };
 
-  console.log(`load: wrk ${CONNECTIONS} connections (${WRK_THREADS} thread) ${SECONDS} s after ${WARMUP_SECONDS} s warm-up; hey ${RATE} requests/s (${HEY_WORKERS} workers × -q ${RATE / HEY_WORKERS}) ${SECONDS} s`);
-  for (const name of SELECTED) {
-    const setup = setups[name];
-    const running = await setup.start();
-    try {
-      results[name] = await measure(setup.label, running, nginx, { wrk: tools.paths.wrk!, hey: tools.paths.hey! });
-    } finally {
-      await running.stop();
+  console.log(`load: ${ROUNDS} rounds of each setup in turn; wrk ${CONNECTIONS} connections (${WRK_THREADS} thread) ${SECONDS} s after ${WARMUP_SECONDS} s warm-up; hey ${RATE} requests/s (${HEY_WORKERS} workers × -q ${RATE / HEY_WORKERS}) ${SECONDS} s`);
+  const running: Partial<Record<SetupName, Running>> = {};
+  const idle: Partial<Record<SetupName, Rss[]>> = {};
+  const rounds: Partial<Record<SetupName, { round: Round; attempts: number }[]>> = {};
+  try {
+    for (const name of SELECTED) {
+      const r = (running[name] = await setups[name].start());
+      await sleep(1000); // let start-up work (JIT, GC, the first snapshot) settle before calling it idle
+      idle[name] = r.proxies ? [rss(r.proxies.client.pid), rss(r.proxies.server.pid)] : [];
+      rounds[name] = [];
     }
-    console.log(row(setup.label, results[name]!));
+    for (let n = 1; n <= ROUNDS; n++) {
+      for (const name of SELECTED) {
+        const got = await quietRound(setups[name].label, running[name]!, nginx, { wrk: tools.paths.wrk!, hey: tools.paths.hey! });
+        rounds[name]!.push(got);
+        console.log(`  round ${n} ${setups[name].label.padEnd(18)} ${String(Math.round(got.round.w.rps)).padStart(7)} rps   p50 ${got.round.h.p50Ms.toFixed(2)} ms  p99 ${got.round.h.p99Ms.toFixed(2)} ms`);
+      }
+    }
+    console.log('medians:');
+    for (const name of SELECTED) {
+      results[name] = summarize(running[name]!, idle[name]!, rounds[name]!);
+      console.log(row(setups[name].label, results[name]!));
+    }
+  } finally {
+    for (const r of Object.values(running)) await r.stop();
   }
 } catch (err) {
   failed = true;
@@ -235,7 +288,8 @@ try {
 const { direct, haproxy, weft } = results;
 if (!failed && direct && haproxy && weft) {
   const result = {
-    throughputRatio: Math.round((weft.rps / haproxy.rps) * 1000) / 1000,
+    // each round's ratio, then their median: both pairs of a round ran minutes apart at most
+    throughputRatio: Math.round(median(weft.rounds.map((w, i) => w.rps / haproxy.rounds[i]!.rps)) * 1000) / 1000,
     addedP50Ms: r2(weft.p50Ms - direct.p50Ms),
     addedP99Ms: r2(weft.p99Ms - direct.p99Ms),
     haproxyAddedP50Ms: r2(haproxy.p50Ms - direct.p50Ms),
@@ -248,6 +302,7 @@ if (!failed && direct && haproxy && weft) {
     quietMachine: [direct, haproxy, weft].every((m) => m.foreignCpuPercent <= MAX_FOREIGN_CPU),
     setups: { direct, haproxy, weft },
     load: {
+      rounds: ROUNDS,
       wrk: { connections: CONNECTIONS, threads: WRK_THREADS, seconds: SECONDS, warmupSeconds: WARMUP_SECONDS },
       hey: { ratePerSecond: RATE, workers: HEY_WORKERS, qPerWorker: RATE / HEY_WORKERS, seconds: SECONDS, latencyResolutionMs: 0.1 },
       app: `nginx, one process, return 200 ${JSON.stringify(APP_BODY)}`,
