@@ -147,6 +147,9 @@ export class Sidecar {
     this.svid.on('rotated', (s) => this.#retls(s));
     this.#ready = true;
     this.#stage = 'ready';
+    // Save compiled modules now, not only at a clean exit: the next sidecar on this host then starts without
+    // loading the TypeScript stripper (~17 MB), even if this one is killed. (A no-op without NODE_COMPILE_CACHE.)
+    process.getBuiltinModule('node:module').flushCompileCache();
     o.log({ msg: 'sidecar ready', identity: svid.identity, inbound: this.ports.inbound, outbound: this.ports.outbound, admin: this.ports.admin, upstreams: this.ports.upstreams, configVersion: this.#config?.version });
   }
 

@@ -29,7 +29,11 @@ export interface SidecarSupport {
 export async function sidecarSupport(): Promise<SidecarSupport | { missing: string }> {
   if (!existsSync(join(REPO, 'sidecar/sidecar.ts'))) return { missing: 'the Weft sidecar is not in this clone yet (sidecar/sidecar.ts not found)' };
   try {
-    const help = await weft(['sidecar', '--help']);
+    // Through bin/weft, as the sidecars are run: this also fills the compile cache, so that the first
+    // sidecar measured on a fresh clone does not carry the TypeScript stripper.
+    const help = await new Promise<string>((resolve, reject) =>
+      execFile(join(REPO, 'bin/weft'), ['sidecar', '--help'], { cwd: REPO, timeout: 20_000 }, (err, stdout, stderr) => (err ? reject(new Error((stderr || err.message).trim())) : resolve(stdout))),
+    );
     return { upstreamFlag: help.includes('--upstream') };
   } catch (err) {
     return { missing: `'weft sidecar --help' failed, so the sidecar cannot be benchmarked: ${(err as Error).message}` };
