@@ -1,4 +1,4 @@
-// Compiles the Mesh document: trust domain, mTLS mode, certificate lifetime, default policy and tracing.
+// Compiles the Mesh document: trust domain, mTLS mode, certificate lifetime, default policy, access log and tracing.
 
 import { DEFAULT_WORKLOAD_TTL_S, MAX_WORKLOAD_TTL_S, MIN_WORKLOAD_TTL_S } from '../../ca/lifetime.ts';
 import { trustDomainProblem } from '../../ca/spiffe-id.ts';
@@ -41,6 +41,7 @@ export function compileMesh(doc: MeshDocument, report: Reporter): MeshConfig['me
     mtls: { mode: spec.mtls?.mode ?? 'STRICT' },
     certificates: { workloadTtlMs: ttl.ok ? ttl.ms : 0 },
     defaultPolicy: spec.defaultPolicy ?? 'allow-authenticated',
+    accessLog: spec.accessLog ?? false,
     tracing,
   };
 }

@@ -15,6 +15,8 @@ export interface MeshSpec {
   readonly certificates: { readonly workloadTtlMs: number };
   /** what a service with no AuthorizationPolicy allows: any mesh identity, or nothing */
   readonly defaultPolicy: DefaultPolicy;
+  /** whether sidecars write an access-log line per request and TCP connection */
+  readonly accessLog: boolean;
   /** null: tracing is off */
   readonly tracing: { readonly endpoint: string; readonly sampling: number } | null;
 }

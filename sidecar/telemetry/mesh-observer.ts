@@ -1,5 +1,5 @@
 // The observer a sidecar runs with: every request and raw TCP connection is counted (Prometheus, on the admin
-// port), logged (one JSON access-log line) and, while the Mesh config has `tracing`, traced. Tracing is started,
+// port), logged while the Mesh config has `accessLog: true` (one JSON line) and traced while it has `tracing`. Tracing is started,
 // changed and stopped as configs arrive, without resetting a counter; OpenTelemetry is loaded only then.
 
 import { monotonicMs } from '../clock.ts';
@@ -29,6 +29,8 @@ export class MeshObserver implements Observer {
   readonly #o: MeshObserverOptions;
   readonly #metrics: MeshMetrics;
   #tracing: Tracing | null = null;
+  /** the Mesh's accessLog: off until a config says otherwise */
+  #accessLog = false;
   /** the settings last asked for (JSON), so an unchanged config does not restart tracing */
   #tracingKey = 'null';
   #tracingSettled: Promise<void> = Promise.resolve();
@@ -47,6 +49,7 @@ export class MeshObserver implements Observer {
    * The promise settles once tracing is as the config asks (see configureTracing); it never rejects.
    */
   applyConfig(config: RuntimeConfig): Promise<void> {
+    this.#accessLog = config.body.mesh.accessLog === true;
     this.#metrics.pruneBreakers((service, endpoint) => config.upstreams.get(service)?.endpoints.some((e) => e.address === endpoint) ?? false);
     return this.configureTracing(config.body.mesh.tracing);
   }
@@ -114,7 +117,7 @@ export class MeshObserver implements Observer {
     if (facts.retries) this.#metrics.retries(start.service, facts.subset ?? '', facts.retries);
     if (facts.retryBudgetExhausted) this.#metrics.retryBudgetExhausted(start.service);
     span?.end(facts, outcome);
-    this.#o.log(requestRecord(start, facts, outcome, ms, span));
+    if (this.#accessLog) this.#o.log(requestRecord(start, facts, outcome, ms, span));
   }
 
   connection(direction: Direction, service: string, peer: string | null): ConnectionObservation {
@@ -138,7 +141,7 @@ export class MeshObserver implements Observer {
         if (ended) return;
         ended = true;
         this.#metrics.connectionClosed(labels);
-        this.#o.log(connectionRecord(direction, source, destination, service, monotonicMs() - began, received, sent));
+        if (this.#accessLog) this.#o.log(connectionRecord(direction, source, destination, service, monotonicMs() - began, received, sent));
       },
     };
   }

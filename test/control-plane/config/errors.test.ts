@@ -28,6 +28,11 @@ ${spec}`;
 // Each case is a whole file and every issue it must produce, in file order: no more, no fewer.
 const cases: [string, string, Expected[]][] = [
   [
+    'accessLog spelled as a word, not a boolean',
+    file(`apiVersion: weft/v1\nkind: Mesh\nmetadata: {name: mesh}\nspec: {trustDomain: shop.example, accessLog: "on"}`),
+    [{ near: '"on"', path: 'spec.accessLog', message: /^Expected boolean$/, document: 'Mesh mesh' }],
+  ],
+  [
     'an unknown field deep inside a route',
     file(MESH, CATALOG, route('    - destinations: [{subset: v1}]\n      retries:\n        budget:\n          percnt: 20')),
     [{ near: 'percnt', path: 'spec.rules[0].retries.budget.percnt', message: /^unknown field "percnt"; did you mean "percent"\? \(allowed here: percent, minPerSecond\)$/, document: 'Route default/catalog' }],

@@ -31,6 +31,7 @@ test('the example shop loads and compiles: identities, canary route, policies, b
     mtls: { mode: 'STRICT' },
     certificates: { workloadTtlMs: 3_600_000 },
     defaultPolicy: 'allow-authenticated',
+    accessLog: true,
     tracing: { endpoint: 'http://127.0.0.1:4318/v1/traces', sampling: 1 },
   });
   t.deepEqual(
@@ -99,7 +100,7 @@ spec:
   );
   const { config, errors } = load(text);
   if (!config) return t.fail(errors.map(formatIssue).join('\n'));
-  t.deepEqual(config.mesh, { name: 'mesh', trustDomain: 'shop.example', mtls: { mode: 'STRICT' }, certificates: { workloadTtlMs: 3_600_000 }, defaultPolicy: 'allow-authenticated', tracing: null });
+  t.deepEqual(config.mesh, { name: 'mesh', trustDomain: 'shop.example', mtls: { mode: 'STRICT' }, certificates: { workloadTtlMs: 3_600_000 }, defaultPolicy: 'allow-authenticated', accessLog: false, tracing: null });
   t.deepEqual(config.services[0], { name: 'web', namespace: 'default', port: 8080, protocol: 'http', serviceAccount: 'web', identity: 'spiffe://shop.example/ns/default/sa/web', subsets: [] });
   const rule = config.routes[0]!.rules[0]!;
   t.deepEqual(rule, {

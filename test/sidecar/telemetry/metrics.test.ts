@@ -18,6 +18,7 @@ const WEB_ID = 'spiffe://shop.example/ns/default/sa/web';
 const CATALOG_ID = 'spiffe://shop.example/ns/default/sa/catalog';
 
 const YAML = meshYaml({
+  mesh: 'accessLog: true',
   services: { web: '{port: 8080}', catalog: '{port: 8081, subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]}', echo: '{port: 8083, protocol: tcp}' },
 }) + `---
 apiVersion: weft/v1
@@ -201,6 +202,27 @@ test.serial('each request is one JSON access-log line on each side, with identit
   t.is(canary[0]!.reason, undefined, 'the app answered, not the mesh');
   // One line per request: 13 sent in the test before (plus the warm-up calls), none twice.
   t.is(accessLines(web).filter((l) => /^\/(items|fail|admin)/.test(String(l.path))).length, 13);
+});
+
+test.serial('accessLog: false in the Mesh stops the access log on every sidecar, live; requests are still counted', async (t) => {
+  const configured = (value: boolean) => async () => {
+    for (const s of [web, v1]) if ((JSON.parse((await s.admin('/config')).body) as { snapshot?: { mesh: { accessLog?: boolean } } }).snapshot?.mesh.accessLog !== value) return undefined;
+    return true;
+  };
+  await mesh.apply(YAML.replace('accessLog: true', 'accessLog: false'));
+  await waitFor('both sidecars to have accessLog off', configured(false));
+  const lines = { web: accessLines(web).length, v1: accessLines(v1).length };
+  const counted = () => v1.admin('/metrics').then((r) => samplesOf(r.body, 'v1').filter((x) => x.name === 'weft_requests_total').reduce((n, x) => n + x.value, 0));
+  const before = await counted();
+  t.deepEqual(await Promise.all([call('/quiet/1'), call('/quiet/2'), call('/quiet/3')]), [200, 200, 200]);
+  await new Promise((r) => setTimeout(r, 300)); // log lines are written once per event-loop turn
+  t.deepEqual({ web: accessLines(web).length, v1: accessLines(v1).length }, lines);
+  t.true((await counted()) >= before + 3);
+
+  await mesh.apply(YAML);
+  await waitFor('both sidecars to have accessLog on again', configured(true));
+  t.is(await call('/loud'), 200);
+  await waitFor('the access log to be back', () => accessLines(web).find((l) => l.path === '/loud'));
 });
 
 test.serial('a raw TCP connection is counted with its bytes at the destination\'s sidecar', async (t) => {
