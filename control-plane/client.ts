@@ -1,12 +1,21 @@
-// A client of the control plane's API over one HTTP/2 mTLS session: JSON calls and the snapshot stream.
+// A client of the control plane's API over mutual TLS: JSON calls and the snapshot stream.
 //
 // Used by the CLI, the sidecar and the tests. The server's certificate must chain to the given bundle and carry
 // the control plane's SPIFFE ID (node's hostname check ignores URI SANs, so the ID is checked here).
+//
+// HTTP/1.1 with keep-alive (the control plane serves HTTP/2 and HTTP/1.1 on one port): the snapshot stream holds
+// one connection, calls share another. Not HTTP/2, so that a sidecar whose services all speak HTTP/1.1 never
+// loads node:http2 (about 4 MB of RSS per sidecar); it is loaded only for HTTP/2 and gRPC traffic.
 
-import http2 from 'node:http2';
+import type { IncomingMessage } from 'node:http';
+import type { Agent, RequestOptions } from 'node:https';
 import { WeftError, type ErrorCode } from '../errors.ts';
 import { spiffeIdOfCertificate } from '../ca/svid.ts';
 import { SseParser, type SseMessage } from './push/sse.ts';
+
+// Not an ES import: it would read every export of node:https (and of node:http behind it), whose lazy getters
+// load node's bundled undici (see sidecar/http/node-http.ts).
+const https = process.getBuiltinModule('node:https');
 
 export interface ClientOptions {
   readonly url: string;
@@ -23,20 +32,29 @@ export interface ClientOptions {
 
 export class ControlPlaneClient {
   readonly #o: ClientOptions;
-  #session: http2.ClientHttp2Session | null = null;
+  readonly #url: URL;
+  #agent: Agent | null = null;
 
   constructor(opts: ClientOptions) {
     this.#o = opts;
+    this.#url = new URL(opts.url);
   }
 
-  #connect(): http2.ClientHttp2Session {
-    if (this.#session && !this.#session.closed && !this.#session.destroyed) return this.#session;
+  #options(method: string, path: string, headers: Record<string, string>): RequestOptions {
     const expected = this.#o.serverIdentity;
-    const session = http2.connect(this.#o.url, {
+    this.#agent ??= new https.Agent({ keepAlive: true, maxSockets: 8 });
+    return {
+      method,
+      path,
+      host: this.#url.hostname.replace(/^\[|\]$/g, ''),
+      port: this.#url.port || 443,
+      headers: this.#o.adminToken ? { ...headers, authorization: `Bearer ${this.#o.adminToken}` } : headers,
+      agent: this.#agent,
       ca: this.#o.ca,
       cert: this.#o.cert,
       key: this.#o.key,
       minVersion: 'TLSv1.3',
+      servername: '',
       checkServerIdentity: (_host, cert) => {
         try {
           const id = spiffeIdOfCertificate(cert.raw).uri;
@@ -45,40 +63,40 @@ export class ControlPlaneClient {
           return err as Error;
         }
       },
+    };
+  }
+
+  /**
+   * Sends one request; resolves with the response once its head arrives. A request that found its kept-alive
+   * connection closed by the server (reset on a reused socket, before any answer) is sent once more, as node's
+   * documentation advises: the server never saw it.
+   */
+  #send(method: string, path: string, headers: Record<string, string>, payload: string | undefined, retried = false): Promise<IncomingMessage> {
+    return new Promise((resolve, reject) => {
+      const req = https.request(this.#options(method, path, payload === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(payload)) }), resolve);
+      req.on('error', (err: Error & { code?: string }) => {
+        if (!retried && req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) resolve(this.#send(method, path, headers, payload, true));
+        else reject(unreachable(this.#o.url, err));
+      });
+      req.end(payload);
     });
-    session.on('error', () => {});
-    this.#session = session;
-    return session;
   }
 
   /** One JSON (or text) call. Throws a WeftError carrying the server's code, or WEFT_CP_UNREACHABLE. */
   async request<T>(method: string, path: string, body?: unknown, opts: { contentType?: string; headers?: Record<string, string> } = {}): Promise<T> {
-    const session = this.#connect();
     const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
-    const headers: http2.OutgoingHttpHeaders = { ':method': method, ':path': path, ...opts.headers };
+    const headers: Record<string, string> = { ...opts.headers };
     if (payload !== undefined) headers['content-type'] = opts.contentType ?? 'application/json';
-    if (this.#o.adminToken) headers.authorization = `Bearer ${this.#o.adminToken}`;
-    return new Promise<T>((resolve, reject) => {
-      const stream = session.request(headers);
-      let status = 0;
-      let type = '';
+    const res = await this.#send(method, path, headers, payload);
+    const text = await new Promise<string>((resolve, reject) => {
       const chunks: Buffer[] = [];
-      stream.on('response', (h) => {
-        status = Number(h[':status']);
-        type = String(h['content-type'] ?? '');
-      });
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('error', (err) => reject(unreachable(this.#o.url, err)));
-      stream.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        if (status >= 200 && status < 300) {
-          resolve((type.startsWith('application/json') ? JSON.parse(text) : text) as T);
-          return;
-        }
-        reject(serverError(status, text));
-      });
-      stream.end(payload);
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', (err) => reject(unreachable(this.#o.url, err)));
+      res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     });
+    const status = res.statusCode ?? 0;
+    if (status >= 200 && status < 300) return (String(res.headers['content-type'] ?? '').startsWith('application/json') ? JSON.parse(text) : text) as T;
+    throw serverError(status, text);
   }
 
   /**
@@ -86,37 +104,26 @@ export class ControlPlaneClient {
    * response headers arrive (rejects on an error status); `closed` settles when the stream ends.
    */
   async stream(path: string, body: unknown, onMessage: (m: SseMessage) => void): Promise<{ close(): void; closed: Promise<void> }> {
-    const session = this.#connect();
-    const stream = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/json' });
-    stream.end(JSON.stringify(body));
-    stream.setEncoding('utf8');
+    const res = await this.#send('POST', path, { 'content-type': 'application/json' }, JSON.stringify(body));
+    res.setEncoding('utf8');
+    if (res.statusCode !== 200) {
+      let text = '';
+      for await (const c of res) text += c;
+      throw serverError(res.statusCode ?? 0, text);
+    }
     const parser = new SseParser();
-    let ended!: () => void;
-    const closed = new Promise<void>((r) => (ended = r));
-    stream.on('close', () => ended());
-    await new Promise<void>((resolve, reject) => {
-      stream.once('error', (err) => reject(unreachable(this.#o.url, err)));
-      stream.once('response', (h) => {
-        const status = Number(h[':status']);
-        if (status === 200) {
-          resolve();
-          return;
-        }
-        let text = '';
-        stream.on('data', (c: string) => (text += c));
-        stream.on('end', () => reject(serverError(status, text)));
-      });
-    });
-    stream.on('error', () => {});
-    stream.on('data', (chunk: string) => {
+    const closed = new Promise<void>((resolve) => res.once('close', () => resolve()));
+    res.on('error', () => {});
+    res.on('data', (chunk: string) => {
       for (const m of parser.push(chunk)) onMessage(m);
     });
-    return { close: () => stream.close(http2.constants.NGHTTP2_CANCEL), closed };
+    // The stream's connection carries nothing else: closing it is ending the stream.
+    return { close: () => res.destroy(), closed };
   }
 
   close(): void {
-    this.#session?.close();
-    this.#session = null;
+    this.#agent?.destroy();
+    this.#agent = null;
   }
 }
 

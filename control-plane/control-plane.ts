@@ -3,6 +3,7 @@
 import { existsSync, readFileSync, type FSWatcher } from 'node:fs';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { WeftError } from '../errors.ts';
 import { writeFileAtomic } from '../ca/atomic-file.ts';
 import type { CertificateAuthority } from '../ca/authority.ts';
@@ -192,12 +193,15 @@ export class ControlPlane {
     if (!server) return;
     await new Promise<void>((resolve) => {
       server.close(() => resolve());
-      // Sessions (sidecar streams) keep a server open; close them so stop() returns promptly.
+      // Sessions and connections (sidecar streams) keep a server open; close them so stop() returns promptly.
       for (const s of this.#sessions) s.destroy();
+      for (const s of this.#http1) s.destroy();
     });
   }
 
   readonly #sessions = new Set<http2.ServerHttp2Session>();
+  /** HTTP/1.1 connections (sidecars use HTTP/1.1: control-plane/client.ts) */
+  readonly #http1 = new Set<TLSSocket>();
 
   async #issueOwnSvid(): Promise<{ key: string; cert: string; ca: string; notAfter: number }> {
     const keys = generateKeyPair();
@@ -252,6 +256,11 @@ export class ControlPlane {
     server.on('session', (s) => {
       this.#sessions.add(s);
       s.on('close', () => this.#sessions.delete(s));
+    });
+    server.on('secureConnection', (socket: TLSSocket) => {
+      if (socket.alpnProtocol === 'h2') return;
+      this.#http1.add(socket);
+      socket.on('close', () => this.#http1.delete(socket));
     });
     server.on('tlsClientError', () => {});
     this.#server = server;

@@ -21,7 +21,8 @@ export interface AuthContext {
 }
 
 function tlsSocket(req: Request): TLSSocket {
-  return req.stream.session!.socket as TLSSocket;
+  // HTTP/2 (the CLI, operators' tools) or HTTP/1.1 (sidecars; see ../client.ts): the server takes both.
+  return ((req as Partial<Request>).stream?.session?.socket ?? req.socket) as TLSSocket;
 }
 
 /** A connection's certificate does not change, so its identity is read once per connection. */
