@@ -1,9 +1,18 @@
 // Forwarding one HTTP/2 stream (a gRPC call, unary or streaming) to another HTTP/2 session, trailers included.
 
-import http2, { type ClientHttp2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import type * as http2 from 'node:http2';
+import type { ClientHttp2Session, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { REASON_HEADER } from './headers.ts';
 
-const { HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_SCHEME, HTTP2_HEADER_STATUS, NGHTTP2_CANCEL } = http2.constants;
+// node:http2's constants, spelled out so that this module does not load node:http2 (see ./node-http.ts).
+const HTTP2_HEADER_METHOD = ':method';
+const HTTP2_HEADER_PATH = ':path';
+const HTTP2_HEADER_AUTHORITY = ':authority';
+const HTTP2_HEADER_SCHEME = ':scheme';
+const HTTP2_HEADER_STATUS = ':status';
+const NGHTTP2_NO_ERROR = 0;
+const NGHTTP2_CANCEL = 8;
+const NGHTTP2_FLAG_END_STREAM = 1;
 const DROP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings', 'host']);
 
 /** Request headers for the next hop: pseudo-headers rebuilt, x-weft-* removed, `extra` added. */
@@ -49,7 +58,7 @@ export function forwardH2(inbound: ServerHttp2Stream, session: ClientHttp2Sessio
     upstream.on('response', (h, flags) => {
       answered = true;
       if (inbound.destroyed) return;
-      if (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) {
+      if (flags & NGHTTP2_FLAG_END_STREAM) {
         // A trailers-only answer (how gRPC reports most errors): one header block that also ends the stream.
         inbound.respond(responseHeaders(h), { endStream: true });
         return;
@@ -66,7 +75,7 @@ export function forwardH2(inbound: ServerHttp2Stream, session: ClientHttp2Sessio
     inbound.on('wantTrailers', () => inbound.sendTrailers(trailers ?? {}));
     upstream.on('close', () => {
       if (!answered) return;
-      if (upstream.rstCode && upstream.rstCode !== http2.constants.NGHTTP2_NO_ERROR && !inbound.destroyed) inbound.close(upstream.rstCode);
+      if (upstream.rstCode && upstream.rstCode !== NGHTTP2_NO_ERROR && !inbound.destroyed) inbound.close(upstream.rstCode);
       resolve();
     });
     upstream.on('error', (err) => {

@@ -2,8 +2,8 @@
 // both make before anything else: one place for the limits a request must stay within.
 
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { http } from './node-http.ts';
-import http2, { type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { http, http2 } from './node-http.ts';
+import type { Http2Server, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { answerClientError } from './client-error.ts';
 import { hostHeaders } from './h1-proxy.ts';
@@ -29,8 +29,8 @@ export function hardenedH1Server(onRequest: (req: IncomingMessage, res: ServerRe
 }
 
 /** An HTTP/2 server fed by emit('connection'): bounded concurrent streams and header lists. */
-export function hardenedH2Server(onStream: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void): http2.Http2Server {
-  const server = http2.createServer({ settings: { maxConcurrentStreams: 256, maxHeaderListSize: 64 * 1024 } });
+export function hardenedH2Server(onStream: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void): Http2Server {
+  const server = http2().createServer({ settings: { maxConcurrentStreams: 256, maxHeaderListSize: 64 * 1024 } });
   server.on('stream', onStream);
   server.on('sessionError', () => {});
   return server;

@@ -1,9 +1,10 @@
 // The local app as the inbound side reaches it: a keep-alive HTTP/1.1 pool, one h2c session, or TCP.
 
-import http2 from 'node:http2';
+import type * as http2 from 'node:http2';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { H1Pool } from '../http/h1-client.ts';
+import { http2 as loadHttp2 } from '../http/node-http.ts';
 
 export class AppConnector {
   readonly pool: H1Pool;
@@ -20,7 +21,7 @@ export class AppConnector {
   /** One cleartext HTTP/2 session to the app (prior knowledge), re-opened if it closes. */
   h2Session(): http2.ClientHttp2Session {
     if (this.#h2 && !this.#h2.closed && !this.#h2.destroyed) return this.#h2;
-    const session = http2.connect(`http://${this.#host.includes(':') ? `[${this.#host}]` : this.#host}:${this.#port}`);
+    const session = loadHttp2().connect(`http://${this.#host.includes(':') ? `[${this.#host}]` : this.#host}:${this.#port}`);
     session.on('error', () => {});
     session.on('close', () => {
       if (this.#h2 === session) this.#h2 = null;

@@ -10,7 +10,8 @@
 
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { http } from '../http/node-http.ts';
-import http2, { type ServerHttp2Stream } from 'node:http2';
+import type * as http2 from 'node:http2';
+import type { ServerHttp2Stream } from 'node:http2';
 import net, { type Socket } from 'node:net';
 import { constants as cryptoConstants } from 'node:crypto';
 import tls, { type TLSSocket } from 'node:tls';
@@ -72,7 +73,8 @@ export class InboundListener {
   readonly #net: net.Server;
   readonly #tls: tls.Server;
   readonly #h1: Server;
-  readonly #h2: http2.Http2Server;
+  /** made on the first HTTP/2 connection (see ../http/node-http.ts) */
+  #h2Server: http2.Http2Server | null = null;
   readonly #app: AppConnector;
   /** open peer connections and who is on the other end, to close them when a certificate is revoked */
   readonly #peers = new Map<TLSSocket, PeerIdentity>();
@@ -96,10 +98,6 @@ export class InboundListener {
       opts.log({ msg: 'inbound TLS handshake refused', error: err.message, remote: `${socket.remoteAddress}:${socket.remotePort}` });
     });
     this.#h1 = hardenedH1Server((req, res) => this.#onRequest(req, res), (req, socket, head) => this.#onUpgrade(req, socket, head));
-    this.#h2 = hardenedH2Server((stream, headers) => this.#onStream(stream, headers));
-    this.#h2.on('session', (session) => {
-      if (this.#nextPeer) this.#sessionPeers.set(session, this.#nextPeer);
-    });
     this.#net = net.createServer({ noDelay: true }, (socket) => this.#onConnection(socket));
   }
 
@@ -186,7 +184,7 @@ export class InboundListener {
     switch (socket.alpnProtocol) {
       case ALPN.h2:
         this.#nextPeer = peer;
-        this.#h2.emit('connection', socket);
+        this.#h2().emit('connection', socket);
         this.#nextPeer = null;
         return;
       case ALPN.tcp: {
@@ -265,6 +263,16 @@ export class InboundListener {
       socket.end(`HTTP/1.1 503 Service Unavailable\r\nx-weft-reason: app-unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
       this.#o.log({ msg: 'upgrade to the app failed', error: err.message });
     });
+  }
+
+  #h2(): http2.Http2Server {
+    if (!this.#h2Server) {
+      this.#h2Server = hardenedH2Server((stream, headers) => this.#onStream(stream, headers));
+      this.#h2Server.on('session', (session) => {
+        if (this.#nextPeer) this.#sessionPeers.set(session, this.#nextPeer);
+      });
+    }
+    return this.#h2Server;
   }
 
   #onStream(stream: ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {

@@ -9,7 +9,8 @@
 
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { http } from '../http/node-http.ts';
-import http2, { type ServerHttp2Stream } from 'node:http2';
+import type * as http2 from 'node:http2';
+import type { ServerHttp2Stream } from 'node:http2';
 import net, { type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { upstreamForHost, type RuntimeConfig, type UpstreamRuntime } from '../config/runtime.ts';
@@ -53,13 +54,13 @@ export class OutboundListener {
   readonly #o: OutboundOptions;
   readonly #net: net.Server;
   readonly #h1: Server;
-  readonly #h2: http2.Http2Server;
+  /** made on the first HTTP/2 connection (see ../http/node-http.ts) */
+  #h2Server: http2.Http2Server | null = null;
   readonly #sockets = new Set<Socket>();
 
   constructor(opts: OutboundOptions) {
     this.#o = opts;
     this.#h1 = hardenedH1Server((req, res) => this.#onRequest(req, res), (req, socket, head) => this.#onUpgrade(req, socket, head));
-    this.#h2 = hardenedH2Server((stream, headers) => this.#onStream(stream, headers));
     this.#net = net.createServer({ noDelay: true }, (socket) => this.#onConnection(socket));
   }
 
@@ -105,7 +106,7 @@ export class OutboundListener {
       return;
     }
     if (protocol === 'grpc' || protocol === 'http2') {
-      this.#h2.emit('connection', socket);
+      this.#h2().emit('connection', socket);
       return;
     }
     if (fixed) {
@@ -117,7 +118,7 @@ export class OutboundListener {
       socket.pause();
       socket.unshift(first);
       const h2 = first.subarray(0, Math.min(first.length, H2_PREFACE.length)).equals(H2_PREFACE.subarray(0, Math.min(first.length, H2_PREFACE.length)));
-      (h2 ? this.#h2 : this.#h1).emit('connection', socket);
+      (h2 ? this.#h2() : this.#h1).emit('connection', socket);
       socket.resume();
     });
   }
@@ -177,6 +178,10 @@ export class OutboundListener {
       const f = failure(err);
       socket.end(`HTTP/1.1 ${f.status} Mesh\r\nx-weft-reason: ${f.reason}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
     });
+  }
+
+  #h2(): http2.Http2Server {
+    return (this.#h2Server ??= hardenedH2Server((stream, headers) => this.#onStream(stream, headers)));
   }
 
   #onStream(stream: ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {

@@ -1,11 +1,12 @@
 // Connections to peer sidecars: mutual TLS 1.3 with this sidecar's certificate, and the peer's SPIFFE ID
 // checked against the identities expected for the service; pooled and kept alive per endpoint.
 
-import http2 from 'node:http2';
+import type * as http2 from 'node:http2';
 import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { spiffeIdOfCertificate } from '../../ca/svid.ts';
 import { H1Pool } from '../http/h1-client.ts';
+import { http2 as loadHttp2 } from '../http/node-http.ts';
 import type { UpstreamRuntime } from '../config/runtime.ts';
 import { ALPN, type TlsMaterial } from '../inbound/listener.ts';
 
@@ -88,7 +89,7 @@ export class PeerConnector {
     const key = `${upstream.key}|${address}`;
     const existing = this.#h2.get(key);
     if (existing && !existing.closed && !existing.destroyed) return existing;
-    const session = http2.connect(`https://${address}`, this.tlsOptions(upstream, ALPN.h2));
+    const session = loadHttp2().connect(`https://${address}`, this.tlsOptions(upstream, ALPN.h2));
     session.on('error', () => {});
     session.on('close', () => {
       if (this.#h2.get(key) === session) this.#h2.delete(key);
