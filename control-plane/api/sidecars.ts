@@ -104,10 +104,13 @@ export class SidecarApi {
     const entry = this.#own(peer, field(body, 'id'));
     const version = body.version;
     if (typeof version !== 'number' || !Number.isSafeInteger(version)) throw new WeftError('WEFT_API_BAD_REQUEST', '"version" must be an integer');
-    if (body.ok === true) {
+    // ACKs can arrive out of order (a sidecar sends them on whichever of its connections is free): a late ACK
+    // or NACK of an older version never moves the sidecar's state backwards.
+    const newer = entry.ackedVersion === null || version > entry.ackedVersion;
+    if (newer && body.ok === true) {
       entry.ackedVersion = version;
       if (entry.nack && entry.nack.version <= version) entry.nack = null;
-    } else {
+    } else if (newer) {
       entry.nack = { version, error: typeof body.error === 'string' ? body.error.slice(0, 2000) : 'no reason given' };
       this.#o.log({ msg: 'sidecar refused a snapshot (NACK)', id: entry.id, version, error: entry.nack.error });
     }

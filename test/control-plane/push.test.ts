@@ -55,6 +55,24 @@ test('two sidecars receive their snapshot, then a pushed change; status shows th
   t.true(status.sidecars.every((s) => Date.parse(s.certExpiry) > Date.now() + 3500_000));
 });
 
+test('an ACK or NACK of an older version that arrives late never moves a sidecar back out of SYNCED', async (t) => {
+  const cp = await startControlPlane();
+  t.teardown(() => cp.cp.stop());
+  const web = await stub(cp, 'web');
+  t.teardown(() => web.close());
+  const latest = await web.waitFor(() => true);
+  const op = cp.operator();
+  t.teardown(() => op.close());
+  const ackOf = async () => ((await op.request<{ sidecars: { id: string; ack: string; ackedVersion: number }[] }>('GET', '/v1/status')).sidecars.find((s) => s.id === web.id)!);
+  for (let i = 0; i < 50 && (await ackOf()).ack !== 'SYNCED'; i++) await new Promise((r) => setTimeout(r, 50));
+  t.like(await ackOf(), { ack: 'SYNCED', ackedVersion: latest.version });
+
+  // Sidecars send ACKs on whichever connection is free, so an older one can come second.
+  await web.client.request('POST', '/v1/sidecars/ack', { id: web.id, version: latest.version - 1, ok: true });
+  await web.client.request('POST', '/v1/sidecars/ack', { id: web.id, version: latest.version - 1, ok: false, error: 'old news' });
+  t.like(await ackOf(), { ack: 'SYNCED', ackedVersion: latest.version });
+});
+
 test('a NACKed version shows in weft status with its reason', async (t) => {
   const cp = await startControlPlane();
   t.teardown(() => cp.cp.stop());
