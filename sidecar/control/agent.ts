@@ -148,12 +148,28 @@ export class ControlPlaneAgent {
       this.#o.apply(version, body);
       this.#status.appliedVersion = version;
       this.#firstApplied();
-      void link.client.request('POST', '/v1/sidecars/ack', { id: this.id, version, ok: true }).catch(() => {});
+      this.#ack(link, { id: this.id, version, ok: true });
     } catch (err) {
       const error = (err as Error).message;
       this.#status.lastNack = { version, error };
       this.#o.log({ msg: 'snapshot refused (NACK); keeping the last good config', version, error });
-      void link.client.request('POST', '/v1/sidecars/ack', { id: this.id, version, ok: false, error }).catch(() => {});
+      this.#ack(link, { id: this.id, version, ok: false, error });
     }
+  }
+
+  /**
+   * Delivers an ACK or NACK. The calls go on their own connection, not the stream's, so one can fail alone:
+   * it is tried again (0.25, 0.5, 1 s later) while the stream it answers is still the current one, so that
+   * `weft status` does not show a sidecar out of sync that is not.
+   */
+  #ack(link: Link, body: { id: string; version: number; ok: boolean; error?: string }, attempt = 0): void {
+    link.client.request('POST', '/v1/sidecars/ack', body).catch((err: Error) => {
+      if (this.#stopped || this.#link !== link) return;
+      if (attempt >= 3) {
+        this.#o.log({ msg: 'could not report a snapshot to the control plane', version: body.version, ok: body.ok, error: err.message });
+        return;
+      }
+      setTimeout(() => this.#ack(link, body, attempt + 1), 250 * 2 ** attempt).unref();
+    });
   }
 }
