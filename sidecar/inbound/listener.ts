@@ -238,7 +238,8 @@ export class InboundListener {
     const peer = this.#peerOf(req.socket);
     const verdict = this.#authorize(peer, req.method ?? 'GET', req.url ?? '/', (n) => req.headers[n]);
     const obs = this.#observe('http', req.method ?? 'GET', verdict.target, (n) => req.headers[n], peer, verdict);
-    res.once('close', () => obs.end({ status: res.statusCode, reason: res.getHeader(REASON_HEADER) as string | undefined }));
+    // 'close' comes once per response; on(), not once(), spares a wrapper per request.
+    res.on('close', () => obs.end({ status: res.statusCode, reason: res.getHeader(REASON_HEADER) as string | undefined }));
     if (!verdict.ok) {
       meshReply(res, verdict.status, verdict.reason!, verdict.message, verdict.headers);
       return;

@@ -35,10 +35,10 @@ export async function callH2(call: H2Call, incoming: IncomingHttpHeaders): Promi
   const sticky = stickyName ? incoming[stickyName] : undefined;
   const subset = compiled ? pickDestination(compiled, typeof sticky === 'string' ? stickyNumber(sticky) : Math.random()).subset : null;
   const pool = upstream.subsets.get(subset ?? '');
-  const all = (pool?.endpoints ?? []).map((e) => call.state.endpoint(upstream, e.address));
-  const open = all.filter((h) => h.available);
+  const endpoints = pool?.endpoints ?? [];
+  const open = call.state.available(upstream, endpoints);
   if (open.length === 0) {
-    const none = all.length === 0;
+    const none = endpoints.length === 0;
     meshReplyH2(stream, 503, none ? 'no-healthy-upstream' : 'circuit-open', none ? `no endpoint of ${upstream.key} is available` : `every endpoint of ${upstream.key} has its circuit breaker open`, grpc);
     return;
   }

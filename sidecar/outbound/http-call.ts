@@ -125,7 +125,8 @@ async function attempts(call: HttpCall, rule: RouteRule | null, subset: string |
   const budget = policy ? call.state.budget(upstream, policy.budget.percent, policy.budget.minPerSecond) : null;
   budget?.request();
   const pool = upstream.subsets.get(subset ?? '');
-  const tried = new Set<string>();
+  const endpoints = pool?.endpoints ?? [];
+  const tried = maxRetries > 0 ? new Set<string>() : null;
   const canRetry = (n: number) => {
     if (!replayable || n >= maxRetries || expired()) return false;
     if (budget!.tryRetry()) return true;
@@ -134,20 +135,17 @@ async function attempts(call: HttpCall, rule: RouteRule | null, subset: string |
   };
 
   for (let n = 0; ; n++) {
-    const all = (pool?.endpoints ?? []).map((e) => call.state.endpoint(upstream, e.address));
-    const open = all.filter((h) => h.available);
-    const fresh = open.filter((h) => !tried.has(h.address));
-    const candidates = fresh.length ? fresh : open;
-    if (all.length === 0) {
+    if (endpoints.length === 0) {
       reply(call, 503, 'no-healthy-upstream', `no endpoint of ${upstream.key}${subset ? ` (subset ${subset})` : ''} is available`);
       return;
     }
+    const candidates = call.state.available(upstream, endpoints, tried);
     if (candidates.length === 0) {
       reply(call, 503, 'circuit-open', `every endpoint of ${upstream.key}${subset ? ` (subset ${subset})` : ''} has its circuit breaker open`);
       return;
     }
     const health: EndpointHealth = upstream.trafficPolicy?.loadBalancer.type === 'round-robin' ? pool!.balancer.pick(candidates)! : pickP2c(candidates)!;
-    tried.add(health.address);
+    tried?.add(health.address);
     call.obs.set({ endpoint: health.address, retries: n, breaker: health.state });
     let retryStatus = false;
     let relayed = false;

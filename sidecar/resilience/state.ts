@@ -9,6 +9,8 @@ export class ResilienceState {
   readonly #endpoints = new Map<string, { health: EndpointHealth; config: string }>();
   readonly #budgets = new Map<string, RetryBudget>();
   readonly #pending = new Map<string, number>();
+  /** each applied upstream's breaker settings as a string to compare: made once per push, not per request */
+  readonly #breakerKeys = new WeakMap<UpstreamRuntime, string>();
   readonly #onBreaker: (service: string, endpoint: string, state: BreakerState) => void;
 
   constructor(opts: { onBreaker?: (service: string, endpoint: string, state: BreakerState) => void } = {}) {
@@ -17,14 +19,27 @@ export class ResilienceState {
 
   endpoint(upstream: UpstreamRuntime, address: string): EndpointHealth {
     const key = `${upstream.key}|${address}`;
-    const breaker = upstream.trafficPolicy?.circuitBreaker ?? null;
-    const config = JSON.stringify(breaker);
+    let config = this.#breakerKeys.get(upstream);
+    if (config === undefined) this.#breakerKeys.set(upstream, (config = JSON.stringify(upstream.trafficPolicy?.circuitBreaker ?? null)));
     const have = this.#endpoints.get(key);
     if (have && have.config === config) return have.health;
+    const breaker = upstream.trafficPolicy?.circuitBreaker ?? null;
     have?.health.shutdown();
     const health = new EndpointHealth(address, breaker, (state) => this.#onBreaker(upstream.key, address, state));
     this.#endpoints.set(key, { health, config });
     return health;
+  }
+
+  /** The endpoints whose breaker lets a request through, preferring those not `tried` yet by this request. */
+  available(upstream: UpstreamRuntime, endpoints: readonly { readonly address: string }[], tried: ReadonlySet<string> | null = null): EndpointHealth[] {
+    if (endpoints.length === 1) {
+      // The common case, without the filtering below.
+      const health = this.endpoint(upstream, endpoints[0]!.address);
+      return health.available ? [health] : [];
+    }
+    const open = endpoints.map((e) => this.endpoint(upstream, e.address)).filter((h) => h.available);
+    const fresh = tried ? open.filter((h) => !tried.has(h.address)) : open;
+    return fresh.length ? fresh : open;
   }
 
   budget(upstream: UpstreamRuntime, percent: number, minPerSecond: number): RetryBudget {
