@@ -36,19 +36,20 @@ export function forwardH1(pool: H1Pool, req: IncomingMessage, res: ServerRespons
     let responded = false;
     let relay = true;
     let status = 0;
-    let onDrain: (() => void) | null = null;
+    /** resumes reading the answer; waited for on 'drain' only while the client is slower than the upstream */
+    let resume: (() => void) | null = null;
     const body = opts.body === undefined ? (hasBody(req) ? req : null) : opts.body;
     pool.dispatch(
       { method: req.method ?? 'GET', path: opts.path ?? req.url ?? '/', headers, body },
       {
         onConnect: opts.onAbortable,
         onError(err: ForwardError) {
-          if (onDrain) res.off('drain', onDrain);
+          if (resume) res.off('drain', resume);
           if (!responded) reject(err);
           else if (relay) res.destroy(err);
           else resolve({ status, relayed: false });
         },
-        onHeaders(statusCode, rawHeaders, resume) {
+        onHeaders(statusCode, rawHeaders, resumeReading) {
           responded = true;
           status = statusCode;
           relay = opts.accept ? opts.accept(statusCode) : true;
@@ -58,14 +59,16 @@ export function forwardH1(pool: H1Pool, req: IncomingMessage, res: ServerRespons
           res.cork();
           process.nextTick(uncork, res);
           res.writeHead(statusCode, responseHeadersRaw(rawHeaders));
-          onDrain = resume;
-          res.on('drain', resume);
+          resume = resumeReading;
         },
         onData(chunk) {
-          return relay ? res.write(chunk) : true;
+          if (!relay) return true;
+          const ok = res.write(chunk);
+          if (!ok) res.once('drain', resume!);
+          return ok;
         },
         onComplete() {
-          if (onDrain) res.off('drain', onDrain);
+          if (resume) res.off('drain', resume);
           if (relay) res.end();
           resolve({ status, relayed: relay });
         },

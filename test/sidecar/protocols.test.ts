@@ -1,7 +1,9 @@
 // Two (and more) sidecars as real processes, real apps behind them, and real clients: curl, grpc-js, ws, TCP.
 
 import test from 'ava';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import http from 'node:http';
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import WebSocket from 'ws';
@@ -52,6 +54,31 @@ test('curl through the outbound port reaches the other app, which sees the calle
   // Through the per-upstream port too.
   const port = await runTool('curl', ['-sS', `http://127.0.0.1:${web.ports.upstreams.catalog}/direct`]);
   t.like(JSON.parse(port.stdout), { app: 'catalog', url: '/direct', peer: WEB_ID });
+});
+
+test('an 8 MB body each way through both sidecars, to a caller that reads slowly, arrives intact', async (t) => {
+  // The answer outruns the caller, so both relays must stop reading their upstream and resume on 'drain'.
+  const sent = randomBytes(6 * 1024 * 1024).toString('base64'); // 8 MB of text
+  const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port: web.ports.outbound, method: 'POST', path: '/big', headers: { host: 'catalog', 'content-type': 'text/plain' }, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.once('data', (c: Buffer) => {
+        chunks.push(c);
+        res.pause();
+        setTimeout(() => res.on('data', (d: Buffer) => chunks.push(d)).resume(), 300);
+      });
+      res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(sent);
+  });
+  t.is(status, 200);
+  const echoed = JSON.parse(body) as { url: string; peer: string; body: string };
+  t.is(echoed.url, '/big');
+  t.is(echoed.peer, WEB_ID);
+  t.is(echoed.body.length, sent.length);
+  t.true(echoed.body === sent, 'the body came back byte for byte');
 });
 
 test('an identity header sent by the calling app is replaced, never passed on', async (t) => {
