@@ -241,7 +241,16 @@ export class Connection {
     }
     this.#headersDone = true;
     this.#keepAlive = keepAlive;
-    if (!ex.done) ex.handler.onHeaders(status, raw, () => this.socket.resume());
+    if (!ex.done) {
+      try {
+        ex.handler.onHeaders(status, raw, () => this.socket.resume());
+      } catch (err) {
+        // The caller could not take this head (node's response writer refuses some header values llhttp lets
+        // through): the exchange fails, never the process.
+        this.destroy(err as Error);
+        return 1;
+      }
+    }
     return ex.req.method === 'HEAD' ? 1 : 0;
   }
 
