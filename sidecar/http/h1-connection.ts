@@ -4,6 +4,7 @@
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { HTTPParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageComplete, type NativeParser } from './llhttp.ts';
+import { corkForTurn } from './write-batch.ts';
 
 export interface H1Request {
   readonly method: string;
@@ -167,6 +168,7 @@ export class Connection {
     }
     const socket = this.socket;
     if (body === null) {
+      corkForTurn(socket);
       socket.write(`${head}\r\n`, 'latin1');
       this.#requestSent = true;
     } else if (Buffer.isBuffer(body)) {

@@ -1,16 +1,12 @@
 // Forwarding one HTTP/1.x exchange through a keep-alive pool (to the app, or to a peer sidecar).
 
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { H1Pool } from './h1-client.ts';
 import { responseHeadersRaw } from './headers.ts';
+import type { H1Request, H1Response } from './h1-message.ts';
+import { corkForTurn } from './write-batch.ts';
 
 export interface ForwardError extends Error {
   code?: string;
-}
-
-/** True when the request carries a body (RFC 9112 §6.3: Transfer-Encoding, or a non-zero Content-Length). */
-export function hasBody(req: IncomingMessage): boolean {
-  return req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
 }
 
 export interface ForwardOptions {
@@ -31,14 +27,14 @@ export interface ForwardOptions {
  * Resolves when the response has been relayed (or dropped by `accept`); rejects only if no response head
  * arrived, so the caller can answer with a mesh error or retry.
  */
-export function forwardH1(pool: H1Pool, req: IncomingMessage, res: ServerResponse, headers: Record<string, string | string[]>, opts: ForwardOptions = {}): Promise<{ status: number; relayed: boolean }> {
+export function forwardH1(pool: H1Pool, req: H1Request, res: H1Response, headers: Record<string, string | string[]>, opts: ForwardOptions = {}): Promise<{ status: number; relayed: boolean }> {
   return new Promise((resolve, reject) => {
     let responded = false;
     let relay = true;
     let status = 0;
     /** resumes reading the answer; waited for on 'drain' only while the client is slower than the upstream */
     let resume: (() => void) | null = null;
-    const body = opts.body === undefined ? (hasBody(req) ? req : null) : opts.body;
+    const body = opts.body === undefined ? req.body : opts.body;
     pool.dispatch(
       { method: req.method ?? 'GET', path: opts.path ?? req.url ?? '/', headers, body },
       {
@@ -54,10 +50,9 @@ export function forwardH1(pool: H1Pool, req: IncomingMessage, res: ServerRespons
           status = statusCode;
           relay = opts.accept ? opts.accept(statusCode) : true;
           if (!relay) return;
-          // Head, body and end usually arrive in one read: corked until the end of this tick, they leave as one
-          // write (one TLS record between sidecars) instead of three.
-          res.cork();
-          process.nextTick(uncork, res);
+          // Head, body and end usually arrive in one read: corked until the end of this turn of the event loop,
+          // they leave as one write (one TLS record between sidecars) instead of three (./write-batch.ts).
+          corkForTurn(res);
           res.writeHead(statusCode, responseHeadersRaw(rawHeaders));
           resume = resumeReading;
         },
@@ -74,12 +69,8 @@ export function forwardH1(pool: H1Pool, req: IncomingMessage, res: ServerRespons
         },
       },
     );
-    if (body === req) req.on('error', () => {});
+    if (body !== null && body === req.body) body.on('error', () => {});
   });
-}
-
-function uncork(res: ServerResponse): void {
-  res.uncork();
 }
 
 /** How many Host headers a request carried (node keeps only the first in req.headers). */
@@ -94,11 +85,11 @@ export function hostHeaders(rawHeaders: readonly string[]): number {
  * Returns null when there is no body, or 'stream' when it is larger or of unknown length: then `req` must be
  * streamed once and not retried.
  */
-export async function bufferSmallBody(req: IncomingMessage, limit: number): Promise<Buffer | null | 'stream'> {
-  if (!hasBody(req)) return null;
+export async function bufferSmallBody(req: H1Request, limit: number): Promise<Buffer | null | 'stream'> {
+  if (!req.body) return null;
   const length = Number(req.headers['content-length']);
   if (!Number.isFinite(length) || length > limit || req.headers['transfer-encoding'] !== undefined) return 'stream';
   const chunks: Buffer[] = [];
-  for await (const c of req as AsyncIterable<Buffer>) chunks.push(c);
+  for await (const c of req.body as AsyncIterable<Buffer>) chunks.push(c);
   return Buffer.concat(chunks);
 }

@@ -1,9 +1,8 @@
 // Answers the mesh gives itself (no route, no upstream, timeouts, denials): a status, a reason header, and a
 // body that says it was the mesh that answered and why.
 
-import type { ServerResponse } from 'node:http';
-import type { Http2ServerResponse } from 'node:http2';
 import { REASON_HEADER } from './headers.ts';
+import type { H1Response } from './h1-message.ts';
 
 export type MeshReason =
   | 'no-route'
@@ -20,15 +19,14 @@ export type MeshReason =
   | 'denied'
   | 'fault-injected';
 
-export function meshReply(res: ServerResponse | Http2ServerResponse, status: number, reason: MeshReason, message: string, extra: Record<string, string> = {}): void {
+export function meshReply(res: H1Response, status: number, reason: MeshReason, message: string, extra: Record<string, string> = {}): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
   const body = `weft: ${message}\n`;
-  // Http2ServerResponse and ServerResponse share writeHead/end; the union's overloads do not line up.
   // The reason goes in with setHeader so telemetry can read it back (getHeader does not see writeHead's headers).
-  (res as ServerResponse).setHeader(REASON_HEADER, reason);
-  (res as ServerResponse).writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', ...extra });
-  (res as ServerResponse).end(body);
+  res.setHeader(REASON_HEADER, reason);
+  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', ...extra });
+  res.end(body);
 }

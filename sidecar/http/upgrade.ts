@@ -3,13 +3,13 @@
 // Anything else the next hop answers is relayed as an ordinary response and the connection closed, so a
 // refused upgrade can never leave a tunnel open to something that did not agree to one (DESIGN.md, security).
 
-import type { IncomingMessage } from 'node:http';
+import type { H1Request } from './h1-message.ts';
 import type { Duplex } from 'node:stream';
 
 const HEAD_END = Buffer.from('\r\n\r\n');
 const MAX_HEAD = 64 * 1024;
 
-export async function forwardUpgrade(req: IncomingMessage, client: Duplex, head: Buffer, headers: Record<string, string | string[]>, connect: () => Promise<Duplex>): Promise<number> {
+export async function forwardUpgrade(req: H1Request, client: Duplex, head: Buffer, headers: Record<string, string | string[]>, connect: () => Promise<Duplex>): Promise<number> {
   const upstream = await connect();
   let text = `${req.method} ${req.url} HTTP/1.1\r\n`;
   for (const [name, value] of Object.entries({ ...headers, connection: 'Upgrade', upgrade: req.headers.upgrade ?? '' })) {

@@ -8,14 +8,13 @@
 //   PERMISSIVE mode only: a connection whose first byte is not a TLS handshake is plaintext HTTP/1.1, with no
 //   identity (so policy sees an unauthenticated caller).
 
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { http } from '../http/node-http.ts';
+import type { H1Request, H1Response } from '../http/h1-message.ts';
+import type { H1Server } from '../http/h1-server.ts';
 import type * as http2 from 'node:http2';
 import type { ServerHttp2Stream } from 'node:http2';
 import net, { type Socket } from 'node:net';
 import { constants as cryptoConstants } from 'node:crypto';
 import tls, { type TLSSocket } from 'node:tls';
-import type { Duplex } from 'node:stream';
 import { normalizeSerial } from '../../ca/serial.ts';
 import { spiffeIdOfCertificate } from '../../ca/svid.ts';
 import type { RuntimeConfig } from '../config/runtime.ts';
@@ -72,7 +71,7 @@ export class InboundListener {
   readonly #o: InboundOptions;
   readonly #net: net.Server;
   readonly #tls: tls.Server;
-  readonly #h1: Server;
+  readonly #h1: H1Server;
   /** made on the first HTTP/2 connection (see ../http/node-http.ts) */
   #h2Server: http2.Http2Server | null = null;
   readonly #app: AppConnector;
@@ -156,7 +155,7 @@ export class InboundListener {
         this.#plain.add(socket);
         socket.on('close', () => this.#plain.delete(socket));
         socket.unshift(first);
-        this.#h1.emit('connection', socket);
+        this.#h1.serve(socket);
         socket.resume();
       }
     });
@@ -203,7 +202,7 @@ export class InboundListener {
         return;
       }
       default:
-        this.#h1.emit('connection', socket);
+        this.#h1.serve(socket);
     }
   }
 
@@ -211,7 +210,7 @@ export class InboundListener {
     return this.#peers.get(socket as TLSSocket) ?? null;
   }
 
-  #appHeaders(req: IncomingMessage): Record<string, string | string[]> {
+  #appHeaders(req: H1Request): Record<string, string | string[]> {
     const headers = forwardHeaders(req.headers);
     if (req.headers.host) headers.host = req.headers.host;
     const peer = this.#peerOf(req.socket);
@@ -233,7 +232,7 @@ export class InboundListener {
     return enforce(this.#o.config(), { principal: principal?.identity ?? null, method, target, header }, { policyHeader: this.#o.policyHeader ?? true, log: this.#o.log });
   }
 
-  #onRequest(req: IncomingMessage, res: ServerResponse): void {
+  #onRequest(req: H1Request, res: H1Response): void {
     if (refuseAmbiguousHead(req, res)) return;
     const peer = this.#peerOf(req.socket);
     const verdict = this.#authorize(peer, req.method ?? 'GET', req.url ?? '/', (n) => req.headers[n]);
@@ -251,7 +250,7 @@ export class InboundListener {
     });
   }
 
-  #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  #onUpgrade(req: H1Request, socket: Socket, head: Buffer): void {
     socket.on('error', () => {});
     const verdict = this.#authorize(this.#peerOf(req.socket), req.method ?? 'GET', req.url ?? '/', (n) => req.headers[n]);
     if (!verdict.ok) {

@@ -6,10 +6,10 @@
 //   connect failure, reset or a configured status, for idempotent methods with a replayable body, while the
 //   retry budget allows → mirror a copy, fire and forget.
 
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RouteRule } from '../../control-plane/config/types.ts';
 import type { UpstreamRuntime } from '../config/runtime.ts';
 import { bufferSmallBody, forwardH1 } from '../http/h1-proxy.ts';
+import type { H1Request, H1Response } from '../http/h1-message.ts';
 import { meshReply, type MeshReason } from '../http/mesh-reply.ts';
 import { UpstreamFailure, type EndpointHealth } from '../resilience/endpoint-health.ts';
 import type { ResilienceState } from '../resilience/state.ts';
@@ -25,8 +25,8 @@ export const MAX_RETRY_BODY = 64 * 1024;
 
 export interface HttpCall {
   readonly upstream: UpstreamRuntime;
-  readonly req: IncomingMessage;
-  readonly res: ServerResponse;
+  readonly req: H1Request;
+  readonly res: H1Response;
   /** headers for the next hop (already cleaned, host set, trace context added) */
   readonly headers: Record<string, string | string[]>;
   /** origin-form target: path and query */

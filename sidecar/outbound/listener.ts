@@ -7,12 +7,11 @@
 //   each request: service → route rule → weighted subset → endpoint → mTLS to that peer, whose SPIFFE ID
 //   must be one expected for the service; the mesh answers itself (with x-weft-reason) when it cannot.
 
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { http } from '../http/node-http.ts';
+import type { H1Request, H1Response } from '../http/h1-message.ts';
+import type { H1Server } from '../http/h1-server.ts';
 import type * as http2 from 'node:http2';
 import type { ServerHttp2Stream } from 'node:http2';
 import net, { type Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
 import { upstreamForHost, type RuntimeConfig, type UpstreamRuntime } from '../config/runtime.ts';
 import { h2RequestHeaders, meshReplyH2 } from '../http/h2-proxy.ts';
 import { forwardHeaders } from '../http/headers.ts';
@@ -53,7 +52,7 @@ function failure(err: Error & { code?: string }): { status: number; reason: 'pee
 export class OutboundListener {
   readonly #o: OutboundOptions;
   readonly #net: net.Server;
-  readonly #h1: Server;
+  readonly #h1: H1Server;
   /** made on the first HTTP/2 connection (see ../http/node-http.ts) */
   #h2Server: http2.Http2Server | null = null;
   readonly #sockets = new Set<Socket>();
@@ -110,7 +109,7 @@ export class OutboundListener {
       return;
     }
     if (fixed) {
-      this.#h1.emit('connection', socket);
+      this.#h1.serve(socket);
       return;
     }
     // The main port: HTTP/1.x, or h2c with prior knowledge (its first bytes are the HTTP/2 preface).
@@ -118,13 +117,14 @@ export class OutboundListener {
       socket.pause();
       socket.unshift(first);
       const h2 = first.subarray(0, Math.min(first.length, H2_PREFACE.length)).equals(H2_PREFACE.subarray(0, Math.min(first.length, H2_PREFACE.length)));
-      (h2 ? this.#h2() : this.#h1).emit('connection', socket);
+      if (h2) this.#h2().emit('connection', socket);
+      else this.#h1.serve(socket);
       socket.resume();
     });
   }
 
   /** Which service an HTTP/1 request names, and its origin-form path. */
-  #target(req: IncomingMessage): { upstream: UpstreamRuntime | undefined; host: string; path: string } {
+  #target(req: H1Request): { upstream: UpstreamRuntime | undefined; host: string; path: string } {
     const url = req.url ?? '/';
     if (/^https?:\/\//i.test(url)) {
       // Absolute form (HTTP_PROXY style): the authority in the URI wins over Host (RFC 9112 §3.2.2).
@@ -135,12 +135,12 @@ export class OutboundListener {
     return { upstream: this.#fixed() ?? upstreamForHost(this.#o.config(), host), host, path: url };
   }
 
-  #facts(req: IncomingMessage, path: string): RequestFacts {
+  #facts(req: H1Request, path: string): RequestFacts {
     const q = path.indexOf('?');
     return { method: req.method ?? 'GET', path: q === -1 ? path : path.slice(0, q), header: (n) => req.headers[n] };
   }
 
-  #onRequest(req: IncomingMessage, res: ServerResponse): void {
+  #onRequest(req: H1Request, res: H1Response): void {
     if (refuseAmbiguousHead(req, res)) return;
     const { upstream, host, path } = this.#target(req);
     if (!upstream) {
@@ -164,7 +164,7 @@ export class OutboundListener {
     });
   }
 
-  #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  #onUpgrade(req: H1Request, socket: Socket, head: Buffer): void {
     socket.on('error', () => {});
     const { upstream, host, path } = this.#target(req);
     const sel = upstream ? select(upstream, this.#facts(req, path)) : null;

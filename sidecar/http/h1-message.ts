@@ -1,0 +1,229 @@
+// The request and response objects of the sidecar's HTTP/1 server (./h1-server.ts): the parts of node's
+// IncomingMessage and ServerResponse the listeners use, without a stream per request that has no body.
+
+import { EventEmitter } from 'node:events';
+import { Readable } from 'node:stream';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Socket } from 'node:net';
+import { http } from './node-http.ts';
+
+/** What a response needs from the connection it is written on. */
+export interface ResponseOwner {
+  readonly socket: Socket;
+  /** the response is complete (or abandoned): the connection may go on to the next request */
+  responseDone(res: H1Response): void;
+  /** false once the connection must close after this response */
+  keepAlive: boolean;
+}
+
+/** A request body as a stream; made only for requests that have one. */
+export class RequestBody extends Readable {
+  readonly #resume: () => void;
+  constructor(resume: () => void) {
+    super();
+    this.#resume = resume;
+  }
+  override _read(): void {
+    this.#resume();
+  }
+}
+
+export class H1Request {
+  readonly method: string;
+  /** the request target as sent (origin form, or absolute form through a proxy); listeners may rewrite it */
+  url: string;
+  /** lower-case names; repeated headers combined as node does (./h1-headers.ts) */
+  readonly headers: IncomingHttpHeaders;
+  /** name/value pairs as received */
+  readonly rawHeaders: string[];
+  /** 1.0 or 1.1 */
+  readonly httpVersionMinor: number;
+  readonly socket: Socket;
+  /** null when the request has no body (no Content-Length above 0, no Transfer-Encoding) */
+  readonly body: RequestBody | null;
+  /** the whole request, body included, has been read */
+  complete = false;
+  /** what the client asked for (Connection, HTTP version); the server may still close */
+  keepAlive = true;
+  constructor(method: string, url: string, rawHeaders: string[], headers: IncomingHttpHeaders, minor: number, socket: Socket, body: RequestBody | null) {
+    this.method = method;
+    this.url = url;
+    this.rawHeaders = rawHeaders;
+    this.headers = headers;
+    this.httpVersionMinor = minor;
+    this.socket = socket;
+    this.body = body;
+  }
+}
+
+const TOKEN = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
+const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+
+function checkHeader(name: string, value: string): void {
+  if (!TOKEN.test(name)) throw Object.assign(new TypeError(`invalid response header name "${name}"`), { code: 'ERR_INVALID_HTTP_TOKEN' });
+  if (BAD_VALUE.test(value)) throw Object.assign(new TypeError(`invalid character in response header "${name}"`), { code: 'ERR_INVALID_CHAR' });
+}
+
+let dateSecond = 0;
+let dateText = '';
+/** The Date header value, formatted once a second. */
+function httpDate(): string {
+  const now = Date.now();
+  const second = now - (now % 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateText = new Date(now).toUTCString();
+  }
+  return dateText;
+}
+
+type HeaderValue = string | number | readonly string[];
+
+/**
+ * One response. Its head is built on the first write (or end), so that head, body and end can leave in one
+ * write. Framing: the Content-Length given, else (an HTTP/1.1 client) chunked, else the connection's end.
+ */
+export class H1Response extends EventEmitter {
+  statusCode = 200;
+  headersSent = false;
+  #owner: ResponseOwner;
+  readonly #req: H1Request;
+  #set: Record<string, string> | null = null;
+  #given: Record<string, HeaderValue> | readonly string[] | null = null;
+  #head = false;
+  #chunked = false;
+  #noBody = false;
+  #ended = false;
+  #closed = false;
+
+  constructor(owner: ResponseOwner, req: H1Request) {
+    super();
+    this.#owner = owner;
+    this.#req = req;
+  }
+
+  setHeader(name: string, value: string): void {
+    (this.#set ??= {})[name.toLowerCase()] = value;
+  }
+
+  /** Only what setHeader put there (as with node, writeHead's headers are not read back). */
+  getHeader(name: string): string | undefined {
+    return this.#set?.[name.toLowerCase()];
+  }
+
+  writeHead(status: number, headers?: Record<string, HeaderValue> | readonly string[]): this {
+    if (this.headersSent) throw Object.assign(new Error('response head already sent'), { code: 'ERR_HTTP_HEADERS_SENT' });
+    this.statusCode = status;
+    if (Array.isArray(headers)) for (let i = 0; i < headers.length; i += 2) checkHeader(headers[i]!, headers[i + 1]!);
+    else if (headers) for (const name in headers) for (const v of [headers[name as keyof typeof headers]].flat()) checkHeader(name, String(v));
+    this.#given = headers ?? null;
+    this.headersSent = true;
+    return this;
+  }
+
+  #writeHead(endLength: number): string {
+    if (!this.headersSent) this.writeHead(this.statusCode);
+    this.#head = true;
+    const req = this.#req;
+    const status = this.statusCode;
+    let head = `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Unknown'}\r\n`;
+    let length = false;
+    let te = false;
+    let date = false;
+    const add = (name: string, value: string) => {
+      head += `${name}: ${value}\r\n`;
+      const n = name.length;
+      if (n === 14 && name.toLowerCase() === 'content-length') length = true;
+      else if (n === 17 && name.toLowerCase() === 'transfer-encoding') te = true;
+      else if (n === 4 && name.toLowerCase() === 'date') date = true;
+    };
+    if (this.#set) for (const name in this.#set) add(name, this.#set[name]!);
+    const given = this.#given;
+    if (Array.isArray(given)) for (let i = 0; i < given.length; i += 2) add(given[i]!, given[i + 1]!);
+    else if (given) {
+      for (const name in given) {
+        const v = (given as Record<string, HeaderValue>)[name]!;
+        if (typeof v === 'object') for (const x of v) add(name, x);
+        else add(name, String(v));
+      }
+    }
+    this.#noBody = req.method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200);
+    const owner = this.#owner;
+    if (te) this.#chunked = true;
+    else if (!length && !this.#noBody) {
+      if (endLength >= 0) head += `content-length: ${endLength}\r\n`;
+      else if (req.httpVersionMinor === 1) {
+        head += 'transfer-encoding: chunked\r\n';
+        this.#chunked = true;
+      } else owner.keepAlive = false; // an HTTP/1.0 client: the body ends with the connection
+    }
+    if (!date) head += `date: ${httpDate()}\r\n`;
+    if (!owner.keepAlive) head += 'connection: close\r\n';
+    else if (req.httpVersionMinor === 0) head += 'connection: keep-alive\r\n';
+    return `${head}\r\n`;
+  }
+
+  write(chunk: Buffer | string): boolean {
+    if (this.#ended) throw Object.assign(new Error('write after end'), { code: 'ERR_STREAM_WRITE_AFTER_END' });
+    const socket = this.#owner.socket;
+    if (this.#closed || socket.destroyed) return true; // the client is gone: what is left is dropped
+    if (!this.#head) socket.write(this.#writeHead(-1), 'latin1');
+    if (this.#noBody) return true;
+    const length = typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
+    if (length === 0) return true;
+    if (!this.#chunked) return socket.write(chunk);
+    socket.write(`${length.toString(16)}\r\n`, 'latin1');
+    socket.write(chunk);
+    return socket.write('\r\n', 'latin1');
+  }
+
+  end(chunk?: Buffer | string): void {
+    if (this.#ended) return;
+    const socket = this.#owner.socket;
+    if (!this.#closed && !socket.destroyed) {
+      if (!this.#head) {
+        const length = chunk === undefined ? 0 : typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
+        const head = this.#writeHead(length);
+        if (chunk !== undefined && length > 0 && !this.#noBody && !this.#chunked) {
+          socket.cork();
+          socket.write(head, 'latin1');
+          socket.write(chunk);
+          socket.uncork();
+        } else {
+          socket.write(head, 'latin1');
+          if (chunk !== undefined && length > 0 && this.#chunked) this.write(chunk);
+        }
+      } else if (chunk !== undefined) this.write(chunk);
+      if (this.#chunked && !this.#noBody) socket.write('0\r\n\r\n', 'latin1');
+    }
+    this.#ended = true;
+    this.#finish();
+  }
+
+  cork(): void {
+    this.#owner.socket.cork();
+  }
+
+  uncork(): void {
+    this.#owner.socket.uncork();
+  }
+
+  /** Closes the connection (a response cut short, or never begun). */
+  destroy(_err?: Error): void {
+    this.#owner.keepAlive = false;
+    this.#owner.socket.destroy();
+    this.#finish();
+  }
+
+  /** The connection closed under this response. */
+  abandon(): void {
+    this.#finish();
+  }
+
+  #finish(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#owner.responseDone(this);
+    this.emit('close');
+  }
+}

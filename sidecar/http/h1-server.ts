@@ -1,0 +1,322 @@
+// The sidecar's HTTP/1 server: node's llhttp (./llhttp.ts) on the listeners' sockets, with the request and
+// response objects of ./h1-message.ts. It replaces node:http's server on the request path, which cost each
+// sidecar ~4 µs of CPU per request in its stream and header machinery (bench/README figures).
+//
+// One request is answered at a time per connection, in order: pipelined requests wait, parsed, in a short
+// queue (the socket pauses when it is full). A response cut short closes its connection. Slowloris bounds, as
+// node's: a head within headersTimeout, the whole request within requestTimeout, checked once a second.
+
+import type { Socket } from 'node:net';
+import { createRequire } from 'node:module';
+import { headersObject } from './h1-headers.ts';
+import { H1Request, H1Response, RequestBody, type ResponseOwner } from './h1-message.ts';
+import { HTTPParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageComplete, type NativeParser } from './llhttp.ts';
+
+const { methods } = createRequire(import.meta.url)('_http_common') as { methods: string[] };
+
+export interface H1ServerOptions {
+  readonly maxHeaderSize: number;
+  readonly headersTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly keepAliveTimeoutMs: number;
+}
+
+export type RequestHandler = (req: H1Request, res: H1Response) => void;
+export type UpgradeHandler = (req: H1Request, socket: Socket, head: Buffer) => void;
+/** answers (or not) a request the parser refused, then closes the socket */
+export type ClientErrorHandler = (err: Error & { code?: string }, socket: Socket) => void;
+
+/** Parsed requests waiting behind the one being answered; more, and the socket stops being read. */
+const MAX_QUEUED = 16;
+/** A body nobody read (the answer came first) is read and dropped up to this much; past it the connection closes. */
+const MAX_DUMP = 1 << 20;
+
+export class H1Server {
+  /** seconds since the first connection (the timeout checks' clock) */
+  tick = 0;
+  closing = false;
+  readonly options: H1ServerOptions;
+  readonly onRequest: RequestHandler;
+  readonly onUpgrade: UpgradeHandler;
+  readonly onClientError: ClientErrorHandler;
+  readonly #conns = new Set<ServerConnection>();
+  #sweep: NodeJS.Timeout | null = null;
+
+  constructor(options: H1ServerOptions, onRequest: RequestHandler, onUpgrade: UpgradeHandler, onClientError: ClientErrorHandler) {
+    this.options = options;
+    this.onRequest = onRequest;
+    this.onUpgrade = onUpgrade;
+    this.onClientError = onClientError;
+  }
+
+  /** Serves HTTP/1 on a connected socket (plain or TLS). */
+  serve(socket: Socket): void {
+    this.#conns.add(new ServerConnection(this, socket));
+    if (!this.#sweep) {
+      this.#sweep = setInterval(() => {
+        this.tick++;
+        for (const c of this.#conns) c.check(this.tick);
+      }, 1000);
+      this.#sweep.unref();
+    }
+  }
+
+  forget(conn: ServerConnection): void {
+    this.#conns.delete(conn);
+  }
+
+  /** Draining: idle connections close now; busy ones close after the response in progress. */
+  closeIdleConnections(): void {
+    this.closing = true;
+    for (const c of this.#conns) c.closeIfIdle();
+  }
+}
+
+class ServerConnection implements ResponseOwner {
+  readonly socket: Socket;
+  keepAlive = true;
+  readonly #server: H1Server;
+  readonly #parser: NativeParser;
+  /** the request whose head is parsed and whose body is still being read */
+  #current: H1Request | null = null;
+  readonly #queue: H1Request[] = [];
+  #active: H1Response | null = null;
+  #activeReq: H1Request | null = null;
+  #upgrade: H1Request | null = null;
+  /** tick at which a head began to arrive, -1 between requests */
+  #headTick = -1;
+  #requestTick = 0;
+  #idleTick: number;
+  #rawHeaders: string[] = [];
+  #url = '';
+  #dumped = 0;
+  /** the current request was answered before its body was read: the rest is read and dropped */
+  #dumping = false;
+  #queuePaused = false;
+  /** nothing more is read: a refused request, an upgrade handed over, or the socket closed */
+  #done = false;
+
+  constructor(server: H1Server, socket: Socket) {
+    this.#server = server;
+    this.socket = socket;
+    this.#idleTick = server.tick;
+    const parser = new HTTPParser();
+    parser.initialize(HTTPParser.REQUEST, {}, server.options.maxHeaderSize, HTTPParser.kLenientNone);
+    parser[kOnHeaders] = (headers: string[], url: string) => {
+      if (this.#current) return; // trailers: not forwarded
+      for (let i = 0; i < headers.length; i++) this.#rawHeaders.push(headers[i]!);
+      this.#url += url;
+    };
+    parser[kOnHeadersComplete] = (_maj: number, minor: number, headers: string[] | undefined, method: number, url: string | undefined, _s: unknown, _m: unknown, upgrade: boolean, keepAlive: boolean) =>
+      this.#onHead(minor, headers, method, url, upgrade, keepAlive);
+    parser[kOnBody] = (chunk: Buffer) => this.#onBody(chunk);
+    parser[kOnMessageComplete] = () => this.#onComplete();
+    this.#parser = parser;
+    socket.on('data', this.#onData);
+    socket.on('drain', () => this.#active?.emit('drain'));
+    socket.on('error', () => {});
+    socket.on('end', () => {
+      if (!this.#active && !this.#upgrade) socket.destroy();
+    });
+    socket.on('close', () => this.#onClose());
+  }
+
+  #onData = (data: Buffer): void => {
+    if (this.#done) return;
+    if (this.#current === null && this.#headTick < 0) this.#headTick = this.#server.tick;
+    const r = this.#parser.execute(data);
+    if (r instanceof Error) {
+      this.#refuse(r as Error & { code?: string });
+      return;
+    }
+    const up = this.#upgrade;
+    if (up && !this.#done) {
+      this.#done = true;
+      this.#detach();
+      this.#server.onUpgrade(up, this.socket, data.subarray(r));
+    }
+  };
+
+  #onHead(minor: number, headers: string[] | undefined, method: number, url: string | undefined, upgrade: boolean, keepAlive: boolean): number {
+    if (this.#done) return 0;
+    let raw = this.#rawHeaders;
+    if (headers && headers.length) {
+      if (raw.length) for (let i = 0; i < headers.length; i++) raw.push(headers[i]!);
+      else raw = headers;
+    }
+    this.#rawHeaders = [];
+    const target = url || this.#url;
+    this.#url = '';
+    this.#headTick = -1;
+    this.#requestTick = this.#server.tick;
+    const h = headersObject(raw);
+    if (minor === 1 && h.host === undefined) {
+      // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400.
+      this.#refuse(Object.assign(new Error('no Host header'), { code: 'HPE_MISSING_HOST' }));
+      return 0;
+    }
+    const cl = h['content-length'];
+    const hasBody = !upgrade && (h['transfer-encoding'] !== undefined || (cl !== undefined && Number(cl) > 0));
+    const req = new H1Request(methods[method] ?? 'GET', target, raw, h, minor, this.socket, hasBody ? new RequestBody(this.#resumeBody) : null);
+    req.keepAlive = keepAlive;
+    if (upgrade) {
+      if (this.#active || this.#queue.length) {
+        this.#refuse(Object.assign(new Error('an upgrade pipelined behind another request'), { code: 'HPE_PIPELINED_UPGRADE' }));
+        return 0;
+      }
+      this.#upgrade = req;
+      return 2; // llhttp stops at the end of the head; the rest of the bytes belong to the new protocol
+    }
+    this.#current = req;
+    if (this.#active === null && this.#queue.length === 0) this.#dispatch(req);
+    else {
+      this.#queue.push(req);
+      if (this.#queue.length >= MAX_QUEUED && !this.#queuePaused) {
+        this.#queuePaused = true;
+        this.socket.pause();
+      }
+    }
+    return 0;
+  }
+
+  #onBody(chunk: Buffer): void {
+    const req = this.#current;
+    if (!req || !req.body) return;
+    if (!this.#dumping) {
+      if (!req.body.push(chunk)) this.socket.pause();
+      return;
+    }
+    this.#dumped += chunk.length;
+    if (this.#dumped > MAX_DUMP) this.#close();
+  }
+
+  #onComplete(): void {
+    const req = this.#current;
+    if (!req) return;
+    this.#current = null;
+    req.complete = true;
+    req.body?.push(null);
+    this.#dumped = 0;
+    this.#dumping = false;
+    if (this.#active === null) this.#next();
+  }
+
+  #resumeBody = (): void => {
+    if (!this.#queuePaused && !this.#done) this.socket.resume();
+  };
+
+  #dispatch(req: H1Request): void {
+    const res = new H1Response(this, req);
+    this.#active = res;
+    this.#activeReq = req;
+    this.keepAlive = req.keepAlive && !this.#server.closing;
+    const expect = req.headers.expect;
+    if (req.httpVersionMinor === 1 && typeof expect === 'string' && expect.toLowerCase() === '100-continue') this.socket.write('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
+    try {
+      this.#server.onRequest(req, res);
+    } catch {
+      res.destroy();
+    }
+  }
+
+  responseDone(res: H1Response): void {
+    if (this.#active !== res) return;
+    const req = this.#activeReq!;
+    this.#active = null;
+    this.#activeReq = null;
+    if (this.#done || !this.keepAlive) {
+      this.#close();
+      return;
+    }
+    if (!req.complete) {
+      // Answered before its body was read (a denial, a mesh error): the body is read and dropped
+      // (#onBody), and the next request waits for it to end (#onComplete).
+      this.#dumping = true;
+      this.#resumeBody();
+      return;
+    }
+    this.#next();
+  }
+
+  #next(): void {
+    if (this.#done || this.#active) return;
+    const req = this.#queue.shift();
+    if (req) {
+      if (this.#queuePaused && this.#queue.length < MAX_QUEUED / 2) {
+        this.#queuePaused = false;
+        this.socket.resume();
+      }
+      this.#dispatch(req);
+      return;
+    }
+    this.#idleTick = this.#server.tick;
+    if (this.#server.closing && this.#current === null) this.#close();
+  }
+
+  /** The timeouts, once a second. */
+  check(tick: number): void {
+    if (this.#done) return;
+    const o = this.#server.options;
+    if (this.#headTick >= 0 && (tick - this.#headTick) * 1000 > o.headersTimeoutMs) {
+      this.#refuse(Object.assign(new Error('request head timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }));
+    } else if (this.#current && (tick - this.#requestTick) * 1000 > o.requestTimeoutMs) {
+      if (this.#active) this.#active.destroy();
+      else this.#refuse(Object.assign(new Error('request timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }));
+    } else if (this.#idle() && (tick - this.#idleTick) * 1000 > o.keepAliveTimeoutMs) {
+      this.socket.destroy();
+    }
+  }
+
+  closeIfIdle(): void {
+    if (this.#idle()) this.#close();
+  }
+
+  #idle(): boolean {
+    return !this.#active && !this.#current && this.#headTick < 0 && this.#queue.length === 0 && !this.#upgrade;
+  }
+
+  /** The parser refused what came in: answer it (unless a response is under way) and close. */
+  #refuse(err: Error & { code?: string }): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#queue.length = 0;
+    if (this.#active) this.keepAlive = false;
+    else {
+      this.#server.onClientError(err, this.socket);
+      this.#close();
+    }
+  }
+
+  /** Ends the connection once what was written has gone. */
+  #close(): void {
+    this.#done = true;
+    const s = this.socket as Socket & { destroySoon?: () => void };
+    if (s.destroySoon) s.destroySoon();
+    else s.end();
+  }
+
+  #detach(): void {
+    this.socket.off('data', this.#onData);
+    this.#server.forget(this);
+    const parser = this.#parser;
+    queueMicrotask(() => parser.close());
+  }
+
+  #onClose(): void {
+    const wasDone = this.#done;
+    this.#done = true;
+    if (!wasDone || !this.#upgrade) {
+      this.#server.forget(this);
+      const parser = this.#parser;
+      queueMicrotask(() => parser.close());
+    }
+    this.#queue.length = 0;
+    const body = this.#current?.body;
+    if (body && !body.readableEnded) {
+      if (body.listenerCount('error') > 0) body.destroy(Object.assign(new Error('aborted'), { code: 'ECONNRESET' }));
+      else body.destroy();
+    }
+    this.#current = null;
+    this.#active?.abandon();
+  }
+}
