@@ -103,6 +103,7 @@ export class H1Response extends EventEmitter {
   }
 
   setHeader(name: string, value: string): void {
+    checkHeader(name, value); // a CR or LF from the caller's data would split the response
     (this.#set ??= {})[name.toLowerCase()] = value;
   }
 

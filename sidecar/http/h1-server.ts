@@ -269,20 +269,22 @@ class ServerConnection implements ResponseOwner {
 
   closeIfIdle(): void {
     if (this.#idle()) this.#close();
+    else this.keepAlive = false; // a response not yet begun says connection: close
   }
 
   #idle(): boolean {
     return !this.#active && !this.#current && this.#headTick < 0 && this.#queue.length === 0 && !this.#upgrade;
   }
 
-  /** The parser refused what came in: answer it (unless a response is under way) and close. */
+  /** The parser refused what came in: answer it (unless a response is under way or given) and close. */
   #refuse(err: Error & { code?: string }): void {
     if (this.#done) return;
     this.#done = true;
     this.#queue.length = 0;
     if (this.#active) this.keepAlive = false;
     else {
-      this.#server.onClientError(err, this.socket);
+      // A request answered before its body was read (#dumping) gets no second answer: just the close.
+      if (!this.#dumping) this.#server.onClientError(err, this.socket);
       this.#close();
     }
   }
@@ -297,6 +299,9 @@ class ServerConnection implements ResponseOwner {
 
   #detach(): void {
     this.socket.off('data', this.#onData);
+    // As node's server does: bytes that arrive before the upgrade handler reads (it may connect somewhere
+    // first) wait in the socket, instead of being emitted to no listener and lost.
+    (this.socket as { readableFlowing: boolean | null }).readableFlowing = null;
     this.#server.forget(this);
     const parser = this.#parser;
     queueMicrotask(() => parser.close());
