@@ -175,7 +175,7 @@ WEFT_ADMIN_PORT, WEFT_UPSTREAMS, WEFT_DRAIN (and *_HOST for each address). Logs 
     await sc.start();
     if (command.length === 0) return new Promise<number>(() => {});
     const app = startApp(command, {
-      ...process.env,
+      ...callerEnv(process.env),
       HTTP_PROXY: `http://127.0.0.1:${sc.ports.outbound}`,
       http_proxy: `http://127.0.0.1:${sc.ports.outbound}`,
       // Both spellings: curl and grpc-js read only the lower-case one.
@@ -190,3 +190,11 @@ WEFT_ADMIN_PORT, WEFT_UPSTREAMS, WEFT_DRAIN (and *_HOST for each address). Logs 
     return code;
   },
 };
+
+/** The environment the sidecar was started with, without what bin/weft set for the sidecar alone. */
+export function callerEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out = { ...env };
+  if (out.WEFT_SET_MALLOC_ARENA_MAX === '1') delete out.MALLOC_ARENA_MAX;
+  delete out.WEFT_SET_MALLOC_ARENA_MAX;
+  return out;
+}

@@ -103,13 +103,18 @@ test('with -- app, the app starts only once the sidecar is ready, and the sideca
   const catalogApp = await httpEcho('catalog');
   const mesh = await startMesh(YAML);
   t.teardown(async () => (await mesh.stop(), await catalogApp.close()));
-  await mesh.sidecar({ service: 'catalog', appPort: catalogApp.port });
+  const catalog = await mesh.sidecar({ service: 'catalog', appPort: catalogApp.port });
   const out = join(mesh.dir, 'job.json');
+  const env = join(mesh.dir, 'job.env');
   // A job: its very first action is a call through the mesh (curl honours http_proxy), then it exits 7.
-  const job = await mesh.sidecar({ service: 'web', appPort: 1, noWait: true, command: ['sh', '-c', `curl -sS --retry 0 http://catalog/job > ${out}; exit 7`] });
+  const job = await mesh.sidecar({ service: 'web', appPort: 1, noWait: true, command: ['sh', '-c', `curl -sS --retry 0 http://catalog/job > ${out}; echo "\${MALLOC_ARENA_MAX-unset} \${WEFT_SET_MALLOC_ARENA_MAX-unset}" > ${env}; exit 7`] });
   const code = await new Promise<number | null>((resolve) => job.child.once('exit', (c) => resolve(c)));
   t.is(code, 7, job.logs());
   t.like(JSON.parse(readFileSync(out, 'utf8')), { app: 'catalog', url: '/job', peer: 'spiffe://shop.example/ns/default/sa/web' });
+  // bin/weft limits a sidecar's malloc arenas (unless the caller chose); the app gets the caller's environment.
+  const caller = process.env.MALLOC_ARENA_MAX;
+  t.is(readFileSync(`/proc/${catalog.child.pid}/environ`, 'utf8').split('\0').includes(`MALLOC_ARENA_MAX=${caller ?? 2}`), true);
+  t.is(readFileSync(env, 'utf8').trim(), `${caller ?? 'unset'} unset`);
 });
 
 test('signals reach the app; the sidecar drains in-flight requests before exiting', async (t) => {
