@@ -6,6 +6,7 @@ import { workloadId } from '../../ca/spiffe-id.ts';
 import { spiffeIdOfCertificate } from '../../ca/svid.ts';
 import { startApp } from '../../sidecar/app-process.ts';
 import { Sidecar, type UpstreamPort } from '../../sidecar/sidecar.ts';
+import { isoTime } from '../../sidecar/clock.ts';
 import { parse, parseDuration } from '../args.ts';
 import type { Command } from '../command.ts';
 
@@ -70,7 +71,7 @@ function batchedLog(service: string | undefined): (e: Record<string, unknown>) =
     const now = Date.now();
     if (now !== lastMs) {
       lastMs = now;
-      lastTime = new Date(now).toISOString();
+      lastTime = isoTime(now); // not toISOString: see sidecar/clock.ts
     }
     const rest = JSON.stringify(e);
     lines.push(`{"time":"${lastTime}${fixed}${rest.length > 2 ? `,${rest.slice(1)}` : '}'}\n`);

@@ -4,6 +4,7 @@
 import type { Server } from 'node:http';
 import { http } from '../http/node-http.ts';
 import type { AddressInfo } from 'node:net';
+import { httpDate } from '../clock.ts';
 
 export interface AdminSources {
   /** null when ready, else what is still missing */
@@ -18,6 +19,9 @@ export class AdminServer {
 
   constructor(sources: AdminSources) {
     this.#server = http.createServer((req, res) => {
+      // node's own Date goes through toUTCString, which loads ICU's time-zone data (sidecar/clock.ts).
+      res.sendDate = false;
+      res.setHeader('date', httpDate(Date.now()));
       const path = (req.url ?? '/').split('?')[0];
       const json = (status: number, body: unknown) => {
         const data = JSON.stringify(body, null, 2) + '\n';

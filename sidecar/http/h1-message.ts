@@ -6,6 +6,7 @@ import { Readable } from 'node:stream';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
 import { http } from './node-http.ts';
+import { httpDate as formatHttpDate } from '../clock.ts';
 
 /** What a response needs from the connection it is written on. */
 export interface ResponseOwner {
@@ -72,7 +73,7 @@ function httpDate(): string {
   const second = now - (now % 1000);
   if (second !== dateSecond) {
     dateSecond = second;
-    dateText = new Date(now).toUTCString();
+    dateText = formatHttpDate(now);
   }
   return dateText;
 }
