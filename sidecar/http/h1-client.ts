@@ -12,7 +12,7 @@
 // body can be sent again. That race is otherwise a spurious 503 every time an app's idle timeout fires.
 
 import type { Socket } from 'node:net';
-import { Connection, CONNECT_TIMEOUT_MS, Exchange, type ConnectionOwner, type H1Handler, type H1Request } from './h1-connection.ts';
+import { Connection, ConnectionLostError, CONNECT_TIMEOUT_MS, Exchange, type ConnectionOwner, type H1Handler, type H1Request } from './h1-connection.ts';
 
 export type { H1Handler, H1Request } from './h1-connection.ts';
 
@@ -39,6 +39,7 @@ export class H1Pool implements ConnectionOwner {
   readonly #idle: Connection[] = [];
   #queue: Exchange[] = [];
   #closed = false;
+  #sweep: NodeJS.Timeout | null = null;
 
   constructor(options: H1PoolOptions) {
     this.#o = options;
@@ -72,6 +73,7 @@ export class H1Pool implements ConnectionOwner {
     this.#all.add(conn);
     socket.once(this.#o.readyEvent, () => {
       conn.ready = true;
+      socket.setTimeout(0);
       this.released(conn);
     });
   }
@@ -90,9 +92,22 @@ export class H1Pool implements ConnectionOwner {
     const next = this.#queue.shift();
     if (next) conn.send(next);
     else {
-      conn.idle(this.#o.keepAliveMs);
+      conn.idleSince = Date.now();
       this.#idle.push(conn);
+      this.#sweep ??= setInterval(() => this.#closeIdle(), Math.min(this.#o.keepAliveMs, 1000)).unref();
     }
+  }
+
+  /**
+   * Closes connections idle for keepAliveMs or more (checked every keepAliveMs, at most every second): one
+   * timer per pool instead of a socket timer re-armed for every request.
+   */
+  #closeIdle(): void {
+    const now = Date.now();
+    let n = 0;
+    // #idle is in the order connections went idle (taken from the end), so the oldest are first.
+    while (n < this.#idle.length && now - this.#idle[n]!.idleSince >= this.#o.keepAliveMs) n++;
+    for (const conn of this.#idle.slice(0, n)) conn.destroy(new ConnectionLostError('idle', 'UND_ERR_SOCKET'));
   }
 
   lost(conn: Connection, ex: Exchange | null, err: Error): void {
@@ -116,6 +131,8 @@ export class H1Pool implements ConnectionOwner {
   /** No new requests; idle connections close now, busy ones after their answer. */
   close(): Promise<void> {
     this.#closed = true;
+    if (this.#sweep) clearInterval(this.#sweep);
+    this.#sweep = null;
     for (const conn of this.#idle.splice(0)) conn.destroy(null);
     const queued = this.#queue;
     this.#queue = [];

@@ -29,6 +29,8 @@ export interface H1Handler {
   onError(err: Error & { code?: string }): void;
 }
 
+const NO_TRAILERS: string[] = Object.freeze([]) as unknown as string[];
+
 /** undici's default connect timeout */
 export const CONNECT_TIMEOUT_MS = 10_000;
 
@@ -142,8 +144,9 @@ export class Connection {
     });
     socket.on('error', (err) => this.destroy(err));
     socket.on('close', () => this.destroy(new ConnectionLostError('the connection closed', 'UND_ERR_SOCKET')));
+    // Only the connect timeout uses the socket's timer; idle connections are closed by the pool's sweep.
     socket.on('timeout', () => {
-      if (!this.exchange) this.destroy(new ConnectionLostError(this.ready ? 'idle' : `no connection within ${CONNECT_TIMEOUT_MS} ms`, this.ready ? 'UND_ERR_SOCKET' : 'ETIMEDOUT'));
+      if (!this.ready) this.destroy(new ConnectionLostError(`no connection within ${CONNECT_TIMEOUT_MS} ms`, 'ETIMEDOUT'));
     });
   }
 
@@ -154,9 +157,9 @@ export class Connection {
     this.#requestSent = false;
     this.#informational = false;
     this.#headersDone = false;
-    this.#headBuffer = [];
-    this.#trailers = [];
-    this.socket.setTimeout(0);
+    // New lists only if the last answer used them (most answers arrive in one piece, with no trailers).
+    if (this.#headBuffer.length) this.#headBuffer = [];
+    if (this.#trailers.length) this.#trailers = [];
     const { method, path, headers, body } = ex.req;
     let head = `${method} ${path} HTTP/1.1\r\n`;
     let hasLength = false;
@@ -227,7 +230,7 @@ export class Connection {
   #onHead(headers: string[] | undefined, status: number, keepAlive: boolean): number {
     const ex = this.exchange;
     const raw = headers && headers.length ? (this.#headBuffer.length ? [...this.#headBuffer, ...headers] : headers) : this.#headBuffer;
-    this.#headBuffer = [];
+    if (raw === this.#headBuffer || this.#headBuffer.length) this.#headBuffer = [];
     if (!ex) {
       this.destroy(new ConnectionLostError('a response arrived with no request outstanding', 'UND_ERR_SOCKET'));
       return 1;
@@ -267,7 +270,7 @@ export class Connection {
     ex.conn = null;
     if (!ex.done) {
       ex.done = true;
-      ex.handler.onComplete(this.#trailers);
+      ex.handler.onComplete(this.#trailers.length ? this.#trailers : NO_TRAILERS);
     }
     this.socket.resume();
     if (!this.#keepAlive) this.destroy(null);
@@ -280,9 +283,8 @@ export class Connection {
     this.#pool.released(this);
   }
 
-  idle(keepAliveMs: number): void {
-    this.socket.setTimeout(keepAliveMs);
-  }
+  /** Date.now() when it last went idle: the pool closes it keepAliveMs later if it is still idle */
+  idleSince = 0;
 
   /** Closes the socket; the exchange on it, if any, fails with `err` (or is replayed on a new connection). */
   destroy(err: Error | null): void {

@@ -144,7 +144,7 @@ class ServerConnection implements ResponseOwner {
       if (raw.length) for (let i = 0; i < headers.length; i++) raw.push(headers[i]!);
       else raw = headers;
     }
-    this.#rawHeaders = [];
+    if (raw === this.#rawHeaders) this.#rawHeaders = []; // it now belongs to the request
     const target = url || this.#url;
     this.#url = '';
     this.#headTick = -1;
