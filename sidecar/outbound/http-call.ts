@@ -105,22 +105,28 @@ export async function callHttp(call: HttpCall): Promise<void> {
       reply(call, 503, 'overflow', `${upstream.key} has ${upstream.trafficPolicy!.connectionPool.maxPendingRequests} requests pending, its limit; try again later`);
       return;
     }
+    const mirrorTo = rule?.mirror && random() * 100 < rule.mirror.percent ? rule.mirror.subset : null;
+    let body: SentBody;
     try {
-      await attempts(call, rule, subset, () => expired, (abort) => (abortAttempt = abort));
+      body = await attempts(call, rule, subset, mirrorTo !== null, () => expired, (abort) => (abortAttempt = abort));
     } finally {
       call.state.leave(upstream);
     }
+    if (mirrorTo) mirror(call, mirrorTo, body);
   } finally {
     if (deadline) clearTimeout(deadline);
   }
-  if (rule?.mirror && random() * 100 < rule.mirror.percent) mirror(call, rule.mirror.subset);
 }
 
-async function attempts(call: HttpCall, rule: RouteRule | null, subset: string | null, expired: () => boolean, setAbort: (abort: (err?: Error) => void) => void): Promise<void> {
+/** The request body as attempts sent it: read into memory (null: none), 'stream' (too large or of unknown length), or undefined (streamed without looking) */
+type SentBody = Buffer | null | 'stream' | undefined;
+
+async function attempts(call: HttpCall, rule: RouteRule | null, subset: string | null, copied: boolean, expired: () => boolean, setAbort: (abort: (err?: Error) => void) => void): Promise<SentBody> {
   const { upstream, req } = call;
   const policy = rule?.retries ?? null;
   const maxRetries = policy && IDEMPOTENT.has(req.method ?? 'GET') ? policy.attempts : 0;
-  const body = maxRetries > 0 ? await bufferSmallBody(req, MAX_RETRY_BODY) : undefined;
+  // Read into memory (up to MAX_RETRY_BODY) when it may be sent again: on a retry, or to the mirror.
+  const body = maxRetries > 0 || copied ? await bufferSmallBody(req, MAX_RETRY_BODY) : undefined;
   const replayable = body !== 'stream';
   const budget = policy ? call.state.budget(upstream, policy.budget.percent, policy.budget.minPerSecond) : null;
   budget?.request();
@@ -137,12 +143,12 @@ async function attempts(call: HttpCall, rule: RouteRule | null, subset: string |
   for (let n = 0; ; n++) {
     if (endpoints.length === 0) {
       reply(call, 503, 'no-healthy-upstream', `no endpoint of ${upstream.key}${subset ? ` (subset ${subset})` : ''} is available`);
-      return;
+      return body;
     }
     const candidates = call.state.available(upstream, endpoints, tried);
     if (candidates.length === 0) {
       reply(call, 503, 'circuit-open', `every endpoint of ${upstream.key}${subset ? ` (subset ${subset})` : ''} has its circuit breaker open`);
-      return;
+      return body;
     }
     const health: EndpointHealth = upstream.trafficPolicy?.loadBalancer.type === 'round-robin' ? pool!.balancer.pick(candidates)! : pickP2c(candidates)!;
     tried?.add(health.address);
@@ -169,10 +175,10 @@ async function attempts(call: HttpCall, rule: RouteRule | null, subset: string |
           if (perTry) clearTimeout(perTry);
         }
       });
-      return;
+      return body;
     } catch (err) {
-      if (expired()) return;
-      if (relayed) return; // a 5xx already relayed to the caller: counted by the breaker, nothing more to do
+      if (expired()) return body;
+      if (relayed) return body; // a 5xx already relayed to the caller: counted by the breaker, nothing more to do
       if (retryStatus) continue;
       const e = err as Error & { code?: string };
       if (e.code === 'EOPENBREAKER') {
@@ -180,28 +186,33 @@ async function attempts(call: HttpCall, rule: RouteRule | null, subset: string |
       }
       if (e.code === 'WEFT_PEER_IDENTITY') {
         reply(call, 502, 'peer-identity-mismatch', e.message);
-        return;
+        return body;
       }
       const connectOrReset = !(err instanceof UpstreamFailure);
       if (connectOrReset && (policy?.on.connectFailure || policy?.on.reset) && canRetry(n)) continue;
-      if (err instanceof UpstreamFailure) return;
+      if (err instanceof UpstreamFailure) return body;
       if (call.res.headersSent) {
         call.res.destroy();
-        return;
+        return body;
       }
       reply(call, 503, 'upstream-connect-failure', `${upstream.key} at ${health.address} failed: ${e.message}${n > 0 ? ` (after ${n} retr${n === 1 ? 'y' : 'ies'})` : ''}`);
-      return;
+      return body;
     }
   }
 }
 
-/** A copy of the request to the mirror subset; its answer is read and thrown away, and nobody waits for it. */
-function mirror(call: HttpCall, subset: string): void {
+/**
+ * A copy of the request to the mirror subset; its answer is read and thrown away, and nobody waits for it.
+ * A body goes with it when it was read into memory (up to MAX_RETRY_BODY, with a Content-Length); a larger
+ * one, or one of unknown length, was streamed once to the real destination, and that request is not copied.
+ */
+function mirror(call: HttpCall, subset: string, sent: SentBody): void {
   const pool = call.upstream.subsets.get(subset);
   const endpoint = pool?.balancer.pick(pool.endpoints);
-  if (!endpoint || call.req.headers['content-length'] || call.req.headers['transfer-encoding']) return;
+  const body = call.req.body === null ? null : sent;
+  if (!endpoint || (body !== null && !Buffer.isBuffer(body))) return;
   call.peers.h1Pool(call.upstream, endpoint.address).dispatch(
-    { method: call.req.method ?? 'GET', path: call.target, headers: call.headers, body: null },
+    { method: call.req.method ?? 'GET', path: call.target, headers: call.headers, body },
     { onHeaders() {}, onData: () => true, onComplete() {}, onError() {} },
   );
 }

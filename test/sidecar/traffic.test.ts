@@ -4,6 +4,7 @@
 import test from 'ava';
 import http from 'node:http';
 import { once } from 'node:events';
+import { Readable } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { Agent, request } from 'undici';
 import { pickDestination, compileRoute } from '../../sidecar/routing/route-table.ts';
@@ -14,10 +15,13 @@ import { meshYaml } from '../helpers/mesh-yaml.ts';
 
 /** A test app that says who it is and can be told to fail or to be slow. */
 async function controllable(name: string) {
-  const state = { failing: false, delayMs: 0, hits: 0, paths: [] as string[] };
+  const state = { failing: false, delayMs: 0, hits: 0, paths: [] as string[], bodies: [] as string[] };
   const server = http.createServer((req, res) => {
     state.hits++;
     state.paths.push(req.url!);
+    let body = '';
+    req.setEncoding('utf8').on('data', (d: string) => (body += d));
+    req.on('end', () => body && state.bodies.push(`${req.method} ${req.url} ${body.length <= 64 ? body : `${body.length} bytes`}`));
     const answer = () => {
       if (state.failing) {
         res.writeHead(503, { 'content-type': 'text/plain' }).end(`${name} failing`);
@@ -126,7 +130,7 @@ spec:
   t.regex(show.stdout, /2: every request → v1 50%, v2 50%/);
 });
 
-test('mirroring sends copies without slowing the caller', async (t) => {
+test('mirroring sends copies without slowing the caller, with the body when it is small and of known length', async (t) => {
   const v1 = await controllable('v1');
   const v2 = await controllable('v2');
   v2.state.delayMs = 1500;
@@ -151,6 +155,20 @@ spec:
   t.true(answers.every((a) => a.body === 'v1'));
   t.true(elapsed < 1200, `callers waited ${elapsed} ms: the mirror (1.5 s slow) must not delay them`);
   await waitFor('the copies to arrive at v2', () => v2.state.paths.filter((p) => p === '/mirrored').length === 10 || undefined, 10_000);
+
+  // Bodies: a small one (read into memory, with its length) is copied; one over 64 KB, or of unknown length
+  // (chunked), is streamed once to v1 and not copied.
+  const post = async (path: string, body: string | Readable) => {
+    const r = await request(`http://127.0.0.1:${web.ports.outbound}${path}`, { method: 'POST', headers: { host: 'catalog' }, body });
+    return { status: r.statusCode, body: await r.body.text() };
+  };
+  t.deepEqual(await post('/order', 'item=42&qty=3'), { status: 200, body: 'v1' });
+  t.deepEqual(await post('/big', 'x'.repeat(100_000)), { status: 200, body: 'v1' });
+  t.deepEqual(await post('/chunked', Readable.from(['part-1;', 'part-2'])), { status: 200, body: 'v1' });
+  await waitFor('the small body at v2', () => v2.state.bodies.length >= 1 || undefined, 10_000);
+  await new Promise((r) => setTimeout(r, 2000)); // v2 answers after 1.5 s: time for any wrong copy to show
+  t.deepEqual(v1.state.bodies, ['POST /order item=42&qty=3', 'POST /big 100000 bytes', 'POST /chunked part-1;part-2']);
+  t.deepEqual(v2.state.bodies, ['POST /order item=42&qty=3']);
 });
 
 test('a failing endpoint trips its breaker: traffic moves to the healthy one, and comes back after recovery', async (t) => {
