@@ -89,6 +89,30 @@ export function forwardH2(inbound: ServerHttp2Stream, session: ClientHttp2Sessio
 }
 
 /** A mesh answer on an HTTP/2 stream; for gRPC callers the status is also given as a gRPC status. */
+/**
+ * grpc-message is percent-encoded (gRPC over HTTP/2): only '%' and bytes outside printable ASCII. Clients
+ * decode exactly that; encodeURIComponent's extra escapes (':', '/', '?', …) would reach the caller as "%3A".
+ */
+export function grpcMessage(text: string): string {
+  let out = '';
+  for (const byte of Buffer.from(text, 'utf8')) {
+    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
+/** The gRPC status a client derives from an HTTP status (grpc/doc/http-grpc-status-mapping.md). */
+export function grpcStatusForHttp(status: number): number {
+  switch (status) {
+    case 400: return 13; // INTERNAL
+    case 401: return 16; // UNAUTHENTICATED
+    case 403: return 7; // PERMISSION_DENIED
+    case 404: return 12; // UNIMPLEMENTED
+    case 429: case 502: case 503: case 504: return 14; // UNAVAILABLE
+    default: return 2; // UNKNOWN
+  }
+}
+
 export function meshReplyH2(stream: ServerHttp2Stream, status: number, reason: string, message: string, grpc: boolean, extra: Record<string, string> = {}): void {
   if (stream.destroyed || stream.headersSent) {
     stream.close(NGHTTP2_CANCEL);
@@ -97,7 +121,7 @@ export function meshReplyH2(stream: ServerHttp2Stream, status: number, reason: s
   if (grpc) {
     // gRPC clients read trailers-only responses: UNAVAILABLE (14) or PERMISSION_DENIED (7) or DEADLINE_EXCEEDED (4).
     const code = status === 403 ? 7 : status === 504 ? 4 : 14;
-    stream.respond({ [HTTP2_HEADER_STATUS]: 200, 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': encodeURIComponent(`weft: ${message}`), [REASON_HEADER]: reason, ...extra }, { endStream: true });
+    stream.respond({ [HTTP2_HEADER_STATUS]: 200, 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': grpcMessage(`weft: ${message}`), [REASON_HEADER]: reason, ...extra }, { endStream: true });
     return;
   }
   const body = `weft: ${message}\n`;

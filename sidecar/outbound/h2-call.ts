@@ -1,10 +1,11 @@
-// One outbound HTTP/2 (gRPC) call: the route rule and subset, an endpoint whose breaker lets it, the route's
-// total timeout (504, or DEADLINE_EXCEEDED for gRPC), then the stream relayed under the endpoint's breaker.
+// One outbound HTTP/2 (gRPC) call: the route rule and subset, fault injection (an abort, as the gRPC status
+// the HTTP status maps to; a delay), the route's total timeout (504, or DEADLINE_EXCEEDED for gRPC), an
+// endpoint whose breaker lets it, then the stream relayed under the endpoint's breaker.
 // Streams are not retried: a gRPC call may already be half-sent; grpc-js has its own retry policy.
 
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { UpstreamRuntime } from '../config/runtime.ts';
-import { forwardH2, meshReplyH2 } from '../http/h2-proxy.ts';
+import { forwardH2, grpcStatusForHttp, meshReplyH2 } from '../http/h2-proxy.ts';
 import type { ResilienceState } from '../resilience/state.ts';
 import { pickP2c } from '../routing/balancer.ts';
 import { matchRule, pickDestination, type RequestFacts } from '../routing/route-table.ts';
@@ -34,20 +35,36 @@ export async function callH2(call: H2Call, incoming: IncomingHttpHeaders): Promi
   const stickyName = rule?.stickiness?.type === 'header' ? rule.stickiness.name : null;
   const sticky = stickyName ? incoming[stickyName] : undefined;
   const subset = compiled ? pickDestination(compiled, typeof sticky === 'string' ? stickyNumber(sticky) : Math.random()).subset : null;
-  const pool = upstream.subsets.get(subset ?? '');
-  const endpoints = pool?.endpoints ?? [];
-  const open = call.state.available(upstream, endpoints);
-  if (open.length === 0) {
-    const none = endpoints.length === 0;
-    meshReplyH2(stream, 503, none ? 'no-healthy-upstream' : 'circuit-open', none ? `no endpoint of ${upstream.key} is available` : `every endpoint of ${upstream.key} has its circuit breaker open`, grpc);
+  const fault = rule?.fault ?? null;
+  if (fault?.abort && Math.random() * 100 < fault.abort.percent) {
+    // As Envoy does for gRPC: the HTTP status given becomes the gRPC status a client would derive from it.
+    const status = fault.abort.status;
+    meshReplyH2(stream, status, 'fault-injected', `fault injected by route ${upstream.route!.name}: abort with ${status}`, grpc, grpc ? { 'grpc-status': String(grpcStatusForHttp(status)) } : {});
     return;
   }
-  const health = upstream.trafficPolicy?.loadBalancer.type === 'round-robin' ? pool!.balancer.pick(open)! : pickP2c(open)!;
-  call.obs.set({ subset, endpoint: health.address, breaker: health.state });
+  // The total timeout covers everything from here: an injected delay, the endpoint, the answer.
+  let expired = false;
   const deadline = rule?.timeoutMs
-    ? setTimeout(() => meshReplyH2(stream, 504, 'timeout', `no answer from ${upstream.key} within the route's timeout of ${rule.timeoutMs} ms`, grpc), rule.timeoutMs)
+    ? setTimeout(() => {
+        expired = true;
+        meshReplyH2(stream, 504, 'timeout', `no answer from ${upstream.key} within the route's timeout of ${rule.timeoutMs} ms`, grpc);
+      }, rule.timeoutMs)
     : null;
   try {
+    if (fault?.delay && Math.random() * 100 < fault.delay.percent) {
+      await new Promise((r) => setTimeout(r, fault.delay!.fixedMs));
+      if (expired || stream.destroyed) return;
+    }
+    const pool = upstream.subsets.get(subset ?? '');
+    const endpoints = pool?.endpoints ?? [];
+    const open = call.state.available(upstream, endpoints);
+    if (open.length === 0) {
+      const none = endpoints.length === 0;
+      meshReplyH2(stream, 503, none ? 'no-healthy-upstream' : 'circuit-open', none ? `no endpoint of ${upstream.key} is available` : `every endpoint of ${upstream.key} has its circuit breaker open`, grpc);
+      return;
+    }
+    const health = upstream.trafficPolicy?.loadBalancer.type === 'round-robin' ? pool!.balancer.pick(open)! : pickP2c(open)!;
+    call.obs.set({ subset, endpoint: health.address, breaker: health.state });
     await health.run(() => forwardH2(stream, call.peers.h2Session(upstream, health.address), call.headers));
   } catch (err) {
     const e = err as Error & { code?: string };

@@ -65,9 +65,11 @@ export function pricesProto(): grpc.GrpcObject {
 export async function grpcPrices(): Promise<App> {
   const proto = pricesProto();
   const server = new grpc.Server();
+  const seen: App['seen'] = [];
   const caller = (call: { metadata: grpc.Metadata }) => String(call.metadata.get('x-weft-peer-identity')[0] ?? '');
   server.addService((proto.Prices as unknown as { service: grpc.ServiceDefinition }).service, {
     Get: (call: grpc.ServerUnaryCall<{ sku: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+      seen.push({ method: 'POST', url: `/prices.Prices/Get?sku=${call.request.sku}`, headers: call.metadata.getMap() as http.IncomingHttpHeaders });
       if (call.request.sku === 'slow') {
         setTimeout(() => cb(null, { sku: 'slow', cents: 1, caller: caller(call) }), 2000);
         return;
@@ -89,5 +91,5 @@ export async function grpcPrices(): Promise<App> {
     },
   });
   const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
-  return { port, seen: [], close: () => new Promise((r) => server.tryShutdown(() => r())) };
+  return { port, seen, close: () => new Promise((r) => server.tryShutdown(() => r())) };
 }

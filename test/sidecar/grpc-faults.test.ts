@@ -1,0 +1,86 @@
+// Fault injection on gRPC calls, through real sidecars and a real grpc-js client and server: an abort arrives
+// as the gRPC status its HTTP status maps to and never reaches the app; a delay holds the call, and counts
+// against the route's timeout.
+
+import test from 'ava';
+import * as grpc from '@grpc/grpc-js';
+import { grpcMessage } from '../../sidecar/http/h2-proxy.ts';
+import { grpcPrices, pricesProto, type App } from '../helpers/apps.ts';
+import { startMesh, type SidecarProc, type TestMesh } from '../helpers/mesh.ts';
+import { meshYaml } from '../helpers/mesh-yaml.ts';
+
+const rule = (name: string, body: string) => `    - name: ${name}\n      match: [{headers: {x-fault: {exact: ${name}}}}]\n      destinations: [{weight: 100}]\n${body}`;
+const YAML = meshYaml({
+  services: { web: '{port: 8080}', prices: '{port: 8082, protocol: grpc}' },
+  extra: `apiVersion: weft/v1
+kind: Route
+metadata: {name: prices}
+spec:
+  service: prices
+  rules:
+${rule('unavailable', '      fault: {abort: {status: 503}}\n')}${rule('forbidden', '      fault: {abort: {status: 403}}\n')}${rule('teapot', '      fault: {abort: {status: 418}}\n')}${rule('delay', '      fault: {delay: {fixed: 400ms}}\n')}${rule('late', '      timeout: 150ms\n      fault: {delay: {fixed: 400ms}}\n')}    - destinations: [{weight: 100}]
+`,
+});
+
+let mesh: TestMesh;
+let prices: App;
+let web: SidecarProc;
+let client: { Get: Function } & grpc.Client;
+
+test.before(async () => {
+  prices = await grpcPrices();
+  mesh = await startMesh(YAML);
+  await mesh.sidecar({ service: 'prices', appPort: prices.port });
+  web = await mesh.sidecar({ service: 'web', appPort: 1, upstreams: ['prices'] });
+  const Client = pricesProto().Prices as unknown as grpc.ServiceClientConstructor;
+  client = new Client(`127.0.0.1:${web.ports.upstreams.prices}`, grpc.credentials.createInsecure()) as unknown as typeof client;
+});
+
+test.after.always(async () => {
+  client?.close();
+  await mesh?.stop();
+  await prices?.close();
+});
+
+/** One Get with x-fault set; its error (or null) and how long it took. */
+async function get(fault: string | null, sku: string): Promise<{ err: grpc.ServiceError | null; ms: number }> {
+  const md = new grpc.Metadata();
+  if (fault) md.set('x-fault', fault);
+  const started = Date.now();
+  const err = await new Promise<grpc.ServiceError | null>((resolve) => client.Get({ sku }, md, (e: grpc.ServiceError | null) => resolve(e)));
+  return { err, ms: Date.now() - started };
+}
+
+const reached = (sku: string) => prices.seen.some((s) => s.url.endsWith(`sku=${sku}`));
+
+test.serial('an abort is the gRPC status of its HTTP status (503 UNAVAILABLE, 403 PERMISSION_DENIED, other UNKNOWN), says so, and never reaches the app', async (t) => {
+  t.is((await get(null, 'plain')).err, null);
+  t.true(reached('plain'));
+  for (const [fault, code, status] of [['unavailable', grpc.status.UNAVAILABLE, 503], ['forbidden', grpc.status.PERMISSION_DENIED, 403], ['teapot', grpc.status.UNKNOWN, 418]] as const) {
+    const { err } = await get(fault, `aborted-${fault}`);
+    t.is(err?.code, code, fault);
+    t.is(err?.details, `weft: fault injected by route prices: abort with ${status}`);
+    t.is(err?.metadata.get('x-weft-reason')[0], 'fault-injected');
+    t.false(reached(`aborted-${fault}`), `${fault} reached the app`);
+  }
+});
+
+test('grpc-message escapes only what the gRPC spec says (%, and bytes outside printable ASCII), so a message arrives as written', (t) => {
+  t.is(grpcMessage('weft: a/b?c=d 100% ok'), 'weft: a/b?c=d 100%25 ok');
+  t.is(grpcMessage('prix: 5 €\n'), 'prix: 5 %E2%82%AC%0A');
+  t.is(decodeURIComponent(grpcMessage('weft: 5 € 100%')), 'weft: 5 € 100%');
+});
+
+test.serial('a delay holds the call and then lets it through; past the route timeout it ends with DEADLINE_EXCEEDED', async (t) => {
+  const delayed = await get('delay', 'delayed');
+  t.is(delayed.err, null);
+  t.true(delayed.ms >= 380, `took ${delayed.ms} ms`);
+  t.true(reached('delayed'));
+
+  const late = await get('late', 'late');
+  t.is(late.err?.code, grpc.status.DEADLINE_EXCEEDED);
+  t.regex(late.err?.details ?? '', /within the route's timeout of 150 ms/);
+  t.true(late.ms < 380, `took ${late.ms} ms: the timeout must not wait for the delay`);
+  await new Promise((r) => setTimeout(r, 400));
+  t.false(reached('late'), 'a call that timed out during its delay must not be sent afterwards');
+});
