@@ -21,6 +21,8 @@ export interface UpstreamRuntime {
   readonly service: ServiceConfig;
   /** SPIFFE IDs a peer of this service may present */
   readonly expectedIdentities: ReadonlySet<string>;
+  /** the first of them: the destination identity telemetry reports */
+  readonly identity: string;
   readonly endpoints: readonly Endpoint[];
   readonly route: Upstream['route'];
   readonly routeTable: RouteTable | null;
@@ -64,6 +66,7 @@ export function compileSnapshot(version: number, body: SnapshotBody): RuntimeCon
       key: `${u.service.name}.${u.service.namespace}`,
       service: u.service,
       expectedIdentities: new Set(u.expectedIdentities),
+      identity: u.expectedIdentities[0]!,
       endpoints: u.endpoints,
       route: u.route,
       routeTable: u.route ? compileRoute(u.route) : null,

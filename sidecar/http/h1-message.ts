@@ -80,6 +80,20 @@ function httpDate(): string {
 
 type HeaderValue = string | number | readonly string[];
 
+const CONTENT_LENGTH = 1;
+const TRANSFER_ENCODING = 2;
+const DATE = 4;
+
+/** Which of the headers that decide framing (or Date) `name` is, as a bit; 0 for any other. */
+function framing(name: string): number {
+  switch (name.length) {
+    case 14: return name.toLowerCase() === 'content-length' ? CONTENT_LENGTH : 0;
+    case 17: return name.toLowerCase() === 'transfer-encoding' ? TRANSFER_ENCODING : 0;
+    case 4: return name.toLowerCase() === 'date' ? DATE : 0;
+    default: return 0;
+  }
+}
+
 /**
  * One response. Its head is built on the first write (or end), so that head, body and end can leave in one
  * write. Framing: the Content-Length given, else (an HTTP/1.1 client) chunked, else the connection's end.
@@ -129,26 +143,30 @@ export class H1Response extends EventEmitter {
     const req = this.#req;
     const status = this.statusCode;
     let head = `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Unknown'}\r\n`;
-    let length = false;
-    let te = false;
-    let date = false;
-    const add = (name: string, value: string) => {
-      head += `${name}: ${value}\r\n`;
-      const n = name.length;
-      if (n === 14 && name.toLowerCase() === 'content-length') length = true;
-      else if (n === 17 && name.toLowerCase() === 'transfer-encoding') te = true;
-      else if (n === 4 && name.toLowerCase() === 'date') date = true;
-    };
-    if (this.#set) for (const name in this.#set) add(name, this.#set[name]!);
-    const given = this.#given;
-    if (Array.isArray(given)) for (let i = 0; i < given.length; i += 2) add(given[i]!, given[i + 1]!);
-    else if (given) {
-      for (const name in given) {
-        const v = (given as Record<string, HeaderValue>)[name]!;
-        if (typeof v === 'object') for (const x of v) add(name, x);
-        else add(name, String(v));
+    let seen = 0;
+    if (this.#set) {
+      for (const name in this.#set) {
+        head += `${name}: ${this.#set[name]!}\r\n`;
+        seen |= framing(name);
       }
     }
+    const given = this.#given;
+    if (Array.isArray(given)) {
+      for (let i = 0; i < given.length; i += 2) {
+        head += `${given[i]!}: ${given[i + 1]!}\r\n`;
+        seen |= framing(given[i]!);
+      }
+    } else if (given) {
+      for (const name in given) {
+        const v = (given as Record<string, HeaderValue>)[name]!;
+        if (typeof v === 'object') for (const x of v) head += `${name}: ${x}\r\n`;
+        else head += `${name}: ${v}\r\n`;
+        seen |= framing(name);
+      }
+    }
+    const length = (seen & CONTENT_LENGTH) !== 0;
+    const te = (seen & TRANSFER_ENCODING) !== 0;
+    const date = (seen & DATE) !== 0;
     this.#noBody = req.method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200);
     const owner = this.#owner;
     if (te) this.#chunked = true;

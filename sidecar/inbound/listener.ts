@@ -221,7 +221,7 @@ export class InboundListener {
   #observe(protocol: 'http' | 'http2' | 'grpc', method: string, target: string, header: (n: string) => string | string[] | undefined, peer: PeerIdentity | null, verdict: Verdict): RequestObservation {
     const config = this.#o.config();
     const obs = (this.#o.observer ?? (() => noopObserver))().request({
-      direction: 'inbound', protocol, method, path: target.split('?')[0]!, header, source: peer?.identity ?? null, service: `${config.self.name}.${config.self.namespace}`,
+      direction: 'inbound', protocol, method, path: pathOf(target), header, source: peer?.identity ?? null, service: `${config.self.name}.${config.self.namespace}`,
     });
     if (verdict.decision) obs.set({ policy: { allowed: verdict.decision.allowed, policy: verdict.decision.policy, rule: verdict.decision.rule } });
     return obs;
@@ -235,8 +235,9 @@ export class InboundListener {
   #onRequest(req: H1Request, res: H1Response): void {
     if (refuseAmbiguousHead(req, res)) return;
     const peer = this.#peerOf(req.socket);
-    const verdict = this.#authorize(peer, req.method ?? 'GET', req.url ?? '/', (n) => req.headers[n]);
-    const obs = this.#observe('http', req.method ?? 'GET', verdict.target, (n) => req.headers[n], peer, verdict);
+    const header = (n: string) => req.headers[n];
+    const verdict = this.#authorize(peer, req.method, req.url, header);
+    const obs = this.#observe('http', req.method, verdict.target, header, peer, verdict);
     // 'close' comes once per response; on(), not once(), spares a wrapper per request.
     res.on('close', () => obs.end({ status: res.statusCode, reason: res.getHeader(REASON_HEADER) as string | undefined }));
     if (!verdict.ok) {
@@ -291,4 +292,10 @@ export class InboundListener {
       meshReplyH2(stream, 503, 'app-unavailable', `the app did not answer: ${err.message}`, grpc);
     });
   }
+}
+
+/** The path of a request target, without its query. */
+function pathOf(target: string): string {
+  const q = target.indexOf('?');
+  return q === -1 ? target : target.slice(0, q);
 }

@@ -27,7 +27,6 @@ import { callH2 } from './h2-call.ts';
 import type { ResilienceState } from '../resilience/state.ts';
 import { noopObserver, type Observer, type RequestObservation } from '../telemetry/observer.ts';
 import { REASON_HEADER } from '../http/headers.ts';
-import type { Selection } from './select.ts';
 
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n');
 
@@ -152,7 +151,7 @@ export class OutboundListener {
       return;
     }
     const facts = this.#facts(req, path);
-    const obs = this.#observe(upstream, 'http', facts.method, facts.path, (n) => req.headers[n], null);
+    const obs = this.#observe(upstream, 'http', facts.method, facts.path, facts.header);
     // 'close' comes once per response; on(), not once(), spares a wrapper per request.
     res.on('close', () => obs.end({ status: res.statusCode, reason: res.getHeader(REASON_HEADER) as string | undefined }));
     const headers = forwardHeaders(req.headers);
@@ -199,7 +198,7 @@ export class OutboundListener {
     const method = String(headers[':method']);
     const bare = q === -1 ? path : path.slice(0, q);
     const facts = { method, path: bare, header: (n: string) => headers[n] };
-    const obs = this.#observe(upstream, grpc ? 'grpc' : 'http2', method, bare, facts.header, null);
+    const obs = this.#observe(upstream, grpc ? 'grpc' : 'http2', method, bare, facts.header);
     stream.once('close', () => obs.end({ status: Number(stream.sentHeaders?.[':status'] ?? 0), reason: stream.sentHeaders?.[REASON_HEADER] as string | undefined }));
     callH2({ upstream, stream, headers: h2RequestHeaders(headers, { ...obs.propagate }), facts, grpc, peers: this.#o.peers, state: this.#o.state, obs }, headers).catch((err: Error) => {
       this.#o.log({ msg: 'outbound stream failed unexpectedly', upstream: upstream.key, error: err.stack ?? err.message });
@@ -207,9 +206,9 @@ export class OutboundListener {
     });
   }
 
-  #observe(upstream: UpstreamRuntime, protocol: 'http' | 'http2' | 'grpc', method: string, path: string, header: (n: string) => string | string[] | undefined, sel: Selection | null): RequestObservation {
+  #observe(upstream: UpstreamRuntime, protocol: 'http' | 'http2' | 'grpc', method: string, path: string, header: (n: string) => string | string[] | undefined): RequestObservation {
     const obs = (this.#o.observer ?? (() => noopObserver))().request({ direction: 'outbound', protocol, method, path, header, source: this.#o.config().self.identity, service: upstream.key });
-    obs.set({ destination: [...upstream.expectedIdentities][0], ...(sel?.ok ? { subset: sel.subset, endpoint: sel.address } : {}) });
+    obs.set({ destination: upstream.identity });
     return obs;
   }
 
