@@ -84,6 +84,17 @@ const CONTENT_LENGTH = 1;
 const TRANSFER_ENCODING = 2;
 const DATE = 4;
 
+/** Whether writeHead's headers name `lower` (a lower-case name), in any case. */
+function givenHas(given: Record<string, HeaderValue> | readonly string[] | null, lower: string): boolean {
+  if (!given) return false;
+  if (Array.isArray(given)) {
+    for (let i = 0; i < given.length; i += 2) if (given[i]!.toLowerCase() === lower) return true;
+    return false;
+  }
+  for (const name in given) if (name.toLowerCase() === lower) return true;
+  return false;
+}
+
 /** Which of the headers that decide framing (or Date) `name` is, as a bit; 0 for any other. */
 function framing(name: string): number {
   switch (name.length) {
@@ -144,13 +155,14 @@ export class H1Response extends EventEmitter {
     const status = this.statusCode;
     let head = `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Unknown'}\r\n`;
     let seen = 0;
+    const given = this.#given;
     if (this.#set) {
       for (const name in this.#set) {
+        if (givenHas(given, name)) continue; // as with node, writeHead's value wins over setHeader's
         head += `${name}: ${this.#set[name]!}\r\n`;
         seen |= framing(name);
       }
     }
-    const given = this.#given;
     if (Array.isArray(given)) {
       for (let i = 0; i < given.length; i += 2) {
         head += `${given[i]!}: ${given[i + 1]!}\r\n`;

@@ -61,6 +61,22 @@ test('a Date the handler gives is not doubled, whether set with setHeader or in 
   t.deepEqual(readBack, [date, undefined]); // as with node, getHeader sees setHeader's headers, not writeHead's
 });
 
+test('a header given both by setHeader and by writeHead is sent once, with writeHead\'s value (as node does)', async (t) => {
+  const origin = await h1Server(t, (req, res) => {
+    res.setHeader('Content-Type', 'text/plain');
+    res.setHeader('x-kept', 'from setHeader');
+    if (req.url === '/object') res.writeHead(200, { 'content-type': 'application/json', 'content-length': 2 });
+    else res.writeHead(200, ['CONTENT-TYPE', 'application/json', 'content-length', '2']);
+    res.end('{}');
+  });
+  const c = await rawClient(t, origin.port);
+  c.send(get('/object') + get('/array'));
+  const expected =
+    'HTTP/1.1 200 OK\r\nx-kept: from setHeader\r\ncontent-type: application/json\r\ncontent-length: 2\r\ndate: D\r\n\r\n{}' +
+    'HTTP/1.1 200 OK\r\nx-kept: from setHeader\r\nCONTENT-TYPE: application/json\r\ncontent-length: 2\r\ndate: D\r\n\r\n{}';
+  t.is(await atLeast(c, expected), expected);
+});
+
 test('curl reads a chunked body of many writes intact, and as HTTP/1.0 the same body delimited by the close', async (t) => {
   const pieces = Array.from({ length: 200 }, (_, i) => `piece ${i} ${'x'.repeat(i)}\n`);
   const origin = await h1Server(t, (_req, res) => {
