@@ -10,7 +10,13 @@ export function answerClientError(err: Error & { code?: string }, socket: Duplex
     return;
   }
   const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
-  const status = tooLarge ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+  const status = tooLarge
+    ? '431 Request Header Fields Too Large'
+    : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? '408 Request Timeout'
+      : err.code === 'HPE_UNSUPPORTED_VERSION'
+        ? '505 HTTP Version Not Supported'
+        : '400 Bad Request';
   const body = `weft: the mesh refused a malformed request (${err.code ?? 'parse error'})\n`;
   socket.end(`HTTP/1.1 ${status}\r\ncontent-type: text/plain\r\nx-weft-reason: bad-request\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
 }

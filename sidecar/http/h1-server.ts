@@ -107,8 +107,8 @@ class ServerConnection implements ResponseOwner {
       for (let i = 0; i < headers.length; i++) this.#rawHeaders.push(headers[i]!);
       this.#url += url;
     };
-    parser[kOnHeadersComplete] = (_maj: number, minor: number, headers: string[] | undefined, method: number, url: string | undefined, _s: unknown, _m: unknown, upgrade: boolean, keepAlive: boolean) =>
-      this.#onHead(minor, headers, method, url, upgrade, keepAlive);
+    parser[kOnHeadersComplete] = (major: number, minor: number, headers: string[] | undefined, method: number, url: string | undefined, _s: unknown, _m: unknown, upgrade: boolean, keepAlive: boolean) =>
+      this.#onHead(major, minor, headers, method, url, upgrade, keepAlive);
     parser[kOnBody] = (chunk: Buffer) => this.#onBody(chunk);
     parser[kOnMessageComplete] = () => this.#onComplete();
     this.#parser = parser;
@@ -137,8 +137,13 @@ class ServerConnection implements ResponseOwner {
     }
   };
 
-  #onHead(minor: number, headers: string[] | undefined, method: number, url: string | undefined, upgrade: boolean, keepAlive: boolean): number {
+  #onHead(major: number, minor: number, headers: string[] | undefined, method: number, url: string | undefined, upgrade: boolean, keepAlive: boolean): number {
     if (this.#done) return 0;
+    if (major !== 1) {
+      // llhttp reads any digit.digit; "HTTP/2.0" over a plain HTTP/1 connection is no request this server knows.
+      this.#refuse(Object.assign(new Error(`HTTP/${major}.${minor}`), { code: 'HPE_UNSUPPORTED_VERSION' }));
+      return 0;
+    }
     let raw = this.#rawHeaders;
     if (headers && headers.length) {
       if (raw.length) for (let i = 0; i < headers.length; i++) raw.push(headers[i]!);

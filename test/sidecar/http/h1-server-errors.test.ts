@@ -29,6 +29,9 @@ test('requests the parser refuses get a 400 with the mesh\'s reason, and the con
     // RFC 9112 §6.1 and §6.3: two framings, or two lengths, is how request smuggling starts.
     ['POST / HTTP/1.1\r\nhost: weft.test\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n', '400 Bad Request', 'HPE_INVALID_TRANSFER_ENCODING'],
     ['POST / HTTP/1.1\r\nhost: weft.test\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab', '400 Bad Request', 'HPE_UNEXPECTED_CONTENT_LENGTH'],
+    // llhttp takes any digit.digit as a version; only HTTP/1.x is served.
+    ['GET / HTTP/2.0\r\nhost: weft.test\r\n\r\n', '505 HTTP Version Not Supported', 'HPE_UNSUPPORTED_VERSION'],
+    ['GET / HTTP/0.9\r\nhost: weft.test\r\n\r\n', '505 HTTP Version Not Supported', 'HPE_UNSUPPORTED_VERSION'],
     // RFC 9112 §3.2: an HTTP/1.1 request without Host.
     ['GET / HTTP/1.1\r\n\r\n', '400 Bad Request', 'HPE_MISSING_HOST'],
     [`GET / HTTP/1.1\r\nhost: weft.test\r\nx-big: ${'a'.repeat(1100)}\r\n\r\n`, '431 Request Header Fields Too Large', 'HPE_HEADER_OVERFLOW'],
