@@ -234,6 +234,31 @@ test('an answer given before a 100 KB body is read arrives at once; the body is 
   t.is(origin.connections, 1);
 });
 
+test('an answer given while a reader is still taking the body (a relay whose upstream answered early) leaves the body to that reader, whole', async (t) => {
+  const relayed: number[] = [];
+  const origin = await h1Server(t, (req, res) => {
+    if (req.body) {
+      let n = 0;
+      req.body.on('data', (d: Buffer) => (n += d.length));
+      req.body.on('end', () => relayed.push(n));
+    }
+    res.end(req.body ? 'early' : 'next');
+  });
+  const c = await rawClient(t, origin.port);
+  const early = 'HTTP/1.1 200 OK\r\ncontent-length: 5\r\ndate: D\r\n\r\nearly';
+  c.send(`POST /relay HTTP/1.1\r\nhost: weft.test\r\ncontent-length: ${100 * 1024}\r\n\r\n`);
+  t.is(await atLeast(c, early), early);
+  for (let i = 0; i < 10; i++) {
+    c.send(Buffer.alloc(10 * 1024, 'GET / HTTP/1.1\r\n'));
+    await sleep(10);
+  }
+  c.send(get('/next'));
+  const expected = early + 'HTTP/1.1 200 OK\r\ncontent-length: 4\r\ndate: D\r\n\r\nnext';
+  t.is(await atLeast(c, expected), expected);
+  // Not dropped because the answer came first: the reader got all of it (a relay must send the whole body on).
+  t.deepEqual(relayed, [100 * 1024]);
+});
+
 test('repeated headers combine as node does; a __proto__ header does not change the object\'s prototype', async (t) => {
   let req: H1Request | undefined;
   const origin = await h1Server(t, (r, res) => ((req = r), res.end()));
