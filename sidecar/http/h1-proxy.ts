@@ -36,7 +36,7 @@ export function forwardH1(pool: H1Pool, req: H1Request, res: H1Response, headers
     let resume: (() => void) | null = null;
     const body = opts.body === undefined ? req.body : opts.body;
     pool.dispatch(
-      { method: req.method ?? 'GET', path: opts.path ?? req.url ?? '/', headers, body },
+      { method: req.method, path: opts.path ?? req.url, headers, body },
       {
         onConnect: opts.onAbortable,
         onError(err: ForwardError) {

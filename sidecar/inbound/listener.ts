@@ -253,7 +253,7 @@ export class InboundListener {
 
   #onUpgrade(req: H1Request, socket: Socket, head: Buffer): void {
     socket.on('error', () => {});
-    const verdict = this.#authorize(this.#peerOf(req.socket), req.method ?? 'GET', req.url ?? '/', (n) => req.headers[n]);
+    const verdict = this.#authorize(this.#peerOf(req.socket), req.method, req.url, (n) => req.headers[n]);
     if (!verdict.ok) {
       const extra = Object.entries(verdict.headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
       socket.end(`HTTP/1.1 ${verdict.status} ${verdict.status === 403 ? 'Forbidden' : 'Bad Request'}\r\nx-weft-reason: ${verdict.reason}\r\n${extra}content-length: 0\r\nconnection: close\r\n\r\n`);

@@ -124,7 +124,7 @@ type SentBody = Buffer | null | 'stream' | undefined;
 async function attempts(call: HttpCall, rule: RouteRule | null, subset: string | null, copied: boolean, expired: () => boolean, setAbort: (abort: (err?: Error) => void) => void): Promise<SentBody> {
   const { upstream, req } = call;
   const policy = rule?.retries ?? null;
-  const maxRetries = policy && IDEMPOTENT.has(req.method ?? 'GET') ? policy.attempts : 0;
+  const maxRetries = policy && IDEMPOTENT.has(req.method) ? policy.attempts : 0;
   // Read into memory (up to MAX_RETRY_BODY) when it may be sent again: on a retry, or to the mirror.
   const body = maxRetries > 0 || copied ? await bufferSmallBody(req, MAX_RETRY_BODY) : undefined;
   const replayable = body !== 'stream';
@@ -212,7 +212,7 @@ function mirror(call: HttpCall, subset: string, sent: SentBody): void {
   const body = call.req.body === null ? null : sent;
   if (!endpoint || (body !== null && !Buffer.isBuffer(body))) return;
   call.peers.h1Pool(call.upstream, endpoint.address).dispatch(
-    { method: call.req.method ?? 'GET', path: call.target, headers: call.headers, body },
+    { method: call.req.method, path: call.target, headers: call.headers, body },
     { onHeaders() {}, onData: () => true, onComplete() {}, onError() {} },
   );
 }

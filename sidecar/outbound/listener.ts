@@ -124,7 +124,7 @@ export class OutboundListener {
 
   /** Which service an HTTP/1 request names, and its origin-form path. */
   #target(req: H1Request): { upstream: UpstreamRuntime | undefined; host: string; path: string } {
-    const url = req.url ?? '/';
+    const url = req.url;
     if (/^https?:\/\//i.test(url)) {
       // Absolute form (HTTP_PROXY style): the authority in the URI wins over Host (RFC 9112 §3.2.2).
       const u = new URL(url);
@@ -136,7 +136,7 @@ export class OutboundListener {
 
   #facts(req: H1Request, path: string): RequestFacts {
     const q = path.indexOf('?');
-    return { method: req.method ?? 'GET', path: q === -1 ? path : path.slice(0, q), header: (n) => req.headers[n] };
+    return { method: req.method, path: q === -1 ? path : path.slice(0, q), header: (n) => req.headers[n] };
   }
 
   #onRequest(req: H1Request, res: H1Response): void {
