@@ -106,6 +106,8 @@ export class Connection {
   /** the answer is complete and the request sent: free for the next one once the current read is parsed */
   #releasePending = false;
   #onDrain: (() => void) | null = null;
+  /** while a request body is being streamed: stops reading it and destroys it */
+  #abandonBody: (() => void) | null = null;
 
   constructor(pool: ConnectionOwner, socket: Socket) {
     this.#pool = pool;
@@ -203,6 +205,7 @@ export class Connection {
       if (!ok) body.pause();
     };
     const cleanup = () => {
+      this.#abandonBody = null;
       body.off('data', onData);
       body.off('end', onEnd);
       body.off('close', onClose);
@@ -220,6 +223,12 @@ export class Connection {
       if (!body.readableEnded) this.destroy(new ConnectionLostError('the client went away while sending its request body', 'UND_ERR_ABORTED'));
     };
     this.#onDrain = () => body.resume();
+    // If this connection dies first, the rest of the body has nowhere to go: it is destroyed, which tells
+    // its source to stop (the sidecar's server then reads and drops what the client still sends).
+    this.#abandonBody = () => {
+      cleanup();
+      if (!body.readableEnded) body.destroy();
+    };
     socket.on('drain', this.#onDrain);
     body.on('data', onData);
     body.on('end', onEnd);
@@ -291,6 +300,7 @@ export class Connection {
     if (this.#dead) return;
     this.#dead = true;
     this.socket.destroy();
+    this.#abandonBody?.();
     // Not while the parser may be on the stack (destroy is called from its callbacks).
     const parser = this.#parser;
     queueMicrotask(() => parser.close());

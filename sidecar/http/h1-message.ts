@@ -27,6 +27,11 @@ export class RequestBody extends Readable {
   override _read(): void {
     this.#resume();
   }
+  /** Destroyed by its reader: reading goes on, so what is still coming is dropped (see H1Server). */
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.#resume();
+    cb(err);
+  }
 }
 
 export class H1Request {

@@ -187,7 +187,8 @@ class ServerConnection implements ResponseOwner {
   #onBody(chunk: Buffer): void {
     const req = this.#current;
     if (!req || !req.body) return;
-    if (!this.#dumping) {
+    // A body its reader destroyed (the upstream it was going to is gone) is read and dropped too.
+    if (!this.#dumping && !req.body.destroyed) {
       if (!req.body.push(chunk)) this.socket.pause();
       return;
     }

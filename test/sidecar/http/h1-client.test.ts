@@ -4,7 +4,7 @@
 import test from 'ava';
 import { once } from 'node:events';
 import net from 'node:net';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PoolClosedError } from '../../../sidecar/http/h1-client.ts';
 import { call, header, httpOrigin, listen, poolTo, rawOrigin, within } from '../../helpers/h1-origins.ts';
@@ -214,4 +214,18 @@ test('close(): queued requests fail with WEFT_POOL_CLOSED, the busy one complete
   const late = await call(pool, { path: '/late' });
   t.is(late.error?.code, 'WEFT_POOL_CLOSED');
   t.deepEqual(seen, ['/busy']);
+});
+
+test('a request body still streaming when the connection dies is destroyed, so its source stops sending it', async (t) => {
+  // The origin answers as soon as the head arrives, then closes: the body has nowhere to go.
+  const origin = await rawOrigin(t, (socket) => socket.end('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok'));
+  const { pool } = poolTo(t, origin.port);
+  const body = new PassThrough();
+  const closed = once(body, 'close');
+  body.write('first piece');
+  const outcome = await call(pool, { method: 'POST', path: '/upload', headers: { host: 'origin.test', 'content-length': '100000' }, body });
+  t.is(outcome.body.toString(), 'ok');
+  await within(1000, closed, 'the body destroyed');
+  t.true(body.destroyed);
+  t.false(body.readableEnded);
 });

@@ -259,6 +259,26 @@ test('an answer given while a reader is still taking the body (a relay whose ups
   t.deepEqual(relayed, [100 * 1024]);
 });
 
+test('a body its reader destroys (its upstream went away) is read and dropped; the next request is answered', async (t) => {
+  const origin = await h1Server(t, (req, res) => {
+    if (!req.body) return void res.end('next');
+    req.body.once('data', () => req.body!.destroy()); // as the pool does when the connection it streams to dies
+    res.end('gone');
+  });
+  const c = await rawClient(t, origin.port);
+  const gone = 'HTTP/1.1 200 OK\r\ncontent-length: 4\r\ndate: D\r\n\r\ngone';
+  c.send(`POST /relay HTTP/1.1\r\nhost: weft.test\r\ncontent-length: ${100 * 1024}\r\n\r\n`);
+  t.is(await atLeast(c, gone), gone);
+  for (let i = 0; i < 10; i++) {
+    c.send(Buffer.alloc(10 * 1024, 'x'));
+    await sleep(10);
+  }
+  c.send(get('/next'));
+  const expected = gone + 'HTTP/1.1 200 OK\r\ncontent-length: 4\r\ndate: D\r\n\r\nnext';
+  t.is(await atLeast(c, expected), expected);
+  t.is(origin.connections, 1);
+});
+
 test('repeated headers combine as node does; a __proto__ header does not change the object\'s prototype', async (t) => {
   let req: H1Request | undefined;
   const origin = await h1Server(t, (r, res) => ((req = r), res.end()));
