@@ -211,6 +211,14 @@ test('Expect: 100-continue is answered with 100 Continue before the body is sent
   t.is(await atLeast(c, expected), expected);
 });
 
+/** The rest of a 100 KiB body, in ten 10 KiB pieces 10 ms apart, each filled with `fill(i)` repeated. */
+async function sendSlowly(c: { send(data: string | Buffer): void }, fill: (i: number) => string): Promise<void> {
+  for (let i = 0; i < 10; i++) {
+    c.send(Buffer.alloc(10 * 1024, fill(i)));
+    await sleep(10);
+  }
+}
+
 test('an answer given before a 100 KB body is read arrives at once; the body is read and dropped and the next request is answered', async (t) => {
   const seen: string[] = [];
   const origin = await h1Server(t, (req, res) => {
@@ -223,10 +231,7 @@ test('an answer given before a 100 KB body is read arrives at once; the body is 
   c.send(`POST /upload HTTP/1.1\r\nhost: weft.test\r\ncontent-length: ${100 * 1024}\r\n\r\n`);
   t.is(await atLeast(c, denied), denied);
   // The rest, slowly; "GET" inside it must not be taken for a request.
-  for (let i = 0; i < 10; i++) {
-    c.send(Buffer.alloc(10 * 1024, i % 2 ? 'GET / HTTP/1.1\r\n' : 'x'));
-    await sleep(10);
-  }
+  await sendSlowly(c, (i) => (i % 2 ? 'GET / HTTP/1.1\r\n' : 'x'));
   c.send(get('/after'));
   const expected = denied + 'HTTP/1.1 200 OK\r\ncontent-length: 5\r\ndate: D\r\n\r\nafter';
   t.is(await atLeast(c, expected), expected);
@@ -248,10 +253,7 @@ test('an answer given while a reader is still taking the body (a relay whose ups
   const early = 'HTTP/1.1 200 OK\r\ncontent-length: 5\r\ndate: D\r\n\r\nearly';
   c.send(`POST /relay HTTP/1.1\r\nhost: weft.test\r\ncontent-length: ${100 * 1024}\r\n\r\n`);
   t.is(await atLeast(c, early), early);
-  for (let i = 0; i < 10; i++) {
-    c.send(Buffer.alloc(10 * 1024, 'GET / HTTP/1.1\r\n'));
-    await sleep(10);
-  }
+  await sendSlowly(c, () => 'GET / HTTP/1.1\r\n');
   c.send(get('/next'));
   const expected = early + 'HTTP/1.1 200 OK\r\ncontent-length: 4\r\ndate: D\r\n\r\nnext';
   t.is(await atLeast(c, expected), expected);
@@ -269,10 +271,7 @@ test('a body its reader destroys (its upstream went away) is read and dropped; t
   const gone = 'HTTP/1.1 200 OK\r\ncontent-length: 4\r\ndate: D\r\n\r\ngone';
   c.send(`POST /relay HTTP/1.1\r\nhost: weft.test\r\ncontent-length: ${100 * 1024}\r\n\r\n`);
   t.is(await atLeast(c, gone), gone);
-  for (let i = 0; i < 10; i++) {
-    c.send(Buffer.alloc(10 * 1024, 'x'));
-    await sleep(10);
-  }
+  await sendSlowly(c, () => 'x');
   c.send(get('/next'));
   const expected = gone + 'HTTP/1.1 200 OK\r\ncontent-length: 4\r\ndate: D\r\n\r\nnext';
   t.is(await atLeast(c, expected), expected);
