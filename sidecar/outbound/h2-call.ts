@@ -1,6 +1,7 @@
 // One outbound HTTP/2 (gRPC) call: the route rule and subset, fault injection (an abort, as the gRPC status
-// the HTTP status maps to; a delay), the route's total timeout (504, or DEADLINE_EXCEEDED for gRPC), an
-// endpoint whose breaker lets it, then the stream relayed under the endpoint's breaker.
+// the HTTP status maps to; a delay), the route's total timeout (504, or DEADLINE_EXCEEDED for gRPC), the
+// pending limit (503 overflow, UNAVAILABLE for gRPC), an endpoint whose breaker lets it, then the stream
+// relayed under the endpoint's breaker.
 // Streams are not retried: a gRPC call may already be half-sent; grpc-js has its own retry policy.
 
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
@@ -55,17 +56,26 @@ export async function callH2(call: H2Call, incoming: IncomingHttpHeaders): Promi
       await new Promise((r) => setTimeout(r, fault.delay!.fixedMs));
       if (expired || stream.destroyed) return;
     }
-    const pool = upstream.subsets.get(subset ?? '');
-    const endpoints = pool?.endpoints ?? [];
-    const open = call.state.available(upstream, endpoints);
-    if (open.length === 0) {
-      const none = endpoints.length === 0;
-      meshReplyH2(stream, 503, none ? 'no-healthy-upstream' : 'circuit-open', none ? `no endpoint of ${upstream.key} is available` : `every endpoint of ${upstream.key} has its circuit breaker open`, grpc);
+    // maxPendingRequests counts open streams too (as Istio's http2MaxRequests): a stream is a request in flight.
+    if (!call.state.enter(upstream)) {
+      meshReplyH2(stream, 503, 'overflow', `${upstream.key} has ${upstream.trafficPolicy!.connectionPool.maxPendingRequests} requests pending, its limit; try again later`, grpc);
       return;
     }
-    const health = upstream.trafficPolicy?.loadBalancer.type === 'round-robin' ? pool!.balancer.pick(open)! : pickP2c(open)!;
-    call.obs.set({ subset, endpoint: health.address, breaker: health.state });
-    await health.run(() => forwardH2(stream, call.peers.h2Session(upstream, health.address), call.headers));
+    try {
+      const pool = upstream.subsets.get(subset ?? '');
+      const endpoints = pool?.endpoints ?? [];
+      const open = call.state.available(upstream, endpoints);
+      if (open.length === 0) {
+        const none = endpoints.length === 0;
+        meshReplyH2(stream, 503, none ? 'no-healthy-upstream' : 'circuit-open', none ? `no endpoint of ${upstream.key} is available` : `every endpoint of ${upstream.key} has its circuit breaker open`, grpc);
+        return;
+      }
+      const health = upstream.trafficPolicy?.loadBalancer.type === 'round-robin' ? pool!.balancer.pick(open)! : pickP2c(open)!;
+      call.obs.set({ subset, endpoint: health.address, breaker: health.state });
+      await health.run(() => forwardH2(stream, call.peers.h2Session(upstream, health.address), call.headers));
+    } finally {
+      call.state.leave(upstream);
+    }
   } catch (err) {
     const e = err as Error & { code?: string };
     if (e.code === 'WEFT_PEER_IDENTITY') meshReplyH2(stream, 502, 'peer-identity-mismatch', e.message, grpc);

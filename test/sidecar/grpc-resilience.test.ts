@@ -1,6 +1,6 @@
-// Fault injection on gRPC calls, through real sidecars and a real grpc-js client and server: an abort arrives
-// as the gRPC status its HTTP status maps to and never reaches the app; a delay holds the call, and counts
-// against the route's timeout.
+// Fault injection and the pending limit on gRPC calls, through real sidecars and a real grpc-js client and
+// server: an abort arrives as the gRPC status its HTTP status maps to and never reaches the app; a delay holds
+// the call, and counts against the route's timeout; a call over maxPendingRequests is refused at once.
 
 import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
@@ -19,6 +19,13 @@ spec:
   service: prices
   rules:
 ${rule('unavailable', '      fault: {abort: {status: 503}}\n')}${rule('forbidden', '      fault: {abort: {status: 403}}\n')}${rule('teapot', '      fault: {abort: {status: 418}}\n')}${rule('delay', '      fault: {delay: {fixed: 400ms}}\n')}${rule('late', '      timeout: 150ms\n      fault: {delay: {fixed: 400ms}}\n')}    - destinations: [{weight: 100}]
+---
+apiVersion: weft/v1
+kind: TrafficPolicy
+metadata: {name: prices}
+spec:
+  service: prices
+  connectionPool: {maxPendingRequests: 1}
 `,
 });
 
@@ -83,4 +90,16 @@ test.serial('a delay holds the call and then lets it through; past the route tim
   t.true(late.ms < 380, `took ${late.ms} ms: the timeout must not wait for the delay`);
   await new Promise((r) => setTimeout(r, 400));
   t.false(reached('late'), 'a call that timed out during its delay must not be sent afterwards');
+});
+
+test.serial('over maxPendingRequests a call is refused at once with UNAVAILABLE (overflow); once the pending one ends, calls go through', async (t) => {
+  const slow = get(null, 'slow'); // the app answers it after 2 s
+  await new Promise((r) => setTimeout(r, 300));
+  const refused = await get(null, 'refused');
+  t.is(refused.err?.code, grpc.status.UNAVAILABLE);
+  t.is(refused.err?.metadata.get('x-weft-reason')[0], 'overflow');
+  t.true(refused.ms < 1000, `took ${refused.ms} ms`);
+  t.false(reached('refused'));
+  t.is((await slow).err, null);
+  t.is((await get(null, 'after')).err, null);
 });
