@@ -130,7 +130,7 @@ export class ControlPlane {
   static async start(opts: ControlPlaneOptions): Promise<ControlPlane> {
     const state = new StateDir(opts.stateDir);
     state.ensure();
-    const [text, file] = readConfig(opts.configPath, state);
+    const [text, file] = state.readConfig(opts.configPath);
     const config = parseMeshConfigOrThrow(text, file);
     const caDir = state.path('ca');
     const store = CaStore.exists(caDir) ? CaStore.open(caDir) : await CaStore.init(caDir, { trustDomain: config.mesh.trustDomain });
@@ -341,12 +341,4 @@ export class ControlPlane {
       }
     });
   }
-}
-
-function readConfig(configPath: string | undefined, state: StateDir): [string, string] {
-  const path = configPath ?? state.path('config.yaml');
-  if (!existsSync(path)) {
-    throw new WeftError('WEFT_CONFIG_INVALID', configPath ? `${path}: no such config file` : `no config: pass --config mesh.yaml (nothing applied yet in ${state.root})`, { path });
-  }
-  return [readFileSync(path, 'utf8'), path];
 }

@@ -33,6 +33,15 @@ export class StateDir {
   }
 
   /** The admin token, made on first use: 32 random bytes, base64url, mode 0600. */
+  /** The config to start from, and its file: the one given, else the last applied (config.yaml). */
+  readConfig(configPath: string | undefined): [string, string] {
+    const path = configPath ?? this.path('config.yaml');
+    if (!existsSync(path)) {
+      throw new WeftError('WEFT_CONFIG_INVALID', configPath ? `${path}: no such config file` : `no config: pass --config mesh.yaml (nothing applied yet in ${this.root})`, { path });
+    }
+    return [readFileSync(path, 'utf8'), path];
+  }
+
   adminToken(): string {
     return this.secret('admin-token', () => randomBytes(32).toString('base64url'));
   }
