@@ -27,6 +27,7 @@ import { meshReply } from '../http/mesh-reply.ts';
 import { forwardUpgrade } from '../http/upgrade.ts';
 import { replaySocket } from './replay-socket.ts';
 import { enforce, type Verdict } from '../policy/enforce.ts';
+import { pathOf } from '../policy/normalize.ts';
 import { noopObserver, type Observer, type RequestObservation } from '../telemetry/observer.ts';
 import { REASON_HEADER } from '../http/headers.ts';
 
@@ -292,10 +293,4 @@ export class InboundListener {
       meshReplyH2(stream, 503, 'app-unavailable', `the app did not answer: ${err.message}`, grpc);
     });
   }
-}
-
-/** The path of a request target, without its query. */
-function pathOf(target: string): string {
-  const q = target.indexOf('?');
-  return q === -1 ? target : target.slice(0, q);
 }

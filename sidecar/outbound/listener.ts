@@ -22,6 +22,7 @@ import { ALPN } from '../inbound/listener.ts';
 import type { RequestFacts } from '../routing/route-table.ts';
 import type { PeerConnector } from './peers.ts';
 import { select } from './select.ts';
+import { pathOf } from '../policy/normalize.ts';
 import { callHttp } from './http-call.ts';
 import { callH2 } from './h2-call.ts';
 import type { ResilienceState } from '../resilience/state.ts';
@@ -135,8 +136,7 @@ export class OutboundListener {
   }
 
   #facts(req: H1Request, path: string): RequestFacts {
-    const q = path.indexOf('?');
-    return { method: req.method, path: q === -1 ? path : path.slice(0, q), header: (n) => req.headers[n] };
+    return { method: req.method, path: pathOf(path), header: (n) => req.headers[n] };
   }
 
   #onRequest(req: H1Request, res: H1Response): void {
@@ -193,10 +193,8 @@ export class OutboundListener {
       meshReplyH2(stream, 404, 'no-route', `${authority ?? '(no authority)'} is not a service in this mesh`, grpc);
       return;
     }
-    const path = String(headers[':path'] ?? '/');
-    const q = path.indexOf('?');
     const method = String(headers[':method']);
-    const bare = q === -1 ? path : path.slice(0, q);
+    const bare = pathOf(String(headers[':path'] ?? '/'));
     const facts = { method, path: bare, header: (n: string) => headers[n] };
     const obs = this.#observe(upstream, grpc ? 'grpc' : 'http2', method, bare, facts.header);
     stream.once('close', () => obs.end({ status: Number(stream.sentHeaders?.[':status'] ?? 0), reason: stream.sentHeaders?.[REASON_HEADER] as string | undefined }));

@@ -9,6 +9,12 @@ export type Normalized = { readonly ok: true; readonly path: string; readonly qu
 
 const UNRESERVED = /[A-Za-z0-9\-._~]/;
 
+/** The path of a request target, without its query. */
+export function pathOf(target: string): string {
+  const q = target.indexOf('?');
+  return q === -1 ? target : target.slice(0, q);
+}
+
 export function normalizePath(target: string): Normalized {
   if (target === '*') return { ok: false, reason: 'asterisk-form request target' };
   if (!target.startsWith('/')) return { ok: false, reason: 'request target must be an absolute path' };
