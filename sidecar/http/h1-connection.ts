@@ -4,6 +4,7 @@
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { HTTPParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageComplete, type NativeParser } from './llhttp.ts';
+import { ParserFeed } from './parser-feed.ts';
 import { corkForTurn } from './write-batch.ts';
 
 export interface H1Request {
@@ -92,6 +93,7 @@ export class Connection {
   readonly socket: Socket;
   readonly #pool: ConnectionOwner;
   readonly #parser: NativeParser;
+  readonly #feed: ParserFeed;
   exchange: Exchange | null = null;
   ready = false;
   /** requests this connection has carried (a reused connection can lose the keep-alive race) */
@@ -122,14 +124,14 @@ export class Connection {
       this.#onHead(headers, status, keepAlive);
     parser[kOnBody] = (chunk: Buffer) => {
       const ex = this.exchange;
-      if (ex && !ex.done && !ex.handler.onData(chunk)) socket.pause();
+      if (ex && !ex.done && !ex.handler.onData(chunk)) this.#feed.pause();
     };
     parser[kOnMessageComplete] = () => this.#onComplete();
     this.#parser = parser;
     socket.setNoDelay(true);
-    socket.on('data', (data: Buffer) => {
+    this.#feed = new ParserFeed(socket, parser, (r) => {
+      // (#onHead marks it too, for a connection it closes while the parser is still at work)
       if (this.exchange) this.exchange.answered = true;
-      const r = this.#parser.execute(data);
       if (typeof r !== 'number') this.destroy(new ConnectionLostError(`invalid HTTP response: ${(r as Error & { reason?: string }).reason ?? r.message}`, (r as Error & { code?: string }).code ?? 'HPE_INVALID'));
       // Only now, with the whole segment parsed: bytes after the answer were a response nobody asked for (and
       // closed the connection in #onHead), instead of being read as the answer to the next queued request.
@@ -238,6 +240,7 @@ export class Connection {
 
   #onHead(headers: string[] | undefined, status: number, keepAlive: boolean): number {
     const ex = this.exchange;
+    if (ex) ex.answered = true;
     const raw = headers && headers.length ? (this.#headBuffer.length ? [...this.#headBuffer, ...headers] : headers) : this.#headBuffer;
     if (raw === this.#headBuffer || this.#headBuffer.length) this.#headBuffer = [];
     if (!ex) {
@@ -257,7 +260,7 @@ export class Connection {
     this.#keepAlive = keepAlive;
     if (!ex.done) {
       try {
-        ex.handler.onHeaders(status, raw, () => this.socket.resume());
+        ex.handler.onHeaders(status, raw, this.#resume);
       } catch (err) {
         // The caller could not take this head (node's response writer refuses some header values llhttp lets
         // through): the exchange fails, never the process.
@@ -281,11 +284,13 @@ export class Connection {
       ex.done = true;
       ex.handler.onComplete(this.#trailers.length ? this.#trailers : NO_TRAILERS);
     }
-    this.socket.resume();
+    this.#feed.resume();
     if (!this.#keepAlive) this.destroy(null);
     else if (this.#requestSent) this.#releasePending = true;
     // else: wait for the request body to end (see #stream), then release
   }
+
+  #resume = (): void => this.#feed.resume();
 
   #release(): void {
     if (this.#dead) return;
@@ -301,9 +306,7 @@ export class Connection {
     this.#dead = true;
     this.socket.destroy();
     this.#abandonBody?.();
-    // Not while the parser may be on the stack (destroy is called from its callbacks).
-    const parser = this.#parser;
-    queueMicrotask(() => parser.close());
+    this.#feed.close();
     const ex = this.exchange;
     this.exchange = null;
     this.#pool.lost(this, ex, err ?? new ConnectionLostError('connection closed', 'UND_ERR_SOCKET'));

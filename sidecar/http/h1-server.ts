@@ -1,16 +1,18 @@
-// The sidecar's HTTP/1 server: node's llhttp (./llhttp.ts) on the listeners' sockets, with the request and
-// response objects of ./h1-message.ts. It replaces node:http's server on the request path, which cost each
+// The sidecar's HTTP/1 server: node's llhttp (./llhttp.ts) reading the listeners' sockets (./parser-feed.ts),
+// with the request and response objects of ./h1-message.ts. It replaces node:http's server on the request path, which cost each
 // sidecar ~4 µs of CPU per request in its stream and header machinery (bench/README figures).
 //
 // One request is answered at a time per connection, in order: pipelined requests wait, parsed, in a short
 // queue (the socket pauses when it is full). A response cut short closes its connection. Slowloris bounds, as
-// node's: a head within headersTimeout, the whole request within requestTimeout, checked once a second.
+// node's: a head within headersTimeout of its first byte, the whole request within requestTimeout, checked once a
+// second.
 
 import type { Socket } from 'node:net';
 import { createRequire } from 'node:module';
 import { headersObject } from './h1-headers.ts';
 import { H1Request, H1Response, RequestBody, type ResponseOwner } from './h1-message.ts';
-import { HTTPParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageComplete, type NativeParser } from './llhttp.ts';
+import { HTTPParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageBegin, kOnMessageComplete } from './llhttp.ts';
+import { ParserFeed } from './parser-feed.ts';
 
 const { methods } = createRequire(import.meta.url)('_http_common') as { methods: string[] };
 
@@ -76,7 +78,7 @@ class ServerConnection implements ResponseOwner {
   readonly socket: Socket;
   keepAlive = true;
   readonly #server: H1Server;
-  readonly #parser: NativeParser;
+  readonly #feed: ParserFeed;
   /** the request whose head is parsed and whose body is still being read */
   #current: H1Request | null = null;
   readonly #queue: H1Request[] = [];
@@ -102,6 +104,10 @@ class ServerConnection implements ResponseOwner {
     this.#idleTick = server.tick;
     const parser = new HTTPParser();
     parser.initialize(HTTPParser.REQUEST, {}, server.options.maxHeaderSize, HTTPParser.kLenientNone);
+    // The head timer runs from a request's first byte to the end of its head.
+    parser[kOnMessageBegin] = () => {
+      this.#headTick = this.#server.tick;
+    };
     parser[kOnHeaders] = (headers: string[], url: string) => {
       if (this.#current) return; // trailers: not forwarded
       for (let i = 0; i < headers.length; i++) this.#rawHeaders.push(headers[i]!);
@@ -111,8 +117,7 @@ class ServerConnection implements ResponseOwner {
       this.#onHead(major, minor, headers, method, url, upgrade, keepAlive);
     parser[kOnBody] = (chunk: Buffer) => this.#onBody(chunk);
     parser[kOnMessageComplete] = () => this.#onComplete();
-    this.#parser = parser;
-    socket.on('data', this.#onData);
+    this.#feed = new ParserFeed(socket, parser, this.#onExecute);
     socket.on('drain', () => this.#active?.emit('drain'));
     socket.on('error', () => {});
     socket.on('end', () => {
@@ -121,19 +126,18 @@ class ServerConnection implements ResponseOwner {
     socket.on('close', () => this.#onClose());
   }
 
-  #onData = (data: Buffer): void => {
+  #onExecute = (r: number | Error, bytes: () => Buffer): void => {
     if (this.#done) return;
-    if (this.#current === null && this.#headTick < 0) this.#headTick = this.#server.tick;
-    const r = this.#parser.execute(data);
     if (r instanceof Error) {
       this.#refuse(r as Error & { code?: string });
       return;
     }
     const up = this.#upgrade;
-    if (up && !this.#done) {
+    if (up) {
       this.#done = true;
+      const rest = bytes().subarray(r);
       this.#detach();
-      this.#server.onUpgrade(up, this.socket, data.subarray(r));
+      this.#server.onUpgrade(up, this.socket, rest);
     }
   };
 
@@ -178,7 +182,7 @@ class ServerConnection implements ResponseOwner {
       this.#queue.push(req);
       if (this.#queue.length >= MAX_QUEUED && !this.#queuePaused) {
         this.#queuePaused = true;
-        this.socket.pause();
+        this.#feed.pause();
       }
     }
     return 0;
@@ -189,7 +193,7 @@ class ServerConnection implements ResponseOwner {
     if (!req || !req.body) return;
     // A body its reader destroyed (the upstream it was going to is gone) is read and dropped too.
     if (!this.#dumping && !req.body.destroyed) {
-      if (!req.body.push(chunk)) this.socket.pause();
+      if (!req.body.push(chunk)) this.#feed.pause();
       return;
     }
     this.#dumped += chunk.length;
@@ -208,7 +212,7 @@ class ServerConnection implements ResponseOwner {
   }
 
   #resumeBody = (): void => {
-    if (!this.#queuePaused && !this.#done) this.socket.resume();
+    if (!this.#queuePaused && !this.#done) this.#feed.resume();
   };
 
   #dispatch(req: H1Request): void {
@@ -253,7 +257,7 @@ class ServerConnection implements ResponseOwner {
     if (req) {
       if (this.#queuePaused && this.#queue.length < MAX_QUEUED / 2) {
         this.#queuePaused = false;
-        this.socket.resume();
+        this.#feed.resume();
       }
       this.#dispatch(req);
       return;
@@ -307,13 +311,10 @@ class ServerConnection implements ResponseOwner {
   }
 
   #detach(): void {
-    this.socket.off('data', this.#onData);
-    // As node's server does: bytes that arrive before the upgrade handler reads (it may connect somewhere
-    // first) wait in the socket, instead of being emitted to no listener and lost.
-    (this.socket as { readableFlowing: boolean | null }).readableFlowing = null;
+    // Bytes that arrive before the upgrade handler reads (it may connect somewhere first) wait in the socket.
+    this.#feed.detach();
     this.#server.forget(this);
-    const parser = this.#parser;
-    queueMicrotask(() => parser.close());
+    this.#feed.close();
   }
 
   #onClose(): void {
@@ -321,8 +322,7 @@ class ServerConnection implements ResponseOwner {
     this.#done = true;
     if (!wasDone || !this.#upgrade) {
       this.#server.forget(this);
-      const parser = this.#parser;
-      queueMicrotask(() => parser.close());
+      this.#feed.close();
     }
     this.#queue.length = 0;
     const body = this.#current?.body;

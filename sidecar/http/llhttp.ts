@@ -11,21 +11,30 @@ export interface NativeParser {
   execute(data: Buffer): number | Error;
   finish(): number | Error | undefined;
   close(): void;
+  /** reads straight from a native stream (a socket's _handle), calling kOnExecute after each read */
+  consume(handle: object): void;
+  unconsume(): void;
+  /** a copy of the bytes being parsed (only during a callback) */
+  getCurrentBuffer(): Buffer;
   [callback: number]: unknown;
 }
 interface NativeParserClass {
   new (): NativeParser;
   readonly REQUEST: number;
   readonly RESPONSE: number;
+  readonly kOnMessageBegin: number;
   readonly kOnHeaders: number;
   readonly kOnHeadersComplete: number;
   readonly kOnBody: number;
   readonly kOnMessageComplete: number;
+  readonly kOnExecute: number;
   readonly kLenientNone: number;
 }
 
 export const { HTTPParser } = createRequire(import.meta.url)('_http_common') as { HTTPParser: NativeParserClass };
+export const kOnMessageBegin = HTTPParser.kOnMessageBegin;
 export const kOnHeaders = HTTPParser.kOnHeaders;
 export const kOnHeadersComplete = HTTPParser.kOnHeadersComplete;
 export const kOnBody = HTTPParser.kOnBody;
 export const kOnMessageComplete = HTTPParser.kOnMessageComplete;
+export const kOnExecute = HTTPParser.kOnExecute;

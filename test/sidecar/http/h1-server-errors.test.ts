@@ -62,6 +62,17 @@ test('a head still unfinished after headersTimeoutMs is answered 408, though its
   t.true(elapsed > 950 && elapsed < 2600, `${elapsed} ms`);
 });
 
+test('a head begun in the same write as a whole request is timed from there: 408 after headersTimeoutMs, not the keep-alive timeout', async (t) => {
+  const origin = await h1Server(t, (_req, res) => res.end('ok'), { options: { ...FAST, keepAliveTimeoutMs: 30_000 } });
+  const c = await rawClient(t, origin.port);
+  const started = Date.now();
+  c.send(`${get('/')}GET /next HTTP/1.1\r\nhost: weft.test\r\n`);
+  const answer = 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\ndate: D\r\n\r\nok';
+  t.is(await c.untilClosed(3000), answer + refused('408 Request Timeout', 'ERR_HTTP_REQUEST_TIMEOUT'));
+  const elapsed = Date.now() - started;
+  t.true(elapsed > 950 && elapsed < 2600, `${elapsed} ms`);
+});
+
 test('an idle keep-alive connection is closed after keepAliveTimeoutMs; a slow answer is not cut by it', async (t) => {
   const origin = await h1Server(t, (req, res) => void setTimeout(() => res.end('ok'), req.url === '/slow' ? 2200 : 0), { options: FAST });
   const answer = 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\ndate: D\r\n\r\nok';

@@ -6,7 +6,11 @@ import test from 'ava';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { H1Request } from '../../../sidecar/http/h1-message.ts';
 import { run } from '../../helpers/ca.ts';
-import { atLeast, get, h1Server, rawClient } from '../../helpers/h1-server.ts';
+import net from 'node:net';
+import { answerClientError } from '../../../sidecar/http/client-error.ts';
+import { H1Server } from '../../../sidecar/http/h1-server.ts';
+import { atLeast, get, h1Server, rawClient, SLOW } from '../../helpers/h1-server.ts';
+import { listen } from '../../helpers/h1-origins.ts';
 
 test('one keep-alive connection: the given Content-Length, the one end(body) implies, chunked when the length is unknown; Date added', async (t) => {
   const seen: H1Request[] = [];
@@ -170,6 +174,33 @@ test('pipelining: three requests in one write are answered in order, one handler
   const expected = ['/slow', '/fast', '/third'].map((p) => `HTTP/1.1 200 OK\r\ncontent-length: ${10 + p.length}\r\ndate: D\r\n\r\nanswer to ${p}`).join('');
   t.is(await atLeast(c, expected), expected);
   t.deepEqual(log, ['called /slow', 'answered /slow', 'called /fast', 'answered /fast', 'called /third', 'answered /third']);
+});
+
+test('a socket whose first bytes a listener peeked at and unshifted is parsed in order: those bytes, then its handle\'s', async (t) => {
+  const seen: string[] = [];
+  const h1 = new H1Server(SLOW, (req, res) => (seen.push(req.url), res.end(req.url)), (_r, s) => s.destroy(), answerClientError);
+  const served: net.Socket[] = [];
+  // As the PERMISSIVE inbound and the outbound main port do: read the first bytes, put them back, then serve.
+  const origin = await listen(t, net.createServer({ noDelay: true }, (socket) => {
+    socket.once('data', (first: Buffer) => {
+      socket.pause();
+      socket.unshift(first);
+      h1.serve(socket);
+      served.push(socket);
+      socket.resume();
+    });
+  }));
+  const c = await rawClient(t, origin.port);
+  c.send('GET /first HT');
+  await sleep(30);
+  c.send(`TP/1.1\r\nhost: a\r\n\r\n${get('/second')}GET /thi`);
+  await sleep(30);
+  c.send('rd HTTP/1.1\r\nhost: a\r\n\r\n');
+  const expected = ['/first', '/second', '/third'].map((p) => `HTTP/1.1 200 OK\r\ncontent-length: ${p.length}\r\ndate: D\r\n\r\n${p}`).join('');
+  t.is(await atLeast(c, expected), expected);
+  t.deepEqual(seen, ['/first', '/second', '/third']);
+  // The later bytes went from the socket's native handle straight to the parser (node:http's fast path).
+  t.true((served[0] as unknown as { _handle: { _consumed?: boolean } })._handle._consumed);
 });
 
 test('request bodies: by Content-Length and chunked, each read through req.body across writes; none is null', async (t) => {
