@@ -1,6 +1,6 @@
 // The sidecar's HTTP/1 server: node's llhttp (./llhttp.ts) reading the listeners' sockets (./parser-feed.ts),
-// with the request and response objects of ./h1-message.ts. It replaces node:http's server on the request path, which cost each
-// sidecar ~4 µs of CPU per request in its stream and header machinery (bench/README figures).
+// with the request and response objects of ./h1-message.ts. It replaces node:http's server on the request path,
+// which cost each sidecar ~4 µs of CPU per request in its stream and header machinery (bench/README figures).
 //
 // One request is answered at a time per connection, in order: pipelined requests wait, parsed, in a short
 // queue (the socket pauses when it is full). A response cut short closes its connection. Slowloris bounds, as
