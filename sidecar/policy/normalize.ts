@@ -24,6 +24,8 @@ export function normalizePath(target: string): Normalized {
   const query = q === -1 ? '' : target.slice(q);
   if (/[\x00-\x1f\x7f]/.test(target)) return { ok: false, reason: 'control character in request target' };
   if (rawPath.includes('\\')) return { ok: false, reason: 'backslash in path' };
+  // Most paths have nothing to decode, merge or resolve: they are their own normal form.
+  if (!rawPath.includes('%') && !rawPath.includes('//') && !rawPath.includes('/.')) return { ok: true, path: rawPath, query };
 
   // Decode only unreserved characters; keep every other escape as is (uppercase hex, RFC 3986 §6.2.2.1).
   let decoded = '';
