@@ -5,7 +5,7 @@ import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { HTTPParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageComplete, type NativeParser } from './llhttp.ts';
 import { ParserFeed } from './parser-feed.ts';
-import { corkForTurn } from './write-batch.ts';
+import { corkForTurn, smallLatin1 } from './write-batch.ts';
 
 export interface H1Request {
   readonly method: string;
@@ -180,6 +180,13 @@ export class Connection {
       this.#requestSent = true;
     } else if (Buffer.isBuffer(body)) {
       if (!hasLength) head += `content-length: ${body.length}\r\n`;
+      const text = smallLatin1(body, body.length);
+      if (text !== null) {
+        corkForTurn(socket);
+        socket.write(`${head}\r\n${text}`, 'latin1');
+        this.#requestSent = true;
+        return;
+      }
       socket.cork();
       socket.write(`${head}\r\n`, 'latin1');
       if (body.length) socket.write(body);

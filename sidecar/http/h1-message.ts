@@ -7,6 +7,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
 import { http } from './node-http.ts';
 import { httpDate as formatHttpDate } from '../clock.ts';
+import { smallLatin1 } from './write-batch.ts';
 
 /** What a response needs from the connection it is written on. */
 export interface ResponseOwner {
@@ -204,9 +205,14 @@ export class H1Response extends EventEmitter {
     if (this.#ended) throw Object.assign(new Error('write after end'), { code: 'ERR_STREAM_WRITE_AFTER_END' });
     const socket = this.#owner.socket;
     if (this.#closed || socket.destroyed) return true; // the client is gone: what is left is dropped
-    if (!this.#head) socket.write(this.#writeHead(-1), 'latin1');
-    if (this.#noBody) return true;
     const length = typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
+    if (!this.#head) {
+      const head = this.#writeHead(-1);
+      const text = this.#noBody || this.#chunked || length === 0 ? null : smallLatin1(chunk, length);
+      if (text !== null) return socket.write(head + text, 'latin1');
+      socket.write(head, 'latin1');
+    }
+    if (this.#noBody) return true;
     if (length === 0) return true;
     if (!this.#chunked) return socket.write(chunk);
     socket.write(`${length.toString(16)}\r\n`, 'latin1');
@@ -222,10 +228,14 @@ export class H1Response extends EventEmitter {
         const length = chunk === undefined ? 0 : typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
         const head = this.#writeHead(length);
         if (chunk !== undefined && length > 0 && !this.#noBody && !this.#chunked) {
-          socket.cork();
-          socket.write(head, 'latin1');
-          socket.write(chunk);
-          socket.uncork();
+          const text = smallLatin1(chunk, length);
+          if (text !== null) socket.write(head + text, 'latin1');
+          else {
+            socket.cork();
+            socket.write(head, 'latin1');
+            socket.write(chunk);
+            socket.uncork();
+          }
         } else {
           socket.write(head, 'latin1');
           if (chunk !== undefined && length > 0 && this.#chunked) this.write(chunk);

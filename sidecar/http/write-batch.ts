@@ -1,5 +1,5 @@
 // Writes made while the event loop works through one batch of ready sockets: the first leaves at once, the
-// rest together after the batch.
+// rest together after the batch. Also: small bodies joined to their heads (smallLatin1).
 //
 // Under load one turn of the loop reads many sockets. Writing each answer as it is made wakes its reader (the
 // app, a peer sidecar, the client) in the middle of the turn, and the scheduler often switches to it there.
@@ -42,4 +42,17 @@ export function corkForTurn(w: Corkable): void {
     return;
   }
   pending.push(w);
+}
+
+/**
+ * A body of up to this many bytes leaves in its head's write, copied into the head's string: one buffered write
+ * and one TLS record, instead of a writev of two (which cost ~1.5 µs more per message, measured in the pair).
+ */
+const WITH_HEAD = 4096;
+
+/** `chunk` as latin1 text to append to a head, if it is small (and, if a string, ASCII); else null. */
+export function smallLatin1(chunk: Buffer | string, length: number): string | null {
+  if (length > WITH_HEAD) return null;
+  if (typeof chunk !== 'string') return chunk.toString('latin1');
+  return length === chunk.length ? chunk : null;
 }

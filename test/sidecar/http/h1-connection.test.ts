@@ -165,6 +165,21 @@ test('a stream body of non-ASCII strings is framed by byte length, not character
   t.is(o.body.toString(), 'héllo, wörld');
 });
 
+test('Buffer bodies arrive byte-exact, whether small enough to share the head\'s write (every byte value) or not (5 KB)', async (t) => {
+  const origin = await httpOrigin(t, (req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => res.end(`${req.headers['content-length']} ${createHash('sha256').update(Buffer.concat(chunks)).digest('hex')}`));
+  });
+  const { pool } = poolTo(t, origin.port);
+  const every = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+  for (const body of [every, randomBytes(5000), Buffer.alloc(0)]) {
+    const o = await call(pool, { method: 'POST', headers: { host: 'origin.test' }, body });
+    t.is(o.error, null);
+    t.is(o.body.toString(), `${body.length} ${createHash('sha256').update(body).digest('hex')}`);
+  }
+});
+
 // As in Envoy and undici (GHSA-35p6-xmwp-9g52): a connection goes to the next request only once the segment
 // that completed the answer is parsed to its end. Otherwise an origin that sends one answer too many (buggy,
 // or hostile) answers a request it never saw, and on the inbound pool, which all callers share, another

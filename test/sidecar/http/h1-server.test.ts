@@ -3,6 +3,7 @@
 // chunked, Expect: 100-continue, a body left unread by an early answer), and how repeated headers combine.
 
 import test from 'ava';
+import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { H1Request } from '../../../sidecar/http/h1-message.ts';
 import { run } from '../../helpers/ca.ts';
@@ -46,6 +47,30 @@ test('one keep-alive connection: the given Content-Length, the one end(body) imp
   await sleep(50);
   t.false(c.closed);
   t.is(origin.connections, 1);
+});
+
+test('bodies written with their head arrive byte-exact: every byte value, non-ASCII text, and bodies past the 4 KiB join bound', async (t) => {
+  const every = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+  const big = randomBytes(5000);
+  const text = 'héllo wörld ✓';
+  const origin = await h1Server(t, (req, res) => {
+    if (req.url === '/write') {
+      res.setHeader('content-length', String(every.length));
+      res.write(every);
+      res.end();
+    } else if (req.url === '/end') res.end(every);
+    else if (req.url === '/text') res.end(text);
+    else if (req.url === '/text-write') {
+      res.setHeader('content-length', String(Buffer.byteLength(text)));
+      res.write(text);
+      res.end();
+    } else res.end(big);
+  });
+  for (const [path, body] of [['/write', every], ['/end', every], ['/text', Buffer.from(text)], ['/text-write', Buffer.from(text)], ['/big', big]] as const) {
+    const r = await fetch(`http://127.0.0.1:${origin.port}${path}`);
+    t.is(r.headers.get('content-length'), String(body.length), path);
+    t.deepEqual(Buffer.from(await r.arrayBuffer()), body, path);
+  }
 });
 
 test('a Date the handler gives is not doubled, whether set with setHeader or in writeHead', async (t) => {
