@@ -38,6 +38,8 @@ export class MeshObserver implements Observer {
   readonly #retiring = new Set<Tracing>();
   /** this workload's subset under each applied config */
   readonly #subsets = new WeakMap<RuntimeConfig, string>();
+  /** requests and connections seen so far (what tells the sidecar it is idle: sidecar/memory.ts) */
+  activity = 0;
 
   constructor(opts: MeshObserverOptions) {
     this.#o = opts;
@@ -86,6 +88,7 @@ export class MeshObserver implements Observer {
   }
 
   request(start: RequestStart): RequestObservation {
+    this.activity++;
     const began = monotonicMs();
     const series = this.#metrics.requestStarted({ direction: start.direction, source: start.source ?? UNKNOWN_SOURCE, service: start.service });
     const config = this.#o.config();
@@ -121,6 +124,7 @@ export class MeshObserver implements Observer {
   }
 
   connection(direction: Direction, service: string, peer: string | null): ConnectionObservation {
+    this.activity++;
     const began = monotonicMs();
     const self = this.#o.config()?.self.identity ?? null;
     // `peer` is the other end: the caller on the inbound side, the destination on the outbound side.
