@@ -5,7 +5,7 @@ import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { HTTPParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageComplete, type NativeParser } from './llhttp.ts';
 import { ParserFeed } from './parser-feed.ts';
-import { corkForTurn, smallLatin1 } from './write-batch.ts';
+import { smallLatin1 } from './write-batch.ts';
 
 export interface H1Request {
   readonly method: string;
@@ -174,15 +174,14 @@ export class Connection {
       else for (const v of value) head += `${name}: ${v}\r\n`;
     }
     const socket = this.socket;
+    // One write, sent at once: corking it (./write-batch.ts) only cost allocations and held it back.
     if (body === null) {
-      corkForTurn(socket);
       socket.write(`${head}\r\n`, 'latin1');
       this.#requestSent = true;
     } else if (Buffer.isBuffer(body)) {
       if (!hasLength) head += `content-length: ${body.length}\r\n`;
       const text = smallLatin1(body, body.length);
       if (text !== null) {
-        corkForTurn(socket);
         socket.write(`${head}\r\n${text}`, 'latin1');
         this.#requestSent = true;
         return;

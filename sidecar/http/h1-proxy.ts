@@ -3,7 +3,7 @@
 import type { H1Pool } from './h1-client.ts';
 import { responseHeadersRaw } from './headers.ts';
 import type { H1Request, H1Response } from './h1-message.ts';
-import { corkForTurn } from './write-batch.ts';
+import { corkForTurn, WITH_HEAD } from './write-batch.ts';
 
 export interface ForwardError extends Error {
   code?: string;
@@ -20,6 +20,15 @@ export interface ForwardOptions {
    * discarded and the promise resolves with `relayed: false`, so the caller can retry elsewhere).
    */
   readonly accept?: (status: number) => boolean;
+}
+
+/** Whether an answer's body is small enough to leave in its head's write (a Content-Length within WITH_HEAD). */
+function leavesWithHead(raw: readonly string[]): boolean {
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i]!;
+    if (n.length === 14 && n.toLowerCase() === 'content-length') return Number(raw[i + 1]) <= WITH_HEAD;
+  }
+  return false;
 }
 
 /**
@@ -50,9 +59,11 @@ export function forwardH1(pool: H1Pool, req: H1Request, res: H1Response, headers
           status = statusCode;
           relay = opts.accept ? opts.accept(statusCode) : true;
           if (!relay) return;
-          // Head, body and end usually arrive in one read: corked until the end of this turn of the event loop,
-          // they leave as one write (one TLS record between sidecars) instead of three (./write-batch.ts).
-          corkForTurn(res);
+          // A small body leaves in its head's write (H1Response), at once. Otherwise head, chunks and end are
+          // corked to the end of this turn of the event loop, to leave as few writes (TLS records between
+          // sidecars) as they can (./write-batch.ts). Corking the single write too measured slower: 4-5% fewer
+          // requests/s in the pair, p50 0.15 ms higher at 2,000 requests/s (two runs of 8 alternating rounds).
+          if (!leavesWithHead(rawHeaders)) corkForTurn(res);
           res.writeHead(statusCode, responseHeadersRaw(rawHeaders));
           resume = resumeReading;
         },

@@ -1,14 +1,14 @@
-// Writes made while the event loop works through one batch of ready sockets: the first leaves at once, the
-// rest together after the batch. Also: small bodies joined to their heads (smallLatin1).
+// How the HTTP/1 paths keep writes (and so syscalls and TLS records) few.
 //
-// Under load one turn of the loop reads many sockets. Writing each answer as it is made wakes its reader (the
-// app, a peer sidecar, the client) in the middle of the turn, and the scheduler often switches to it there.
-// The first write of a turn still goes out at once (corked only to the end of its tick, so a head and body
-// leave as one write), so the next hop starts on it in parallel; later ones are corked until setImmediate,
-// which runs right after the turn's I/O callbacks. With the benchmark's load (five alternating runs each),
-// holding every write to the end of the turn, writing each at once, and this split measured the same
-// throughput and p99 within the machine's noise (about ±5% and ±0.5 ms). This split is kept because it never
-// holds back the first request of a burst (the next hop is never left idle by it) and still groups the rest.
+// smallLatin1: a body of up to WITH_HEAD bytes is copied into its head's string and leaves in one plain write.
+// That covers most requests and answers, and they are written at once, uncorked: corking a single write only
+// cost allocations (the Writable's buffer) and held it back (h1-proxy.ts has the figures).
+//
+// corkForTurn: an answer that takes several writes (chunked, or a larger body) is corked. The first such write
+// of a turn of the event loop leaves at the end of its tick (so a head and body leave together); later ones are
+// held until setImmediate, right after the turn's I/O callbacks, so that a batch of them goes out together
+// rather than each waking its reader mid-turn. Holding every write to the end of the turn, or none, measured
+// the same within the machine's noise (five alternating runs each); this split never holds back the first.
 
 interface Corkable {
   cork(): void;
@@ -48,7 +48,7 @@ export function corkForTurn(w: Corkable): void {
  * A body of up to this many bytes leaves in its head's write, copied into the head's string: one buffered write
  * and one TLS record, instead of a writev of two (which cost ~1.5 µs more per message, measured in the pair).
  */
-const WITH_HEAD = 4096;
+export const WITH_HEAD = 4096;
 
 /** `chunk` as latin1 text to append to a head, if it is small (and, if a string, ASCII); else null. */
 export function smallLatin1(chunk: Buffer | string, length: number): string | null {
