@@ -12,6 +12,8 @@ type Rule = RouteDocument['spec']['rules'][number];
 type Match = NonNullable<Rule['match']>[number];
 
 const DEFAULT_RETRY_ON = ['connect-failure', 'reset'] as const;
+/** The gRPC statuses a retry may be asked for, by the names Istio's retryOn uses, and their codes. */
+export const GRPC_RETRY_STATUSES: Readonly<Record<string, number>> = { cancelled: 1, 'deadline-exceeded': 4, 'resource-exhausted': 8, internal: 13, unavailable: 14 };
 
 function checkRegex(source: string, at: FieldPath, report: Reporter): void {
   const problem = regexProblem(source);
@@ -83,7 +85,12 @@ function compileRetries(retries: NonNullable<Rule['retries']>, timeoutMs: number
   return {
     attempts: retries.attempts ?? 2,
     perTryTimeoutMs,
-    on: { connectFailure: seen.has('connect-failure'), reset: seen.has('reset'), statuses: [...seen].filter((s) => /^\d+$/.test(s)).map(Number) },
+    on: {
+      connectFailure: seen.has('connect-failure'),
+      reset: seen.has('reset'),
+      statuses: [...seen].filter((s) => /^\d+$/.test(s)).map(Number),
+      grpcStatuses: [...seen].filter((s) => s in GRPC_RETRY_STATUSES).map((s) => GRPC_RETRY_STATUSES[s]!),
+    },
     budget: { percent: retries.budget?.percent ?? 20, minPerSecond: retries.budget?.minPerSecond ?? 3 },
   };
 }

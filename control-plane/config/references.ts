@@ -108,6 +108,9 @@ function checkRoutes(input: ReferenceInput, declared: ReadonlySet<string>): void
       const at = ['spec', 'rules', i];
       for (const [j, d] of rule.destinations.entries()) if (d.subset !== null) checkSubset(d.subset, service, report, [...at, 'destinations', j, 'subset']);
       if (rule.mirror) checkSubset(rule.mirror.subset, service, report, [...at, 'mirror', 'subset']);
+      if (rule.retries && rule.retries.on.grpcStatuses.length > 0 && service.protocol !== 'grpc' && service.protocol !== 'tcp') {
+        report.error([...at, 'retries', 'on'], `names gRPC statuses, but Service ${service.namespace}/${service.name} speaks ${service.protocol}; retry on HTTP statuses such as "503" instead`);
+      }
       if (service.protocol !== 'tcp') continue;
       // A tcp service carries opaque bytes: nothing HTTP-level can be matched or applied.
       const httpOnly: [string, boolean][] = [['match', rule.match.length > 0], ['stickiness', rule.stickiness !== null], ['timeout', rule.timeoutMs !== null], ['retries', rule.retries !== null], ['mirror', rule.mirror !== null], ['fault', rule.fault !== null]];

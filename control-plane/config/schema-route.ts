@@ -48,13 +48,13 @@ const Stickiness = OneOf(
   { description: 'exactly one of header or cookie' },
 );
 
-export const RETRY_ON_PATTERN = '^(connect-failure|reset|[45][0-9][0-9])$';
+export const RETRY_ON_PATTERN = '^(connect-failure|reset|[45][0-9][0-9]|cancelled|deadline-exceeded|internal|resource-exhausted|unavailable)$';
 
 const Retries = Strict({
   attempts: Type.Optional(Count('retries after the first try', 0, 2, 10)),
   perTryTimeout: Type.Optional(Duration('timeout of each try; default: what is left of the rule timeout')),
   on: Type.Optional(
-    Type.Array(Type.String({ pattern: RETRY_ON_PATTERN, errorMessage: 'is not a retry condition; use connect-failure, reset, or a 4xx/5xx status code as a string such as "503"' }), {
+    Type.Array(Type.String({ pattern: RETRY_ON_PATTERN, errorMessage: 'is not a retry condition; use connect-failure, reset, a 4xx/5xx status code as a string such as "503", or (gRPC) cancelled, deadline-exceeded, internal, resource-exhausted, unavailable' }), {
       minItems: 1,
       description: 'when to retry',
       default: ['connect-failure', 'reset'],

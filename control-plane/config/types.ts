@@ -76,7 +76,8 @@ export interface RetryPolicy {
   readonly attempts: number;
   /** null: each try may use what is left of the rule's timeout */
   readonly perTryTimeoutMs: number | null;
-  readonly on: { readonly connectFailure: boolean; readonly reset: boolean; readonly statuses: readonly number[] };
+  /** statuses: HTTP statuses; grpcStatuses: gRPC status codes (a gRPC service's trailers-only answers) */
+  readonly on: { readonly connectFailure: boolean; readonly reset: boolean; readonly statuses: readonly number[]; readonly grpcStatuses: readonly number[] };
   /** retries may add at most `percent` % to the requests, but `minPerSecond` are always allowed */
   readonly budget: { readonly percent: number; readonly minPerSecond: number };
 }

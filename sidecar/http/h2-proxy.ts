@@ -40,13 +40,78 @@ function responseHeaders(incoming: IncomingHttpHeaders): http2.OutgoingHttpHeade
 }
 
 /**
+ * A request stream's body, read once and kept (up to `limit` bytes) so that a retry can send it again. Each try
+ * attaches its upstream stream: it gets what has been read so far, then the rest as it comes, and the end.
+ */
+export class ReplayableBody {
+  readonly #inbound: ServerHttp2Stream;
+  readonly #limit: number;
+  readonly #chunks: Buffer[] = [];
+  #size = 0;
+  #overflowed = false;
+  #ended = false;
+  #target: http2.ClientHttp2Stream | null = null;
+
+  constructor(inbound: ServerHttp2Stream, limit: number) {
+    this.#inbound = inbound;
+    this.#limit = limit;
+    inbound.on('data', (chunk: Buffer) => {
+      if (!this.#overflowed) {
+        this.#size += chunk.length;
+        if (this.#size > this.#limit) {
+          this.#overflowed = true;
+          this.#chunks.length = 0;
+        } else this.#chunks.push(chunk);
+      }
+      const target = this.#target;
+      if (target && !target.destroyed && !target.write(chunk)) {
+        inbound.pause();
+        target.once('drain', () => inbound.resume());
+      }
+    });
+    inbound.on('end', () => {
+      this.#ended = true;
+      if (this.#target && !this.#target.destroyed) this.#target.end();
+    });
+  }
+
+  /** All of it was read, and kept: a new try can send it whole. */
+  get replayable(): boolean {
+    return this.#ended && !this.#overflowed;
+  }
+
+  /** Sends what was read so far to `upstream`, and what comes later (a try's first call only, or a replay). */
+  attach(upstream: http2.ClientHttp2Stream): void {
+    this.#target = upstream;
+    for (const c of this.#chunks) upstream.write(c);
+    if (this.#ended) upstream.end();
+  }
+
+  detach(upstream: http2.ClientHttp2Stream): void {
+    if (this.#target === upstream) this.#target = null;
+    this.#inbound.resume();
+  }
+}
+
+export interface ForwardH2Options {
+  /** the request body, when a retry may send it again; without it the client's stream is piped */
+  readonly body?: ReplayableBody;
+  /** false drops an answer instead of relaying it (a retry follows): given its head and whether it ends there */
+  readonly accept?: (headers: IncomingHttpHeaders, endStream: boolean) => boolean;
+  /** fails the try if no answer head arrived within this long */
+  readonly answerTimeoutMs?: number | null;
+}
+
+/**
  * Relays `inbound` (a stream a client opened on us) to `session`. Data flows both ways as it comes, so
  * streaming calls stream; response trailers (grpc-status, grpc-message) are passed on; a reset on either side
  * resets the other. Rejects if the upstream fails before answering, so the caller can answer for the mesh.
+ * Resolves with whether the answer was relayed (false: `accept` dropped it).
  */
-export function forwardH2(inbound: ServerHttp2Stream, session: ClientHttp2Session, headers: http2.OutgoingHttpHeaders): Promise<void> {
+export function forwardH2(inbound: ServerHttp2Stream, session: ClientHttp2Session, headers: http2.OutgoingHttpHeaders, opts: ForwardH2Options = {}): Promise<{ relayed: boolean }> {
   return new Promise((resolve, reject) => {
-    let answered = false;
+    /** waiting for the answer's head; relaying it; or done (failed, dropped, or relayed to its end) */
+    let state: 'waiting' | 'relaying' | 'done' = 'waiting';
     let upstream: http2.ClientHttp2Stream;
     try {
       upstream = session.request(headers, { endStream: false });
@@ -54,15 +119,51 @@ export function forwardH2(inbound: ServerHttp2Stream, session: ClientHttp2Sessio
       reject(err);
       return;
     }
-    inbound.pipe(upstream);
+    const body = opts.body;
+    if (body) body.attach(upstream);
+    else inbound.pipe(upstream);
+    const onInboundClose = () => {
+      if (!upstream.closed) upstream.close(inbound.rstCode || NGHTTP2_CANCEL);
+    };
+    inbound.on('close', onInboundClose);
+    inbound.on('error', () => {});
+    /** this try is over without an answer for the client: the next try (or the mesh's answer) takes the stream */
+    const letGo = () => {
+      state = 'done';
+      if (timer) clearTimeout(timer);
+      body?.detach(upstream);
+      inbound.off('close', onInboundClose);
+    };
+    const fail = (err: Error) => {
+      if (state !== 'waiting') return;
+      letGo();
+      reject(err);
+    };
+    const timer = opts.answerTimeoutMs
+      ? setTimeout(() => {
+          fail(Object.assign(new Error(`no answer within the per-try timeout of ${opts.answerTimeoutMs} ms`), { code: 'WEFT_PER_TRY_TIMEOUT' }));
+          upstream.close(NGHTTP2_CANCEL);
+        }, opts.answerTimeoutMs)
+      : null;
     upstream.on('response', (h, flags) => {
-      answered = true;
+      if (state !== 'waiting') return;
+      const endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
+      if (opts.accept && !opts.accept(h, endStream)) {
+        letGo();
+        upstream.close(NGHTTP2_CANCEL);
+        resolve({ relayed: false });
+        return;
+      }
+      state = 'relaying';
+      if (timer) clearTimeout(timer);
       if (inbound.destroyed) return;
-      if (flags & NGHTTP2_FLAG_END_STREAM) {
+      if (endStream) {
         // A trailers-only answer (how gRPC reports most errors): one header block that also ends the stream.
         inbound.respond(responseHeaders(h), { endStream: true });
         return;
       }
+      // Only the try whose answer is relayed sends the client trailers: this one's, when they come.
+      inbound.once('wantTrailers', () => inbound.sendTrailers(trailers ?? {}));
       inbound.respond(responseHeaders(h), { waitForTrailers: true });
       upstream.pipe(inbound);
     });
@@ -72,19 +173,18 @@ export function forwardH2(inbound: ServerHttp2Stream, session: ClientHttp2Sessio
       for (const [name, value] of Object.entries(t)) if (!name.startsWith(':') && value !== undefined && value !== null) out[name] = value as string | string[];
       trailers = out;
     });
-    inbound.on('wantTrailers', () => inbound.sendTrailers(trailers ?? {}));
+    upstream.on('error', (err) => fail(err));
     upstream.on('close', () => {
-      if (!answered) return;
+      if (state === 'waiting') {
+        // Closed with no answer and no error (an RST_STREAM with NO_ERROR, or the session went away).
+        fail(Object.assign(new Error(`the upstream closed the stream without answering (code ${upstream.rstCode})`), { code: 'ERR_HTTP2_STREAM_ERROR' }));
+        return;
+      }
+      if (state !== 'relaying') return;
+      state = 'done';
       if (upstream.rstCode && upstream.rstCode !== NGHTTP2_NO_ERROR && !inbound.destroyed) inbound.close(upstream.rstCode);
-      resolve();
+      resolve({ relayed: true });
     });
-    upstream.on('error', (err) => {
-      if (!answered) reject(err);
-    });
-    inbound.on('close', () => {
-      if (!upstream.closed) upstream.close(inbound.rstCode || NGHTTP2_CANCEL);
-    });
-    inbound.on('error', () => {});
   });
 }
 

@@ -2,16 +2,19 @@
 // the HTTP status maps to; a delay), the route's total timeout (504, or DEADLINE_EXCEEDED for gRPC), the
 // pending limit (503 overflow, UNAVAILABLE for gRPC), an endpoint whose breaker lets it, then the stream
 // relayed under the endpoint's breaker.
-// Streams are not retried: a gRPC call may already be half-sent; grpc-js has its own retry policy.
+// Under a rule's retry policy, a try that failed before any answer reached the client is made again (see
+// attempts below); an answer already streaming to the client is never retried.
 
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { UpstreamRuntime } from '../config/runtime.ts';
-import { forwardH2, grpcStatusForHttp, meshReplyH2 } from '../http/h2-proxy.ts';
+import type { RetryPolicy } from '../../control-plane/config/types.ts';
+import { forwardH2, grpcStatusForHttp, meshReplyH2, ReplayableBody } from '../http/h2-proxy.ts';
+import { UpstreamFailure } from '../resilience/endpoint-health.ts';
 import type { ResilienceState } from '../resilience/state.ts';
 import { pickP2c } from '../routing/balancer.ts';
 import { matchRule, pickDestination, type RequestFacts } from '../routing/route-table.ts';
 import type { RequestObservation } from '../telemetry/observer.ts';
-import { stickyNumber } from './http-call.ts';
+import { MAX_RETRY_BODY, stickyNumber } from './http-call.ts';
 import type { PeerConnector } from './peers.ts';
 
 export interface H2Call {
@@ -70,6 +73,10 @@ export async function callH2(call: H2Call, incoming: IncomingHttpHeaders): Promi
         meshReplyH2(stream, 503, none ? 'no-healthy-upstream' : 'circuit-open', none ? `no endpoint of ${upstream.key} is available` : `every endpoint of ${upstream.key} has its circuit breaker open`, grpc);
         return;
       }
+      if (rule?.retries) {
+        await attempts(call, rule.retries, subset, endpoints, () => expired);
+        return;
+      }
       const health = upstream.trafficPolicy?.loadBalancer.type === 'round-robin' ? pool!.balancer.pick(open)! : pickP2c(open)!;
       call.obs.set({ subset, endpoint: health.address, breaker: health.state });
       await health.run(() => forwardH2(stream, call.peers.h2Session(upstream, health.address), call.headers));
@@ -82,5 +89,66 @@ export async function callH2(call: H2Call, incoming: IncomingHttpHeaders): Promi
     else meshReplyH2(stream, 503, e.code === 'EOPENBREAKER' ? 'circuit-open' : 'upstream-connect-failure', `upstream ${upstream.key} failed: ${e.message}`, grpc);
   } finally {
     if (deadline) clearTimeout(deadline);
+  }
+}
+
+/**
+ * A call under a retry policy. The request body is kept (up to MAX_RETRY_BODY) as it is sent; a try that fails
+ * before any answer reached the client (no connection, a reset, the per-try timeout, or an answer head `on`
+ * names: an HTTP status, or for gRPC a trailers-only answer's grpc-status) is made again on another endpoint
+ * if there is one, once the whole body is in hand, while attempts and the retry budget allow. An answer that
+ * has begun streaming to the client is never retried.
+ */
+async function attempts(call: H2Call, policy: RetryPolicy, subset: string | null, endpoints: readonly { readonly address: string }[], expired: () => boolean): Promise<void> {
+  const { upstream, stream, grpc } = call;
+  const body = new ReplayableBody(stream, MAX_RETRY_BODY);
+  const budget = call.state.budget(upstream, policy.budget.percent, policy.budget.minPerSecond);
+  budget.request();
+  const tried = new Set<string>();
+  const canRetry = (n: number) => {
+    if (!body.replayable || n >= policy.attempts || expired() || stream.destroyed) return false;
+    if (budget.tryRetry()) return true;
+    call.obs.set({ retryBudgetExhausted: true });
+    return false;
+  };
+  const retryable = (h: IncomingHttpHeaders, endStream: boolean) => {
+    if (policy.on.statuses.includes(Number(h[':status']))) return true;
+    return grpc && endStream && policy.on.grpcStatuses.includes(Number(h['grpc-status']));
+  };
+  for (let n = 0; ; n++) {
+    const open = call.state.available(upstream, endpoints, tried);
+    if (open.length === 0) {
+      meshReplyH2(stream, 503, 'circuit-open', `every endpoint of ${upstream.key} has its circuit breaker open`, grpc);
+      return;
+    }
+    const health = upstream.trafficPolicy?.loadBalancer.type === 'round-robin' ? upstream.subsets.get(subset ?? '')!.balancer.pick(open)! : pickP2c(open)!;
+    tried.add(health.address);
+    call.obs.set({ subset, endpoint: health.address, retries: n, breaker: health.state });
+    let again = false;
+    try {
+      await health.run(async () => {
+        await forwardH2(stream, call.peers.h2Session(upstream, health.address), call.headers, {
+          body,
+          answerTimeoutMs: policy.perTryTimeoutMs,
+          // A retryable answer is dropped (not relayed) only when a retry is sure to follow.
+          accept: (h, endStream) => !(retryable(h, endStream) && (again = canRetry(n))),
+        });
+        // The dropped answer counts against the endpoint, as a retried 5xx does for HTTP/1.
+        if (again) throw new UpstreamFailure(503, `${health.address} answered with a status the retry policy names`);
+      });
+      return;
+    } catch (err) {
+      if (again) continue;
+      if (expired() || stream.destroyed) return;
+      const e = err as Error & { code?: string };
+      if (e.code === 'EOPENBREAKER' && n < 10) continue; // opened between the pick and the call: pick again
+      if (e.code === 'WEFT_PEER_IDENTITY') {
+        meshReplyH2(stream, 502, 'peer-identity-mismatch', e.message, grpc);
+        return;
+      }
+      if ((policy.on.connectFailure || policy.on.reset) && canRetry(n)) continue;
+      meshReplyH2(stream, 503, e.code === 'EOPENBREAKER' ? 'circuit-open' : 'upstream-connect-failure', `upstream ${upstream.key} at ${health.address} failed: ${e.message}${n > 0 ? ` (after ${n} retr${n === 1 ? 'y' : 'ies'})` : ''}`, grpc);
+      return;
+    }
   }
 }

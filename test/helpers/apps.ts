@@ -67,6 +67,14 @@ export async function grpcPrices(): Promise<App> {
   const server = new grpc.Server();
   const seen: App['seen'] = [];
   const caller = (call: { metadata: grpc.Metadata }) => String(call.metadata.get('x-weft-peer-identity')[0] ?? '');
+  // "flaky-…" is UNAVAILABLE the first time each is asked for, "down-…" every time.
+  const asked = new Set<string>();
+  const unavailable = (sku: string) => {
+    if (sku.startsWith('down-')) return true;
+    if (!sku.startsWith('flaky-') || asked.has(sku)) return false;
+    asked.add(sku);
+    return true;
+  };
   server.addService((proto.Prices as unknown as { service: grpc.ServiceDefinition }).service, {
     Get: (call: grpc.ServerUnaryCall<{ sku: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
       seen.push({ method: 'POST', url: `/prices.Prices/Get?sku=${call.request.sku}`, headers: call.metadata.getMap() as http.IncomingHttpHeaders });
@@ -78,6 +86,10 @@ export async function grpcPrices(): Promise<App> {
         cb({ code: grpc.status.NOT_FOUND, details: `no price for ${call.request.sku}` });
         return;
       }
+      if (unavailable(call.request.sku)) {
+        cb({ code: grpc.status.UNAVAILABLE, details: `${call.request.sku} is unavailable this time` });
+        return;
+      }
       cb(null, { sku: call.request.sku, cents: 1299, caller: caller(call) });
     },
     Watch: (call: grpc.ServerWritableStream<{ sku: string; count: number }, unknown>) => {
@@ -87,7 +99,11 @@ export async function grpcPrices(): Promise<App> {
     Collect: (call: grpc.ServerReadableStream<{ sku: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
       const skus: string[] = [];
       call.on('data', (r: { sku: string }) => skus.push(r.sku));
-      call.on('end', () => cb(null, { sku: skus.join(','), cents: skus.length, caller: caller(call) }));
+      call.on('end', () => {
+        seen.push({ method: 'POST', url: `/prices.Prices/Collect?skus=${skus.join(',')}`, headers: call.metadata.getMap() as http.IncomingHttpHeaders });
+        if (skus.length > 0 && unavailable(skus[0]!)) cb({ code: grpc.status.UNAVAILABLE, details: `${skus[0]} is unavailable this time` });
+        else cb(null, { sku: skus.join(','), cents: skus.length, caller: caller(call) });
+      });
     },
   });
   const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));

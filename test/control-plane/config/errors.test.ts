@@ -229,6 +229,12 @@ const cases: [string, string, Expected[]][] = [
     ],
   ],
   [
+    'gRPC statuses to retry on, for a service that does not speak gRPC',
+    file(MESH, CATALOG, route(`    - destinations: [{subset: v1}]
+      retries: {on: [unavailable, "503"]}`)),
+    [{ near: '[unavailable', path: 'spec.rules[0].retries.on', message: /^names gRPC statuses, but Service default\/catalog speaks http; retry on HTTP statuses such as "503" instead$/ }],
+  ],
+  [
     'exactly-one-of fields and empty entries',
     file(MESH, CATALOG, route('    - match:\n        - path: {prefix: /a, exact: /b}\n        - {}\n      destinations: [{subset: v1}]\n      stickiness: {}')),
     [

@@ -54,7 +54,7 @@ test('the example shop loads and compiles: identities, canary route, policies, b
   t.deepEqual(split!.match, []);
   t.deepEqual(split!.destinations, [{ subset: 'v1', weight: 90 }, { subset: 'v2', weight: 10 }]);
   t.is(split!.timeoutMs, 2000);
-  t.deepEqual(split!.retries, { attempts: 2, perTryTimeoutMs: 500, on: { connectFailure: true, reset: true, statuses: [503] }, budget: { percent: 20, minPerSecond: 3 } });
+  t.deepEqual(split!.retries, { attempts: 2, perTryTimeoutMs: 500, on: { connectFailure: true, reset: true, statuses: [503], grpcStatuses: [] }, budget: { percent: 20, minPerSecond: 3 } });
 
   const [allowWeb] = authorizationPoliciesFor(config, catalog);
   t.is(allowWeb!.action, 'ALLOW');
@@ -109,7 +109,7 @@ spec:
     destinations: [{ subset: 'v1', weight: 100 }],
     stickiness: { type: 'header', name: 'x-user' },
     timeoutMs: null,
-    retries: { attempts: 2, perTryTimeoutMs: null, on: { connectFailure: true, reset: true, statuses: [] }, budget: { percent: 20, minPerSecond: 3 } },
+    retries: { attempts: 2, perTryTimeoutMs: null, on: { connectFailure: true, reset: true, statuses: [], grpcStatuses: [] }, budget: { percent: 20, minPerSecond: 3 } },
     mirror: { subset: 'v2', percent: 100 },
     fault: { delay: null, abort: { status: 503, percent: 100 } },
   });
@@ -119,6 +119,18 @@ spec:
   t.deepEqual(tp.loadBalancer, { type: 'p2c-ewma' });
   t.deepEqual(tp.circuitBreaker, { errorThresholdPercentage: 50, volumeThreshold: 20, consecutiveFailures: 5, resetTimeoutMs: 10_000, maxResetTimeoutMs: 120_000 });
   t.deepEqual(tp.outlierDetection, { consecutive5xx: 5, intervalMs: 10_000, baseEjectionTimeMs: 30_000, maxEjectionPercent: 10 });
+});
+
+test('gRPC statuses to retry on compile to their codes, next to HTTP statuses, for a grpc service', (t) => {
+  const { config, errors } = load(
+    file(
+      MESH,
+      'apiVersion: weft/v1\nkind: Service\nmetadata: {name: prices}\nspec: {port: 8082, protocol: grpc}',
+      'apiVersion: weft/v1\nkind: Route\nmetadata: {name: prices}\nspec:\n  service: prices\n  rules:\n    - destinations: [{}]\n      retries: {on: [unavailable, resource-exhausted, cancelled, deadline-exceeded, internal, "503"]}',
+    ),
+  );
+  t.deepEqual(errors, []);
+  t.deepEqual(config!.routes[0]!.rules[0]!.retries!.on, { connectFailure: false, reset: false, statuses: [503], grpcStatuses: [14, 8, 1, 4, 13] });
 });
 
 test('namespaces, service accounts and name.namespace references resolve', (t) => {

@@ -1,0 +1,81 @@
+// Retries of gRPC calls under a Route's retry policy, through real sidecars, a real grpc-js client and server:
+// a trailers-only UNAVAILABLE the policy names is retried (the client never sees it), with the request body sent
+// again, also for a client-streaming call; a status the policy does not name is relayed at once; when the tries
+// run out the client gets the app's own last answer.
+
+import test from 'ava';
+import * as grpc from '@grpc/grpc-js';
+import { grpcPrices, pricesProto, type App } from '../helpers/apps.ts';
+import { startMesh, type TestMesh } from '../helpers/mesh.ts';
+import { meshYaml } from '../helpers/mesh-yaml.ts';
+
+const YAML = meshYaml({
+  services: { web: '{port: 8080}', prices: '{port: 8082, protocol: grpc}' },
+  extra: `apiVersion: weft/v1
+kind: Route
+metadata: {name: prices}
+spec:
+  service: prices
+  rules:
+    - destinations: [{weight: 100}]
+      retries: {attempts: 2, on: [unavailable, connect-failure, reset], budget: {percent: 100, minPerSecond: 100}}
+`,
+});
+
+let mesh: TestMesh;
+let prices: App;
+let client: { Get: Function; Collect: Function } & grpc.Client;
+
+test.before(async () => {
+  prices = await grpcPrices();
+  mesh = await startMesh(YAML);
+  await mesh.sidecar({ service: 'prices', appPort: prices.port });
+  const web = await mesh.sidecar({ service: 'web', appPort: 1, upstreams: ['prices'] });
+  const Client = pricesProto().Prices as unknown as grpc.ServiceClientConstructor;
+  // grpc-js's own retries off: every retry seen here is the sidecar's.
+  client = new Client(`127.0.0.1:${web.ports.upstreams.prices}`, grpc.credentials.createInsecure(), { 'grpc.enable_retries': 0 }) as unknown as typeof client;
+});
+
+test.after.always(async () => {
+  client?.close();
+  await mesh?.stop();
+  await prices?.close();
+});
+
+const get = (sku: string) =>
+  new Promise<{ err: grpc.ServiceError | null; res: { sku: string; cents: number } | null }>((resolve) => client.Get({ sku }, (err: grpc.ServiceError | null, res: { sku: string; cents: number }) => resolve({ err, res: res ?? null })));
+const calls = (sku: string) => prices.seen.filter((s) => s.url.endsWith(`=${sku}`)).length;
+
+test('a trailers-only UNAVAILABLE is retried: the caller gets the second try\'s answer and never sees the first', async (t) => {
+  const { err, res } = await get('flaky-get');
+  t.is(err, null);
+  t.deepEqual(res && { sku: res.sku, cents: res.cents }, { sku: 'flaky-get', cents: 1299 });
+  t.is(calls('flaky-get'), 2);
+});
+
+test('a status the policy does not name (NOT_FOUND) is relayed after one try', async (t) => {
+  const before = calls('missing');
+  const { err } = await get('missing');
+  t.is(err?.code, grpc.status.NOT_FOUND);
+  t.is(err?.details, 'no price for missing');
+  t.is(calls('missing') - before, 1);
+});
+
+test('when the tries run out (1 + 2 retries) the caller gets the app\'s last UNAVAILABLE as it was', async (t) => {
+  const { err } = await get('down-get');
+  t.is(err?.code, grpc.status.UNAVAILABLE);
+  t.is(err?.details, 'down-get is unavailable this time');
+  t.is(calls('down-get'), 3);
+});
+
+test('a client-streaming call is retried with its whole request stream sent again', async (t) => {
+  const skus = ['flaky-stream', 'b', 'c', 'd'];
+  const res = await new Promise<{ err: grpc.ServiceError | null; res: { sku: string; cents: number } | null }>((resolve) => {
+    const call = client.Collect((err: grpc.ServiceError | null, r: { sku: string; cents: number }) => resolve({ err, res: r ?? null })) as grpc.ClientWritableStream<{ sku: string }>;
+    for (const sku of skus) call.write({ sku });
+    call.end();
+  });
+  t.is(res.err, null);
+  t.deepEqual(res.res && { sku: res.res.sku, cents: res.res.cents }, { sku: skus.join(','), cents: 4 });
+  t.is(prices.seen.filter((s) => s.url === `/prices.Prices/Collect?skus=${skus.join(',')}`).length, 2, 'both tries got all four messages');
+});
