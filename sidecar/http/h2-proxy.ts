@@ -87,6 +87,12 @@ export class ReplayableBody {
     if (this.#ended) upstream.end();
   }
 
+  /** Sends all of it to `stream` (a mirror's copy): only once it is replayable. */
+  copyTo(stream: http2.ClientHttp2Stream): void {
+    for (const c of this.#chunks) stream.write(c);
+    stream.end();
+  }
+
   detach(upstream: http2.ClientHttp2Stream): void {
     if (this.#target === upstream) this.#target = null;
     this.#inbound.resume();

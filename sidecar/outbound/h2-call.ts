@@ -3,7 +3,8 @@
 // pending limit (503 overflow, UNAVAILABLE for gRPC), an endpoint whose breaker lets it, then the stream
 // relayed under the endpoint's breaker.
 // Under a rule's retry policy, a try that failed before any answer reached the client is made again (see
-// attempts below); an answer already streaming to the client is never retried.
+// attempts below); an answer already streaming to the client is never retried. A rule's mirror gets a copy of
+// the call once it is over (see mirror).
 
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { UpstreamRuntime } from '../config/runtime.ts';
@@ -14,7 +15,7 @@ import type { ResilienceState } from '../resilience/state.ts';
 import { pickP2c } from '../routing/balancer.ts';
 import { matchRule, pickDestination, type RequestFacts } from '../routing/route-table.ts';
 import type { RequestObservation } from '../telemetry/observer.ts';
-import { MAX_RETRY_BODY, stickyNumber } from './http-call.ts';
+import { MAX_RETRY_BODY, shadowHost, stickyNumber } from './http-call.ts';
 import type { PeerConnector } from './peers.ts';
 
 export interface H2Call {
@@ -73,13 +74,16 @@ export async function callH2(call: H2Call, incoming: IncomingHttpHeaders): Promi
         meshReplyH2(stream, 503, none ? 'no-healthy-upstream' : 'circuit-open', none ? `no endpoint of ${upstream.key} is available` : `every endpoint of ${upstream.key} has its circuit breaker open`, grpc);
         return;
       }
-      if (rule?.retries) {
-        await attempts(call, rule.retries, subset, endpoints, () => expired);
-        return;
+      // The request stream is kept as it is sent when a retry or the mirror may need it again.
+      const mirrorTo = rule?.mirror && Math.random() * 100 < rule.mirror.percent ? rule.mirror.subset : null;
+      const body = rule?.retries || mirrorTo ? new ReplayableBody(stream, MAX_RETRY_BODY) : undefined;
+      if (rule?.retries) await attempts(call, rule.retries, subset, endpoints, body!, () => expired);
+      else {
+        const health = upstream.trafficPolicy?.loadBalancer.type === 'round-robin' ? pool!.balancer.pick(open)! : pickP2c(open)!;
+        call.obs.set({ subset, endpoint: health.address, breaker: health.state });
+        await health.run(() => forwardH2(stream, call.peers.h2Session(upstream, health.address), call.headers, { body }));
       }
-      const health = upstream.trafficPolicy?.loadBalancer.type === 'round-robin' ? pool!.balancer.pick(open)! : pickP2c(open)!;
-      call.obs.set({ subset, endpoint: health.address, breaker: health.state });
-      await health.run(() => forwardH2(stream, call.peers.h2Session(upstream, health.address), call.headers));
+      if (mirrorTo) mirror(call, mirrorTo, body!);
     } finally {
       call.state.leave(upstream);
     }
@@ -99,9 +103,8 @@ export async function callH2(call: H2Call, incoming: IncomingHttpHeaders): Promi
  * if there is one, once the whole body is in hand, while attempts and the retry budget allow. An answer that
  * has begun streaming to the client is never retried.
  */
-async function attempts(call: H2Call, policy: RetryPolicy, subset: string | null, endpoints: readonly { readonly address: string }[], expired: () => boolean): Promise<void> {
+async function attempts(call: H2Call, policy: RetryPolicy, subset: string | null, endpoints: readonly { readonly address: string }[], body: ReplayableBody, expired: () => boolean): Promise<void> {
   const { upstream, stream, grpc } = call;
-  const body = new ReplayableBody(stream, MAX_RETRY_BODY);
   const budget = call.state.budget(upstream, policy.budget.percent, policy.budget.minPerSecond);
   budget.request();
   const tried = new Set<string>();
@@ -150,5 +153,26 @@ async function attempts(call: H2Call, policy: RetryPolicy, subset: string | null
       meshReplyH2(stream, 503, e.code === 'EOPENBREAKER' ? 'circuit-open' : 'upstream-connect-failure', `upstream ${upstream.key} at ${health.address} failed: ${e.message}${n > 0 ? ` (after ${n} retr${n === 1 ? 'y' : 'ies'})` : ''}`, grpc);
       return;
     }
+  }
+}
+
+/**
+ * A copy of the call to the mirror subset, its :authority marked "-shadow", once the call is over; its answer is
+ * read and thrown away. Only a call whose request stream had ended, within MAX_RETRY_BODY, is copied.
+ */
+function mirror(call: H2Call, subset: string, body: ReplayableBody): void {
+  if (!body.replayable) return;
+  const pool = call.upstream.subsets.get(subset);
+  const endpoint = pool?.balancer.pick(pool.endpoints);
+  if (!endpoint) return;
+  const authority = call.headers[':authority'];
+  const headers = typeof authority === 'string' ? { ...call.headers, ':authority': shadowHost(authority) } : call.headers;
+  try {
+    const copy = call.peers.h2Session(call.upstream, endpoint.address).request(headers, { endStream: false });
+    copy.on('error', () => {});
+    copy.resume();
+    body.copyTo(copy);
+  } catch {
+    // no session to the mirror: the copy is skipped, as any failure of a mirror is
   }
 }

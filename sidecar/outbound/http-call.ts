@@ -201,18 +201,27 @@ async function attempts(call: HttpCall, rule: RouteRule | null, subset: string |
   }
 }
 
+/** As Envoy and Istio mark a mirrored request: "-shadow" after the host name (before a port). */
+export function shadowHost(host: string): string {
+  const port = /:\d+$/.exec(host);
+  return port ? `${host.slice(0, port.index)}-shadow${port[0]}` : `${host}-shadow`;
+}
+
 /**
- * A copy of the request to the mirror subset; its answer is read and thrown away, and nobody waits for it.
- * A body goes with it when it was read into memory (up to MAX_RETRY_BODY, with a Content-Length); a larger
- * one, or one of unknown length, was streamed once to the real destination, and that request is not copied.
+ * A copy of the request to the mirror subset, its Host marked "-shadow"; its answer is read and thrown away, and
+ * nobody waits for it. A body goes with it when it was read into memory (up to MAX_RETRY_BODY, with a
+ * Content-Length); a larger one, or one of unknown length, was streamed once to the real destination, and that
+ * request is not copied.
  */
 function mirror(call: HttpCall, subset: string, sent: SentBody): void {
   const pool = call.upstream.subsets.get(subset);
   const endpoint = pool?.balancer.pick(pool.endpoints);
   const body = call.req.body === null ? null : sent;
   if (!endpoint || (body !== null && !Buffer.isBuffer(body))) return;
+  const host = call.headers.host;
+  const headers = typeof host === 'string' ? { ...call.headers, host: shadowHost(host) } : call.headers;
   call.peers.h1Pool(call.upstream, endpoint.address).dispatch(
-    { method: call.req.method, path: call.target, headers: call.headers, body },
+    { method: call.req.method, path: call.target, headers, body },
     { onHeaders() {}, onData: () => true, onComplete() {}, onError() {} },
   );
 }

@@ -12,7 +12,7 @@ import { WebSocketServer } from 'ws';
 export interface App {
   readonly port: number;
   /** requests seen, newest last */
-  readonly seen: { method: string; url: string; headers: http.IncomingHttpHeaders }[];
+  readonly seen: { method: string; url: string; headers: http.IncomingHttpHeaders; host?: string }[];
   close(): Promise<void>;
 }
 
@@ -77,7 +77,7 @@ export async function grpcPrices(): Promise<App> {
   };
   server.addService((proto.Prices as unknown as { service: grpc.ServiceDefinition }).service, {
     Get: (call: grpc.ServerUnaryCall<{ sku: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-      seen.push({ method: 'POST', url: `/prices.Prices/Get?sku=${call.request.sku}`, headers: call.metadata.getMap() as http.IncomingHttpHeaders });
+      seen.push({ method: 'POST', url: `/prices.Prices/Get?sku=${call.request.sku}`, headers: call.metadata.getMap() as http.IncomingHttpHeaders, host: call.getHost() });
       if (call.request.sku === 'slow') {
         setTimeout(() => cb(null, { sku: 'slow', cents: 1, caller: caller(call) }), 2000);
         return;

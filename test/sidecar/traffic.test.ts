@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import { Readable } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { Agent, request } from 'undici';
+import { shadowHost } from '../../sidecar/outbound/http-call.ts';
 import { pickDestination, compileRoute } from '../../sidecar/routing/route-table.ts';
 import { rebalance } from '../../cli/commands/route.ts';
 import { weft } from '../helpers/cli.ts';
@@ -15,10 +16,11 @@ import { meshYaml } from '../helpers/mesh-yaml.ts';
 
 /** A test app that says who it is and can be told to fail or to be slow. */
 async function controllable(name: string) {
-  const state = { failing: false, delayMs: 0, hits: 0, paths: [] as string[], bodies: [] as string[] };
+  const state = { failing: false, delayMs: 0, hits: 0, paths: [] as string[], bodies: [] as string[], hosts: new Set<string>() };
   const server = http.createServer((req, res) => {
     state.hits++;
     state.paths.push(req.url!);
+    state.hosts.add(req.headers.host ?? '');
     let body = '';
     req.setEncoding('utf8').on('data', (d: string) => (body += d));
     req.on('end', () => body && state.bodies.push(`${req.method} ${req.url} ${body.length <= 64 ? body : `${body.length} bytes`}`));
@@ -169,6 +171,16 @@ spec:
   await new Promise((r) => setTimeout(r, 2000)); // v2 answers after 1.5 s: time for any wrong copy to show
   t.deepEqual(v1.state.bodies, ['POST /order item=42&qty=3', 'POST /big 100000 bytes', 'POST /chunked part-1;part-2']);
   t.deepEqual(v2.state.bodies, ['POST /order item=42&qty=3']);
+  // As Envoy and Istio mark a copy: the app behind the mirror can tell it from real traffic.
+  t.deepEqual([...v1.state.hosts], ['catalog']);
+  t.deepEqual([...v2.state.hosts], ['catalog-shadow']);
+});
+
+test('a mirrored request\'s Host gets "-shadow" after the name, before any port', (t) => {
+  t.is(shadowHost('catalog'), 'catalog-shadow');
+  t.is(shadowHost('catalog.default:8080'), 'catalog.default-shadow:8080');
+  t.is(shadowHost('[::1]:8080'), '[::1]-shadow:8080');
+  t.is(shadowHost('[::1]'), '[::1]-shadow');
 });
 
 test('a failing endpoint trips its breaker: traffic moves to the healthy one, and comes back after recovery', async (t) => {
