@@ -81,7 +81,7 @@ export class Sidecar {
     },
   });
   #stage = 'starting';
-  readonly #compactor = new IdleCompactor(() => this.observer.activity);
+  readonly #compactor: IdleCompactor;
   ports = { inbound: 0, outbound: 0, admin: 0, upstreams: {} as Record<string, number> };
 
   constructor(opts: SidecarOptions) {
@@ -95,6 +95,7 @@ export class Sidecar {
       state: () => ({ ready: this.#ready, configVersion: this.#config?.version ?? null, certificateNotAfter: this.svid.ready ? this.svid.current.notAfter : null }),
       log: opts.log,
     });
+    this.#compactor = new IdleCompactor(this.observer);
     this.#admin = new AdminServer({
       notReady: () => (this.#ready ? null : this.#stage),
       config: () => (this.#config ? { version: this.#config.version, snapshot: this.#config.body } : { version: null }),

@@ -51,6 +51,7 @@ export class ReplayableBody {
   #overflowed = false;
   #ended = false;
   #target: http2.ClientHttp2Stream | null = null;
+  #onEnd: (() => void)[] = [];
 
   constructor(inbound: ServerHttp2Stream, limit: number) {
     this.#inbound = inbound;
@@ -72,7 +73,16 @@ export class ReplayableBody {
     inbound.on('end', () => {
       this.#ended = true;
       if (this.#target && !this.#target.destroyed) this.#target.end();
+      const waiting = this.#onEnd;
+      this.#onEnd = [];
+      for (const f of waiting) f();
     });
+  }
+
+  /** Calls `f` once the caller has sent all of the request (now, if it has). */
+  whenEnded(f: () => void): void {
+    if (this.#ended) f();
+    else this.#onEnd.push(f);
   }
 
   /** All of it was read, and kept: a new try can send it whole. */
@@ -104,7 +114,7 @@ export interface ForwardH2Options {
   readonly body?: ReplayableBody;
   /** false drops an answer instead of relaying it (a retry follows): given its head and whether it ends there */
   readonly accept?: (headers: IncomingHttpHeaders, endStream: boolean) => boolean;
-  /** fails the try if no answer head arrived within this long */
+  /** fails the try if no answer head arrived within this long of the request's end (as Envoy's per-try timeout) */
   readonly answerTimeoutMs?: number | null;
 }
 
@@ -112,7 +122,8 @@ export interface ForwardH2Options {
  * Relays `inbound` (a stream a client opened on us) to `session`. Data flows both ways as it comes, so
  * streaming calls stream; response trailers (grpc-status, grpc-message) are passed on; a reset on either side
  * resets the other. Rejects if the upstream fails before answering, so the caller can answer for the mesh.
- * Resolves with whether the answer was relayed (false: `accept` dropped it).
+ * Resolves with whether the answer was relayed: false if `accept` dropped it, or if the caller went away (or was
+ * answered by the mesh, a route timeout) first; neither is the upstream's failure.
  */
 export function forwardH2(inbound: ServerHttp2Stream, session: ClientHttp2Session, headers: http2.OutgoingHttpHeaders, opts: ForwardH2Options = {}): Promise<{ relayed: boolean }> {
   return new Promise((resolve, reject) => {
@@ -129,10 +140,15 @@ export function forwardH2(inbound: ServerHttp2Stream, session: ClientHttp2Sessio
     if (body) body.attach(upstream);
     else inbound.pipe(upstream);
     const onInboundClose = () => {
+      if (state === 'waiting') {
+        // The caller gave up (a reset, a deadline) before any answer: not something to hold against the upstream.
+        letGo();
+        resolve({ relayed: false });
+      }
       if (!upstream.closed) upstream.close(inbound.rstCode || NGHTTP2_CANCEL);
     };
     inbound.on('close', onInboundClose);
-    inbound.on('error', () => {});
+    if (inbound.listenerCount('error') === 0) inbound.on('error', () => {});
     /** this try is over without an answer for the client: the next try (or the mesh's answer) takes the stream */
     const letGo = () => {
       state = 'done';
@@ -145,12 +161,19 @@ export function forwardH2(inbound: ServerHttp2Stream, session: ClientHttp2Sessio
       letGo();
       reject(err);
     };
-    const timer = opts.answerTimeoutMs
-      ? setTimeout(() => {
-          fail(Object.assign(new Error(`no answer within the per-try timeout of ${opts.answerTimeoutMs} ms`), { code: 'WEFT_PER_TRY_TIMEOUT' }));
-          upstream.close(NGHTTP2_CANCEL);
-        }, opts.answerTimeoutMs)
-      : null;
+    let timer: NodeJS.Timeout | null = null;
+    const startTimer = (ms: number) => {
+      if (state !== 'waiting') return;
+      timer = setTimeout(() => {
+        fail(Object.assign(new Error(`no answer within the per-try timeout of ${ms} ms`), { code: 'WEFT_PER_TRY_TIMEOUT' }));
+        upstream.close(NGHTTP2_CANCEL);
+      }, ms);
+    };
+    const perTry = opts.answerTimeoutMs;
+    if (perTry) {
+      if (body) body.whenEnded(() => startTimer(perTry));
+      else startTimer(perTry);
+    }
     upstream.on('response', (h, flags) => {
       if (state !== 'waiting') return;
       const endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
@@ -162,7 +185,13 @@ export function forwardH2(inbound: ServerHttp2Stream, session: ClientHttp2Sessio
       }
       state = 'relaying';
       if (timer) clearTimeout(timer);
-      if (inbound.destroyed) return;
+      if (inbound.destroyed || inbound.headersSent) {
+        // The mesh answered meanwhile (a route timeout): this answer has nowhere to go.
+        state = 'done';
+        upstream.close(NGHTTP2_CANCEL);
+        resolve({ relayed: false });
+        return;
+      }
       if (endStream) {
         // A trailers-only answer (how gRPC reports most errors): one header block that also ends the stream.
         inbound.respond(responseHeaders(h), { endStream: true });

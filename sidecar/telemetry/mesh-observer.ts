@@ -38,8 +38,9 @@ export class MeshObserver implements Observer {
   readonly #retiring = new Set<Tracing>();
   /** this workload's subset under each applied config */
   readonly #subsets = new WeakMap<RuntimeConfig, string>();
-  /** requests and connections seen so far (what tells the sidecar it is idle: sidecar/memory.ts) */
+  /** requests and connections seen so far, and in progress now (what tells the sidecar it is idle: ../memory.ts) */
   activity = 0;
+  inProgress = 0;
 
   constructor(opts: MeshObserverOptions) {
     this.#o = opts;
@@ -89,6 +90,7 @@ export class MeshObserver implements Observer {
 
   request(start: RequestStart): RequestObservation {
     this.activity++;
+    this.inProgress++;
     const began = monotonicMs();
     const series = this.#metrics.requestStarted({ direction: start.direction, source: start.source ?? UNKNOWN_SOURCE, service: start.service });
     const config = this.#o.config();
@@ -103,6 +105,7 @@ export class MeshObserver implements Observer {
       end: (outcome) => {
         if (ended) return;
         ended = true;
+        this.inProgress--;
         this.#finish(start, series, facts, outcome, span, monotonicMs() - began);
       },
     };
@@ -125,6 +128,7 @@ export class MeshObserver implements Observer {
 
   connection(direction: Direction, service: string, peer: string | null): ConnectionObservation {
     this.activity++;
+    this.inProgress++;
     const began = monotonicMs();
     const self = this.#o.config()?.self.identity ?? null;
     // `peer` is the other end: the caller on the inbound side, the destination on the outbound side.
@@ -144,6 +148,7 @@ export class MeshObserver implements Observer {
       end: () => {
         if (ended) return;
         ended = true;
+        this.inProgress--;
         this.#metrics.connectionClosed(labels);
         if (this.#accessLog) this.#o.log(connectionRecord(direction, source, destination, service, monotonicMs() - began, received, sent));
       },

@@ -1,0 +1,97 @@
+// forwardH2 (sidecar/http/h2-proxy.ts) between real node:http2 sessions on loopback: what becomes of a try when
+// the mesh or the caller is done with the call first, and when its per-try timeout starts.
+
+import test, { type ExecutionContext } from 'ava';
+import http2 from 'node:http2';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { forwardH2, meshReplyH2, ReplayableBody } from '../../../sidecar/http/h2-proxy.ts';
+
+type Outcome = { relayed: boolean } | { error: string };
+type Forward = (inbound: http2.ServerHttp2Stream) => Promise<{ relayed: boolean }>;
+
+/** An app that answers `delayMs` after a stream opens (or after its request ends); a proxy that runs `forward`. */
+async function setup(t: ExecutionContext, delayMs: number, from: 'open' | 'end', forward: (up: http2.ClientHttp2Session) => Forward) {
+  const app = http2.createServer();
+  app.on('stream', (s) => {
+    const answer = () =>
+      setTimeout(() => {
+        if (!s.destroyed) {
+          s.respond({ ':status': 200 });
+          s.end('late');
+        }
+      }, delayMs);
+    s.resume();
+    if (from === 'open') answer();
+    else s.on('end', answer);
+  });
+  app.listen(0, '127.0.0.1');
+  await once(app, 'listening');
+  const up = http2.connect(`http://127.0.0.1:${(app.address() as AddressInfo).port}`);
+  const outcomes: Outcome[] = [];
+  const proxy = http2.createServer();
+  const run = forward(up);
+  proxy.on('stream', (inbound) => {
+    run(inbound).then((r) => outcomes.push(r), (e: Error & { code?: string }) => outcomes.push({ error: e.code ?? e.message }));
+  });
+  proxy.listen(0, '127.0.0.1');
+  await once(proxy, 'listening');
+  const client = http2.connect(`http://127.0.0.1:${(proxy.address() as AddressInfo).port}`);
+  t.teardown(() => {
+    client.destroy();
+    up.destroy();
+    proxy.close();
+    app.close();
+  });
+  return { client, outcomes };
+}
+
+const HEADERS = { ':method': 'POST', ':path': '/', ':authority': 'app', ':scheme': 'http' };
+
+test('an answer that comes after the mesh answered (a route timeout) is dropped, not sent twice', async (t) => {
+  const { client, outcomes } = await setup(t, 300, 'open', (up) => (inbound) => {
+    const deadline = setTimeout(() => meshReplyH2(inbound, 504, 'timeout', 'route timeout', false), 100);
+    return forwardH2(inbound, up, HEADERS).finally(() => clearTimeout(deadline));
+  });
+  const req = client.request({ ':method': 'POST', ':path': '/' });
+  req.on('error', () => {});
+  const [headers] = (await once(req, 'response')) as [http2.IncomingHttpHeaders];
+  req.resume();
+  // The caller keeps sending after the 504 (a client stream), so the stream stays open when the app answers.
+  for (let i = 0; i < 8; i++) {
+    req.write('chunk');
+    await sleep(50);
+  }
+  req.end();
+  await sleep(200);
+  t.is(Number(headers[':status']), 504);
+  t.deepEqual(outcomes, [{ relayed: false }]);
+});
+
+test('a caller that resets before any answer ends the try without an error against the upstream', async (t) => {
+  const { client, outcomes } = await setup(t, 500, 'open', (up) => (inbound) => forwardH2(inbound, up, HEADERS));
+  const req = client.request({ ':method': 'POST', ':path': '/' });
+  req.on('error', () => {});
+  req.write('x');
+  await sleep(100);
+  req.close(http2.constants.NGHTTP2_CANCEL);
+  await sleep(200);
+  t.deepEqual(outcomes, [{ relayed: false }]);
+});
+
+test('the per-try timeout runs from the end of the request, not from its start', async (t) => {
+  // The caller takes 400 ms to send its request, the app answers 100 ms after its end, the per-try timeout is
+  // 250 ms: timed from the start the try would fail; timed from the request's end it is answered.
+  const { client, outcomes } = await setup(t, 100, 'end', (up) => (inbound) => forwardH2(inbound, up, HEADERS, { body: new ReplayableBody(inbound, 64 * 1024), answerTimeoutMs: 250 }));
+  const req = client.request({ ':method': 'POST', ':path': '/' });
+  req.on('error', () => {});
+  req.resume();
+  for (let i = 0; i < 4; i++) {
+    req.write('part');
+    await sleep(100);
+  }
+  req.end();
+  await sleep(300);
+  t.deepEqual(outcomes, [{ relayed: true }]);
+});
