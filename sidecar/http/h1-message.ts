@@ -247,6 +247,11 @@ export class H1Response extends EventEmitter {
     this.#finish();
   }
 
+  /** The response is over: sent in full, cut short, or its connection closed under it. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   cork(): void {
     this.#owner.socket.cork();
   }

@@ -47,7 +47,12 @@ export function forwardH1(pool: H1Pool, req: H1Request, res: H1Response, headers
     pool.dispatch(
       { method: req.method, path: opts.path ?? req.url, headers, body },
       {
-        onConnect: opts.onAbortable,
+        onConnect(abort) {
+          opts.onAbortable?.(abort);
+          // A caller that goes away takes its request with it, as Envoy resets the upstream stream: the app stops
+          // working on it and the pool connection is freed. (After a complete answer this does nothing.)
+          res.on('close', () => abort(new Error('the caller went away')));
+        },
         onError(err: ForwardError) {
           if (resume) res.off('drain', resume);
           if (!responded) reject(err);

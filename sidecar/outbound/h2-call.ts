@@ -15,8 +15,10 @@ import type { ResilienceState } from '../resilience/state.ts';
 import { pickP2c } from '../routing/balancer.ts';
 import { matchRule, pickDestination, type RequestFacts } from '../routing/route-table.ts';
 import type { RequestObservation } from '../telemetry/observer.ts';
-import { MAX_RETRY_BODY, shadowHost, stickyNumber } from './http-call.ts';
+import { MAX_RETRY_BODY, MIRROR_TIMEOUT_MS, shadowHost, stickyNumber } from './http-call.ts';
 import type { PeerConnector } from './peers.ts';
+
+const NGHTTP2_CANCEL = 8;
 
 export interface H2Call {
   readonly upstream: UpstreamRuntime;
@@ -83,7 +85,7 @@ export async function callH2(call: H2Call, incoming: IncomingHttpHeaders): Promi
         call.obs.set({ subset, endpoint: health.address, breaker: health.state });
         await health.run(() => forwardH2(stream, call.peers.h2Session(upstream, health.address), call.headers, { body }));
       }
-      if (mirrorTo) mirror(call, mirrorTo, body!);
+      if (mirrorTo) mirror(call, mirrorTo, body!, rule!.timeoutMs ?? MIRROR_TIMEOUT_MS);
     } finally {
       call.state.leave(upstream);
     }
@@ -158,9 +160,10 @@ async function attempts(call: H2Call, policy: RetryPolicy, subset: string | null
 
 /**
  * A copy of the call to the mirror subset, its :authority marked "-shadow", once the call is over; its answer is
- * read and thrown away. Only a call whose request stream had ended, within MAX_RETRY_BODY, is copied.
+ * read and thrown away; it is given up after the rule's timeout, or MIRROR_TIMEOUT_MS. Only a call whose request
+ * stream had ended, within MAX_RETRY_BODY, is copied.
  */
-function mirror(call: H2Call, subset: string, body: ReplayableBody): void {
+function mirror(call: H2Call, subset: string, body: ReplayableBody, timeoutMs: number): void {
   if (!body.replayable) return;
   const pool = call.upstream.subsets.get(subset);
   const endpoint = pool?.balancer.pick(pool.endpoints);
@@ -170,6 +173,8 @@ function mirror(call: H2Call, subset: string, body: ReplayableBody): void {
   try {
     const copy = call.peers.h2Session(call.upstream, endpoint.address).request(headers, { endStream: false });
     copy.on('error', () => {});
+    // A copy that hangs is given up, so that copies never pile up on the mirror's session.
+    copy.setTimeout(timeoutMs, () => copy.close(NGHTTP2_CANCEL));
     copy.resume();
     body.copyTo(copy);
   } catch {

@@ -22,6 +22,8 @@ import type { PeerConnector } from './peers.ts';
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 /** Bodies up to this size are kept in memory so a retry can resend them; larger ones are streamed once. */
 export const MAX_RETRY_BODY = 64 * 1024;
+/** How long a mirrored copy may take when its rule has no timeout (Envoy's default route timeout). */
+export const MIRROR_TIMEOUT_MS = 15_000;
 
 export interface HttpCall {
   readonly upstream: UpstreamRuntime;
@@ -112,7 +114,7 @@ export async function callHttp(call: HttpCall): Promise<void> {
     } finally {
       call.state.leave(upstream);
     }
-    if (mirrorTo) mirror(call, mirrorTo, body);
+    if (mirrorTo) mirror(call, mirrorTo, body, rule!.timeoutMs ?? MIRROR_TIMEOUT_MS);
   } finally {
     if (deadline) clearTimeout(deadline);
   }
@@ -134,7 +136,7 @@ async function attempts(call: HttpCall, rule: RouteRule | null, subset: string |
   const endpoints = pool?.endpoints ?? [];
   const tried = maxRetries > 0 ? new Set<string>() : null;
   const canRetry = (n: number) => {
-    if (!replayable || n >= maxRetries || expired()) return false;
+    if (!replayable || n >= maxRetries || expired() || call.res.closed) return false;
     if (budget!.tryRetry()) return true;
     call.obs.set({ retryBudgetExhausted: true });
     return false;
@@ -177,7 +179,7 @@ async function attempts(call: HttpCall, rule: RouteRule | null, subset: string |
       });
       return body;
     } catch (err) {
-      if (expired()) return body;
+      if (expired() || call.res.closed) return body;
       if (relayed) return body; // a 5xx already relayed to the caller: counted by the breaker, nothing more to do
       if (retryStatus) continue;
       const e = err as Error & { code?: string };
@@ -209,19 +211,28 @@ export function shadowHost(host: string): string {
 
 /**
  * A copy of the request to the mirror subset, its Host marked "-shadow"; its answer is read and thrown away, and
- * nobody waits for it. A body goes with it when it was read into memory (up to MAX_RETRY_BODY, with a
+ * nobody waits for it. It is given up after the rule's timeout, or MIRROR_TIMEOUT_MS. A body goes with it when it was read into memory (up to MAX_RETRY_BODY, with a
  * Content-Length); a larger one, or one of unknown length, was streamed once to the real destination, and that
  * request is not copied.
  */
-function mirror(call: HttpCall, subset: string, sent: SentBody): void {
+function mirror(call: HttpCall, subset: string, sent: SentBody, timeoutMs: number): void {
   const pool = call.upstream.subsets.get(subset);
   const endpoint = pool?.balancer.pick(pool.endpoints);
   const body = call.req.body === null ? null : sent;
   if (!endpoint || (body !== null && !Buffer.isBuffer(body))) return;
   const host = call.headers.host;
   const headers = typeof host === 'string' ? { ...call.headers, host: shadowHost(host) } : call.headers;
+  let timer: NodeJS.Timeout | null = null;
+  const done = () => timer && clearTimeout(timer);
   call.peers.h1Pool(call.upstream, endpoint.address).dispatch(
     { method: call.req.method, path: call.target, headers, body },
-    { onHeaders() {}, onData: () => true, onComplete() {}, onError() {} },
+    {
+      // A copy that hangs is given up, so that copies never pile up in the mirror's pool.
+      onConnect: (abort) => void (timer = setTimeout(() => abort(), timeoutMs)),
+      onHeaders() {},
+      onData: () => true,
+      onComplete: done,
+      onError: done,
+    },
   );
 }

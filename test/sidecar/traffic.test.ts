@@ -16,9 +16,11 @@ import { meshYaml } from '../helpers/mesh-yaml.ts';
 
 /** A test app that says who it is and can be told to fail or to be slow. */
 async function controllable(name: string) {
-  const state = { failing: false, delayMs: 0, hits: 0, paths: [] as string[], bodies: [] as string[], hosts: new Set<string>() };
+  const state = { failing: false, delayMs: 0, hits: 0, paths: [] as string[], bodies: [] as string[], hosts: new Set<string>(), cut: 0 };
   const server = http.createServer((req, res) => {
     state.hits++;
+    // the caller went away before the answer was sent
+    res.on('close', () => void (res.writableFinished || state.cut++));
     state.paths.push(req.url!);
     state.hosts.add(req.headers.host ?? '');
     let body = '';
@@ -174,6 +176,49 @@ spec:
   // As Envoy and Istio mark a copy: the app behind the mirror can tell it from real traffic.
   t.deepEqual([...v1.state.hosts], ['catalog']);
   t.deepEqual([...v2.state.hosts], ['catalog-shadow']);
+});
+
+test('a mirrored copy that gets no answer is given up at the rule\'s timeout, so copies cannot pile up', async (t) => {
+  const v1 = await controllable('v1');
+  const v2 = await controllable('v2');
+  v2.state.delayMs = 30_000;
+  const mesh = await startMesh(MESH(`---
+apiVersion: weft/v1
+kind: Route
+metadata: {name: catalog}
+spec:
+  service: catalog
+  rules:
+    - destinations: [{subset: v1}]
+      timeout: 400ms
+      mirror: {subset: v2, percent: 100}
+`));
+  t.teardown(async () => (await mesh.stop(), await v1.close(), await v2.close()));
+  await mesh.sidecar({ service: 'catalog', labels: { version: 'v1' }, appPort: v1.port });
+  await mesh.sidecar({ service: 'catalog', labels: { version: 'v2' }, appPort: v2.port });
+  const web = await mesh.sidecar({ service: 'web', appPort: 1 });
+  await waitFor('v1 reachable', async () => (await get(web, '/warm')).body === 'v1' || undefined);
+  const answers = await many(3, 3, () => get(web, '/copied'));
+  t.true(answers.every((a) => a.body === 'v1'));
+  await waitFor('the copies at v2', () => v2.state.paths.filter((p) => p === '/copied').length === 3 || undefined, 5000);
+  await waitFor('the copies given up', () => v2.state.cut >= 3 || undefined, 5000);
+  t.is(v1.state.cut, 0);
+});
+
+test('a caller that goes away mid-request takes its request with it: the app sees the close, through both sidecars', async (t) => {
+  const app = await controllable('v1');
+  app.state.delayMs = 30_000;
+  const mesh = await startMesh(MESH(''));
+  t.teardown(async () => (await mesh.stop(), await app.close()));
+  await mesh.sidecar({ service: 'catalog', labels: { version: 'v1' }, appPort: app.port });
+  const web = await mesh.sidecar({ service: 'web', appPort: 1 });
+  const req = http.request({ host: '127.0.0.1', port: web.ports.outbound, path: '/slow', headers: { host: 'catalog' } });
+  req.on('error', () => {});
+  req.end();
+  await waitFor('the request at the app', () => app.state.paths.includes('/slow') || undefined, 10_000);
+  req.destroy();
+  await waitFor('the app to see its caller gone', () => app.state.cut > 0 || undefined, 5000);
+  t.is(app.state.cut, 1);
 });
 
 test('a mirrored request\'s Host gets "-shadow" after the name, before any port', (t) => {
