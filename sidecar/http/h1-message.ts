@@ -247,6 +247,9 @@ export class H1Response extends EventEmitter {
     this.#finish();
   }
 
+  /** Called once when the response is over, before 'close' (a relay's abort: a no-op if its exchange is done). */
+  onClose: (() => void) | null = null;
+
   /** The response is over: sent in full, cut short, or its connection closed under it. */
   get closed(): boolean {
     return this.#closed;
@@ -276,6 +279,11 @@ export class H1Response extends EventEmitter {
     if (this.#closed) return;
     this.#closed = true;
     this.#owner.responseDone(this);
+    const onClose = this.onClose;
+    if (onClose) {
+      this.onClose = null;
+      onClose();
+    }
     this.emit('close');
   }
 }
