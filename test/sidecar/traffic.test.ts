@@ -1,7 +1,7 @@
 // Traffic management through real sidecars: splits, header matches, stickiness, mirroring, circuit breaking,
 // retry budgets, timeouts, and a live canary change under load.
 
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import http from 'node:http';
 import { once } from 'node:events';
 import { Readable } from 'node:stream';
@@ -134,10 +134,11 @@ spec:
   t.regex(show.stdout, /2: every request → v1 50%, v2 50%/);
 });
 
-test('mirroring sends copies without slowing the caller, with the body when it is small and of known length', async (t) => {
+/** catalog v1 and v2 behind their sidecars, web's sidecar, and a Route sending everything to v1 with `rule`. */
+async function mirrorMesh(t: ExecutionContext, rule: string, v2DelayMs: number) {
   const v1 = await controllable('v1');
   const v2 = await controllable('v2');
-  v2.state.delayMs = 1500;
+  v2.state.delayMs = v2DelayMs;
   const mesh = await startMesh(MESH(`---
 apiVersion: weft/v1
 kind: Route
@@ -146,13 +147,17 @@ spec:
   service: catalog
   rules:
     - destinations: [{subset: v1}]
-      mirror: {subset: v2, percent: 100}
-`));
+${rule}`));
   t.teardown(async () => (await mesh.stop(), await v1.close(), await v2.close()));
   await mesh.sidecar({ service: 'catalog', labels: { version: 'v1' }, appPort: v1.port });
   await mesh.sidecar({ service: 'catalog', labels: { version: 'v2' }, appPort: v2.port });
   const web = await mesh.sidecar({ service: 'web', appPort: 1 });
   await waitFor('v1 reachable', async () => (await get(web, '/warm')).body === 'v1' || undefined);
+  return { v1, v2, web };
+}
+
+test('mirroring sends copies without slowing the caller, with the body when it is small and of known length', async (t) => {
+  const { v1, v2, web } = await mirrorMesh(t, '      mirror: {subset: v2, percent: 100}\n', 1500);
   const started = Date.now();
   const answers = await many(10, 5, () => get(web, '/mirrored'));
   const elapsed = Date.now() - started;
@@ -179,25 +184,7 @@ spec:
 });
 
 test('a mirrored copy that gets no answer is given up at the rule\'s timeout, so copies cannot pile up', async (t) => {
-  const v1 = await controllable('v1');
-  const v2 = await controllable('v2');
-  v2.state.delayMs = 30_000;
-  const mesh = await startMesh(MESH(`---
-apiVersion: weft/v1
-kind: Route
-metadata: {name: catalog}
-spec:
-  service: catalog
-  rules:
-    - destinations: [{subset: v1}]
-      timeout: 400ms
-      mirror: {subset: v2, percent: 100}
-`));
-  t.teardown(async () => (await mesh.stop(), await v1.close(), await v2.close()));
-  await mesh.sidecar({ service: 'catalog', labels: { version: 'v1' }, appPort: v1.port });
-  await mesh.sidecar({ service: 'catalog', labels: { version: 'v2' }, appPort: v2.port });
-  const web = await mesh.sidecar({ service: 'web', appPort: 1 });
-  await waitFor('v1 reachable', async () => (await get(web, '/warm')).body === 'v1' || undefined);
+  const { v1, v2, web } = await mirrorMesh(t, '      timeout: 400ms\n      mirror: {subset: v2, percent: 100}\n', 30_000);
   const answers = await many(3, 3, () => get(web, '/copied'));
   t.true(answers.every((a) => a.body === 'v1'));
   await waitFor('the copies at v2', () => v2.state.paths.filter((p) => p === '/copied').length === 3 || undefined, 5000);
