@@ -211,9 +211,9 @@ export function shadowHost(host: string): string {
 
 /**
  * A copy of the request to the mirror subset, its Host marked "-shadow"; its answer is read and thrown away, and
- * nobody waits for it. It is given up after the rule's timeout, or MIRROR_TIMEOUT_MS. A body goes with it when it was read into memory (up to MAX_RETRY_BODY, with a
- * Content-Length); a larger one, or one of unknown length, was streamed once to the real destination, and that
- * request is not copied.
+ * nobody waits for it. It is given up after the rule's timeout, or MIRROR_TIMEOUT_MS. A body goes with it when
+ * it was read into memory (up to MAX_RETRY_BODY, with a Content-Length); a larger one, or one of unknown length,
+ * was streamed once to the real destination, and that request is not copied.
  */
 function mirror(call: HttpCall, subset: string, sent: SentBody, timeoutMs: number): void {
   const pool = call.upstream.subsets.get(subset);
