@@ -1,7 +1,8 @@
 // Retries of gRPC calls under a Route's retry policy, through real sidecars, a real grpc-js client and server:
 // a trailers-only UNAVAILABLE the policy names is retried (the client never sees it), with the request body sent
 // again, also for a client-streaming call; a status the policy does not name is relayed at once; when the tries
-// run out the client gets the app's own last answer.
+// run out the client gets the app's own last answer; an endpoint that stops answering (SIGSTOP) is given up at
+// the per-try timeout and the call made again on the other.
 
 import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
@@ -78,4 +79,43 @@ test('a client-streaming call is retried with its whole request stream sent agai
   t.is(res.err, null);
   t.deepEqual(res.res && { sku: res.res.sku, cents: res.res.cents }, { sku: skus.join(','), cents: 4 });
   t.is(prices.seen.filter((s) => s.url === `/prices.Prices/Collect?skus=${skus.join(',')}`).length, 2, 'both tries got all four messages');
+});
+
+test('a stuck endpoint: the per-try timeout gives up on it and the call is made again on the other one', async (t) => {
+  const a = await grpcPrices();
+  const b = await grpcPrices();
+  const stuckMesh = await startMesh(meshYaml({
+    services: { web: '{port: 8080}', quotes: '{port: 8083, protocol: grpc}' },
+    extra: `apiVersion: weft/v1
+kind: Route
+metadata: {name: quotes}
+spec:
+  service: quotes
+  rules:
+    - destinations: [{weight: 100}]
+      retries: {attempts: 2, perTryTimeout: 300ms, on: [connect-failure, reset], budget: {percent: 100, minPerSecond: 100}}
+`,
+  }));
+  const stuck = await stuckMesh.sidecar({ service: 'quotes', appPort: a.port });
+  await stuckMesh.sidecar({ service: 'quotes', appPort: b.port });
+  const web = await stuckMesh.sidecar({ service: 'web', appPort: 1, upstreams: ['quotes'] });
+  const Client = pricesProto().Prices as unknown as grpc.ServiceClientConstructor;
+  const quotes = new Client(`127.0.0.1:${web.ports.upstreams.quotes}`, grpc.credentials.createInsecure(), { 'grpc.enable_retries': 0 }) as unknown as typeof client;
+  t.teardown(async () => {
+    stuck.child.kill('SIGCONT');
+    quotes.close();
+    await stuckMesh.stop();
+    await a.close();
+    await b.close();
+  });
+  // A deadline, so that a call stuck for good fails here instead of hanging the test.
+  const call = (sku: string) => new Promise<grpc.ServiceError | null>((resolve) => quotes.Get({ sku }, new grpc.Metadata(), { deadline: Date.now() + 5000 }, (err: grpc.ServiceError | null) => resolve(err)));
+  // Both endpoints take calls (and web's sidecar holds a session to each), then one stops answering.
+  for (let i = 0; i < 8; i++) t.is(await call(`warm-${i}`), null);
+  t.true(a.seen.length > 0 && b.seen.length > 0, `a ${a.seen.length}, b ${b.seen.length}`);
+  stuck.child.kill('SIGSTOP');
+  const errors = [];
+  for (let i = 0; i < 6; i++) errors.push(await call(`after-${i}`));
+  t.deepEqual(errors, Array(6).fill(null));
+  t.is(b.seen.filter((s) => s.url.includes('sku=after-')).length, 6);
 });
