@@ -62,6 +62,13 @@ export function pricesProto(): grpc.GrpcObject {
   return grpc.loadPackageDefinition(protoLoader.loadSync(PROTO, { keepCase: true, defaults: true })).prices as grpc.GrpcObject;
 }
 
+/** A grpc-js client of the Prices service at 127.0.0.1:`port`. */
+export function pricesClient(port: number, options: grpc.ChannelOptions = {}): PricesClient {
+  const Client = pricesProto().Prices as unknown as grpc.ServiceClientConstructor;
+  return new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), options) as unknown as PricesClient;
+}
+export type PricesClient = { Get: Function; Watch: Function; Collect: Function } & grpc.Client;
+
 export async function grpcPrices(): Promise<App> {
   const proto = pricesProto();
   const server = new grpc.Server();

@@ -6,3 +6,8 @@ export function meshYaml(opts: { mesh?: string; services: Record<string, string>
   for (const [name, spec] of Object.entries(opts.services)) docs.push(`apiVersion: weft/v1\nkind: Service\nmetadata: {name: ${name}}\nspec: ${spec}\n`);
   return docs.join('---\n') + (opts.extra ? `---\n${opts.extra.replace(/^---\n/, '')}` : '');
 }
+
+/** A Route document for `service`; `rules` is the YAML of its rule list, each line indented by four spaces. */
+export function routeYaml(service: string, rules: string): string {
+  return `apiVersion: weft/v1\nkind: Route\nmetadata: {name: ${service}}\nspec:\n  service: ${service}\n  rules:\n${rules}`;
+}

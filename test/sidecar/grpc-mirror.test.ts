@@ -4,27 +4,19 @@
 
 import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
-import { grpcPrices, pricesProto, type App } from '../helpers/apps.ts';
+import { grpcPrices, pricesClient, type App, type PricesClient } from '../helpers/apps.ts';
 import { startMesh, waitFor, type TestMesh } from '../helpers/mesh.ts';
-import { meshYaml } from '../helpers/mesh-yaml.ts';
+import { meshYaml, routeYaml } from '../helpers/mesh-yaml.ts';
 
 const YAML = meshYaml({
   services: { web: '{port: 8080}', prices: '{port: 8082, protocol: grpc, subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]}' },
-  extra: `apiVersion: weft/v1
-kind: Route
-metadata: {name: prices}
-spec:
-  service: prices
-  rules:
-    - destinations: [{subset: v1}]
-      mirror: {subset: v2, percent: 100}
-`,
+  extra: routeYaml('prices', '    - destinations: [{subset: v1}]\n      mirror: {subset: v2, percent: 100}\n'),
 });
 
 let mesh: TestMesh;
 let v1: App;
 let v2: App;
-let client: { Get: Function; Collect: Function } & grpc.Client;
+let client: PricesClient;
 
 test.before(async () => {
   v1 = await grpcPrices();
@@ -33,8 +25,7 @@ test.before(async () => {
   await mesh.sidecar({ service: 'prices', labels: { version: 'v1' }, appPort: v1.port });
   await mesh.sidecar({ service: 'prices', labels: { version: 'v2' }, appPort: v2.port });
   const web = await mesh.sidecar({ service: 'web', appPort: 1, upstreams: ['prices'] });
-  const Client = pricesProto().Prices as unknown as grpc.ServiceClientConstructor;
-  client = new Client(`127.0.0.1:${web.ports.upstreams.prices}`, grpc.credentials.createInsecure()) as unknown as typeof client;
+  client = pricesClient(web.ports.upstreams.prices!);
 });
 
 test.after.always(async () => {

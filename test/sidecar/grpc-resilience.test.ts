@@ -5,7 +5,7 @@
 import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
 import { grpcMessage } from '../../sidecar/http/h2-proxy.ts';
-import { grpcPrices, pricesProto, type App } from '../helpers/apps.ts';
+import { grpcPrices, pricesClient, type App, type PricesClient } from '../helpers/apps.ts';
 import { startMesh, type SidecarProc, type TestMesh } from '../helpers/mesh.ts';
 import { meshYaml } from '../helpers/mesh-yaml.ts';
 
@@ -32,15 +32,14 @@ spec:
 let mesh: TestMesh;
 let prices: App;
 let web: SidecarProc;
-let client: { Get: Function } & grpc.Client;
+let client: PricesClient;
 
 test.before(async () => {
   prices = await grpcPrices();
   mesh = await startMesh(YAML);
   await mesh.sidecar({ service: 'prices', appPort: prices.port });
   web = await mesh.sidecar({ service: 'web', appPort: 1, upstreams: ['prices'] });
-  const Client = pricesProto().Prices as unknown as grpc.ServiceClientConstructor;
-  client = new Client(`127.0.0.1:${web.ports.upstreams.prices}`, grpc.credentials.createInsecure()) as unknown as typeof client;
+  client = pricesClient(web.ports.upstreams.prices!);
 });
 
 test.after.always(async () => {

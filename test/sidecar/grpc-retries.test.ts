@@ -6,35 +6,26 @@
 
 import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
-import { grpcPrices, pricesProto, type App } from '../helpers/apps.ts';
+import { grpcPrices, pricesClient, type App, type PricesClient } from '../helpers/apps.ts';
 import { startMesh, type TestMesh } from '../helpers/mesh.ts';
-import { meshYaml } from '../helpers/mesh-yaml.ts';
+import { meshYaml, routeYaml } from '../helpers/mesh-yaml.ts';
 
 const YAML = meshYaml({
   services: { web: '{port: 8080}', prices: '{port: 8082, protocol: grpc}' },
-  extra: `apiVersion: weft/v1
-kind: Route
-metadata: {name: prices}
-spec:
-  service: prices
-  rules:
-    - destinations: [{weight: 100}]
-      retries: {attempts: 2, on: [unavailable, connect-failure, reset], budget: {percent: 100, minPerSecond: 100}}
-`,
+  extra: routeYaml('prices', '    - destinations: [{weight: 100}]\n      retries: {attempts: 2, on: [unavailable, connect-failure, reset], budget: {percent: 100, minPerSecond: 100}}\n'),
 });
 
 let mesh: TestMesh;
 let prices: App;
-let client: { Get: Function; Collect: Function } & grpc.Client;
+let client: PricesClient;
 
 test.before(async () => {
   prices = await grpcPrices();
   mesh = await startMesh(YAML);
   await mesh.sidecar({ service: 'prices', appPort: prices.port });
   const web = await mesh.sidecar({ service: 'web', appPort: 1, upstreams: ['prices'] });
-  const Client = pricesProto().Prices as unknown as grpc.ServiceClientConstructor;
   // grpc-js's own retries off: every retry seen here is the sidecar's.
-  client = new Client(`127.0.0.1:${web.ports.upstreams.prices}`, grpc.credentials.createInsecure(), { 'grpc.enable_retries': 0 }) as unknown as typeof client;
+  client = pricesClient(web.ports.upstreams.prices!, { 'grpc.enable_retries': 0 });
 });
 
 test.after.always(async () => {
@@ -86,21 +77,12 @@ test('a stuck endpoint: the per-try timeout gives up on it and the call is made 
   const b = await grpcPrices();
   const stuckMesh = await startMesh(meshYaml({
     services: { web: '{port: 8080}', quotes: '{port: 8083, protocol: grpc}' },
-    extra: `apiVersion: weft/v1
-kind: Route
-metadata: {name: quotes}
-spec:
-  service: quotes
-  rules:
-    - destinations: [{weight: 100}]
-      retries: {attempts: 2, perTryTimeout: 300ms, on: [connect-failure, reset], budget: {percent: 100, minPerSecond: 100}}
-`,
+    extra: routeYaml('quotes', '    - destinations: [{weight: 100}]\n      retries: {attempts: 2, perTryTimeout: 300ms, on: [connect-failure, reset], budget: {percent: 100, minPerSecond: 100}}\n'),
   }));
   const stuck = await stuckMesh.sidecar({ service: 'quotes', appPort: a.port });
   await stuckMesh.sidecar({ service: 'quotes', appPort: b.port });
   const web = await stuckMesh.sidecar({ service: 'web', appPort: 1, upstreams: ['quotes'] });
-  const Client = pricesProto().Prices as unknown as grpc.ServiceClientConstructor;
-  const quotes = new Client(`127.0.0.1:${web.ports.upstreams.quotes}`, grpc.credentials.createInsecure(), { 'grpc.enable_retries': 0 }) as unknown as typeof client;
+  const quotes = pricesClient(web.ports.upstreams.quotes!, { 'grpc.enable_retries': 0 });
   t.teardown(async () => {
     stuck.child.kill('SIGCONT');
     quotes.close();
