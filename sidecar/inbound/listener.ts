@@ -19,7 +19,7 @@ import { normalizeSerial } from '../../ca/serial.ts';
 import { spiffeIdOfCertificate } from '../../ca/svid.ts';
 import type { RuntimeConfig } from '../config/runtime.ts';
 import { AppConnector } from './app.ts';
-import { forwardH1 } from '../http/h1-proxy.ts';
+import { relayH1 } from '../http/h1-proxy.ts';
 import { forwardH2, h2RequestHeaders, meshReplyH2 } from '../http/h2-proxy.ts';
 import { forwardHeaders, PEER_IDENTITY_HEADER } from '../http/headers.ts';
 import { hardenedH1Server, hardenedH2Server, refuseAmbiguousHead } from '../http/servers.ts';
@@ -247,8 +247,8 @@ export class InboundListener {
     }
     const headers = this.#appHeaders(req);
     for (const name in obs.propagate) headers[name] = obs.propagate[name]!;
-    forwardH1(this.#app.pool, req, res, headers, { path: verdict.target }).catch((err: Error) => {
-      meshReply(res, 503, 'app-unavailable', `the app at ${this.#o.appHost}:${this.#o.appPort} did not answer: ${err.message}`);
+    relayH1(this.#app.pool, req, res, headers, { path: verdict.target }, (err, status) => {
+      if (err && status === 0) meshReply(res, 503, 'app-unavailable', `the app at ${this.#o.appHost}:${this.#o.appPort} did not answer: ${err.message}`);
     });
   }
 

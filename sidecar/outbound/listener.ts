@@ -157,7 +157,7 @@ export class OutboundListener {
     const headers = forwardHeaders(req.headers);
     for (const name in obs.propagate) headers[name] = obs.propagate[name]!;
     headers.host = host;
-    callHttp({ upstream, req, res, headers, target: path, facts, peers: this.#o.peers, state: this.#o.state, obs }).catch((err: Error) => {
+    callHttp({ upstream, req, res, headers, target: path, facts, peers: this.#o.peers, state: this.#o.state, obs }, (err) => {
       this.#o.log({ msg: 'outbound call failed unexpectedly', upstream: upstream.key, error: err.stack ?? err.message });
       meshReply(res, 503, 'upstream-connect-failure', `internal error: ${err.message}`);
     });

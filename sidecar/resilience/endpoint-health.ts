@@ -70,22 +70,50 @@ export class EndpointHealth {
 
   /** Runs one attempt under the breaker. `attempt` throws UpstreamFailure for what counts as a failure. */
   async run<T>(attempt: () => Promise<T>): Promise<T> {
-    const started = monotonicMs();
-    this.inFlight++;
+    const started = this.#begin();
     try {
       const result = this.breaker ? ((await this.breaker.fire(attempt)) as T) : await attempt();
-      this.#consecutive = 0;
+      this.#settle(started, null);
       return result;
     } catch (err) {
-      if (err instanceof UpstreamFailure || !this.breaker) {
-        this.#consecutive++;
-        if (this.#config && this.#consecutive >= this.#config.consecutiveFailures && this.breaker && !this.breaker.opened) this.breaker.open();
-      }
+      this.#settle(started, err as Error);
       throw err;
-    } finally {
-      this.inFlight--;
-      const ms = monotonicMs() - started;
-      this.ewmaMs = this.ewmaMs === 0 ? ms : this.ewmaMs * (1 - EWMA_ALPHA) + ms * EWMA_ALPHA;
+    }
+  }
+
+  /**
+   * run() in callback style, for the HTTP/1 path every request takes: `attempt` calls its `settled` once, with
+   * an UpstreamFailure for what counts as a failure; then `done` is called with the same outcome. Without a
+   * breaker no promise is made.
+   */
+  runCallback(attempt: (settled: (err: Error | null) => void) => void, done: (err: Error | null) => void): void {
+    if (this.breaker) {
+      this.run(() => new Promise<void>((resolve, reject) => attempt((err) => (err ? reject(err) : resolve())))).then(() => done(null), done);
+      return;
+    }
+    const started = this.#begin();
+    attempt((err) => {
+      this.#settle(started, err);
+      done(err);
+    });
+  }
+
+  #begin(): number {
+    this.inFlight++;
+    return monotonicMs();
+  }
+
+  #settle(started: number, err: Error | null): void {
+    this.inFlight--;
+    const ms = monotonicMs() - started;
+    this.ewmaMs = this.ewmaMs === 0 ? ms : this.ewmaMs * (1 - EWMA_ALPHA) + ms * EWMA_ALPHA;
+    if (!err) {
+      this.#consecutive = 0;
+      return;
+    }
+    if (err instanceof UpstreamFailure || !this.breaker) {
+      this.#consecutive++;
+      if (this.#config && this.#consecutive >= this.#config.consecutiveFailures && this.breaker && !this.breaker.opened) this.breaker.open();
     }
   }
 

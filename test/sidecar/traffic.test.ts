@@ -16,7 +16,7 @@ import { meshYaml } from '../helpers/mesh-yaml.ts';
 
 /** A test app that says who it is and can be told to fail or to be slow. */
 async function controllable(name: string) {
-  const state = { failing: false, delayMs: 0, hits: 0, paths: [] as string[], bodies: [] as string[], hosts: new Set<string>(), cut: 0 };
+  const state = { failing: false, failStatus: 503, delayMs: 0, hits: 0, paths: [] as string[], bodies: [] as string[], hosts: new Set<string>(), cut: 0 };
   const server = http.createServer((req, res) => {
     state.hits++;
     // the caller went away before the answer was sent
@@ -28,7 +28,7 @@ async function controllable(name: string) {
     req.on('end', () => body && state.bodies.push(`${req.method} ${req.url} ${body.length <= 64 ? body : `${body.length} bytes`}`));
     const answer = () => {
       if (state.failing) {
-        res.writeHead(503, { 'content-type': 'text/plain' }).end(`${name} failing`);
+        res.writeHead(state.failStatus, { 'content-type': 'text/plain' }).end(`${name} failing`);
         return;
       }
       res.writeHead(200, { 'content-type': 'text/plain' }).end(name);
@@ -330,4 +330,72 @@ spec:
   t.is(slow.status, 504);
   t.is(slow.reason, 'timeout');
   t.true(Date.now() - started < 1500, `took ${Date.now() - started} ms`);
+});
+
+test('a retry on a 4xx status the policy names (429) is made on the other endpoint, and the caller gets its answer', async (t) => {
+  const busy = await controllable('busy');
+  const ok = await controllable('ok');
+  busy.state.failing = true;
+  busy.state.failStatus = 429;
+  const mesh = await startMesh(MESH(`---
+apiVersion: weft/v1
+kind: Route
+metadata: {name: catalog}
+spec:
+  service: catalog
+  rules:
+    - destinations: [{subset: v1}]
+      retries: {attempts: 1, on: ["429"], budget: {percent: 100, minPerSecond: 100}}
+---
+apiVersion: weft/v1
+kind: TrafficPolicy
+metadata: {name: catalog}
+spec:
+  service: catalog
+  loadBalancer: {type: round-robin}
+  circuitBreaker: {consecutiveFailures: 2, volumeThreshold: 5, errorThresholdPercentage: 50, resetTimeout: 30s, maxResetTimeout: 60s}
+`));
+  t.teardown(async () => (await mesh.stop(), await busy.close(), await ok.close()));
+  await mesh.sidecar({ service: 'catalog', labels: { version: 'v1' }, appPort: busy.port });
+  await mesh.sidecar({ service: 'catalog', labels: { version: 'v1' }, appPort: ok.port });
+  const web = await mesh.sidecar({ service: 'web', appPort: 1 });
+  // Without an answer, a caller waits: give up after 5 s so a lost answer fails the test rather than hanging it.
+  const dispatcher = new Agent({ headersTimeout: 5000 });
+  t.teardown(() => dispatcher.close());
+  await waitFor('the route and both endpoints', async () => (await get(web, '/warm', {}, dispatcher)).status === 200 && busy.state.hits > 0 && ok.state.hits > 0 ? true : undefined);
+  const before = busy.state.hits;
+  const answers = await many(40, 4, () => get(web, '/items', {}, dispatcher));
+  t.deepEqual(new Set(answers.map((a) => `${a.status} ${a.body}`)), new Set(['200 ok']));
+  // Round robin sends every other first try to the endpoint answering 429. A 429 is the app's answer, not the
+  // endpoint failing: it does not open the breaker (two in a row would), so that endpoint keeps being tried.
+  t.true(busy.state.hits - before >= 15, `the endpoint answering 429 got ${busy.state.hits - before} of 40 first tries`);
+});
+
+test('an answer that breaks off after its head ends the call: the caller sees the break, and the pending count is given back', async (t) => {
+  // The app answers /broken with a head and part of a body, then drops the connection.
+  const app = http.createServer((req, res) => {
+    if (req.url !== '/broken') return void res.end('whole');
+    res.writeHead(200, { 'content-length': '100' });
+    res.write('part of it', () => res.socket?.destroy());
+  });
+  app.listen(0, '127.0.0.1');
+  await once(app, 'listening');
+  const mesh = await startMesh(MESH(`---
+apiVersion: weft/v1
+kind: TrafficPolicy
+metadata: {name: catalog}
+spec:
+  service: catalog
+  connectionPool: {maxPendingRequests: 1}
+`));
+  t.teardown(async () => (await mesh.stop(), app.closeAllConnections(), app.close()));
+  await mesh.sidecar({ service: 'catalog', labels: { version: 'v1' }, appPort: (app.address() as AddressInfo).port });
+  const web = await mesh.sidecar({ service: 'web', appPort: 1 });
+  await waitFor('catalog reachable', async () => (await get(web, '/warm')).body === 'whole' || undefined);
+  for (let i = 0; i < 3; i++) {
+    // The caller gets the head, then the connection is cut before the promised 100 bytes.
+    await t.throwsAsync(get(web, '/broken'));
+    // With the one pending slot given back, the next call goes through rather than getting 503 overflow.
+    t.deepEqual(await get(web, '/after'), { status: 200, body: 'whole', reason: undefined });
+  }
 });
