@@ -35,6 +35,8 @@ export interface RuntimeConfig {
   readonly version: number;
   readonly body: SnapshotBody;
   readonly self: SnapshotBody['service'];
+  /** "name.namespace" of this workload's service, as metrics and spans name it */
+  readonly selfKey: string;
   readonly mtlsMode: MtlsMode;
   /** by every name an app may use: "catalog" (same namespace), "catalog.default" */
   readonly hosts: ReadonlyMap<string, UpstreamRuntime>;
@@ -80,6 +82,7 @@ export function compileSnapshot(version: number, body: SnapshotBody): RuntimeCon
     version,
     body,
     self: body.service,
+    selfKey: `${body.service.name}.${body.service.namespace}`,
     mtlsMode: body.mesh.mtls.mode,
     hosts,
     upstreams,

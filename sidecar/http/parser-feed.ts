@@ -34,7 +34,9 @@ export class ParserFeed {
     if (handle?.isStreamBase && !handle._consumed) {
       handle._consumed = true;
       this.#handle = handle;
-      parser[kOnExecute] = (ret: number | Error) => onExecute(ret, () => parser.getCurrentBuffer());
+      // (one getter for the connection's life, not a closure per read)
+      const bytes = () => parser.getCurrentBuffer();
+      parser[kOnExecute] = (ret: number | Error) => onExecute(ret, bytes);
       parser.consume(handle);
     }
     socket.on('data', this.#onData);

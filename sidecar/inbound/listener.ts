@@ -195,8 +195,7 @@ export class InboundListener {
           socket.destroy();
           return;
         }
-        const self = this.#o.config().self;
-        const conn = (this.#o.observer ?? (() => noopObserver))().connection('inbound', `${self.name}.${self.namespace}`, peer.identity);
+        const conn = (this.#o.observer ?? (() => noopObserver))().connection('inbound', this.#o.config().selfKey, peer.identity);
         // A TLS socket counts plaintext bytes: what the peer's app sent, and what this app sent back.
         socket.once('close', () => (conn.bytes(socket.bytesRead, socket.bytesWritten), conn.end()));
         this.#app.pipeTcp(socket, (err) => this.#o.log({ msg: 'app refused a TCP connection', error: err.message }));
@@ -222,7 +221,7 @@ export class InboundListener {
   #observe(protocol: 'http' | 'http2' | 'grpc', method: string, target: string, header: (n: string) => string | string[] | undefined, peer: PeerIdentity | null, verdict: Verdict): RequestObservation {
     const config = this.#o.config();
     const obs = (this.#o.observer ?? (() => noopObserver))().request({
-      direction: 'inbound', protocol, method, path: pathOf(target), header, source: peer?.identity ?? null, service: `${config.self.name}.${config.self.namespace}`,
+      direction: 'inbound', protocol, method, path: pathOf(target), header, source: peer?.identity ?? null, service: config.selfKey,
     });
     if (verdict.decision) obs.set({ policy: { allowed: verdict.decision.allowed, policy: verdict.decision.policy, rule: verdict.decision.rule } });
     return obs;
@@ -239,8 +238,7 @@ export class InboundListener {
     const header = (n: string) => req.headers[n];
     const verdict = this.#authorize(peer, req.method, req.url, header);
     const obs = this.#observe('http', req.method, verdict.target, header, peer, verdict);
-    // 'close' comes once per response; on(), not once(), spares a wrapper per request.
-    res.on('close', () => obs.end({ status: res.statusCode, reason: res.getHeader(REASON_HEADER) as string | undefined }));
+    res.observation = obs;
     if (!verdict.ok) {
       meshReply(res, verdict.status, verdict.reason!, verdict.message, verdict.headers);
       return;

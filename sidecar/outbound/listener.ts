@@ -152,8 +152,7 @@ export class OutboundListener {
     }
     const facts = this.#facts(req, path);
     const obs = this.#observe(upstream, 'http', facts.method, facts.path, facts.header);
-    // 'close' comes once per response; on(), not once(), spares a wrapper per request.
-    res.on('close', () => obs.end({ status: res.statusCode, reason: res.getHeader(REASON_HEADER) as string | undefined }));
+    res.observation = obs;
     const headers = forwardHeaders(req.headers);
     for (const name in obs.propagate) headers[name] = obs.propagate[name]!;
     headers.host = host;

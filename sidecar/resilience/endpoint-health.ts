@@ -25,6 +25,8 @@ export class EndpointHealth {
   #consecutive = 0;
   ewmaMs = 0;
   inFlight = 0;
+  /** this endpoint as the only candidate (ResilienceState.available's common case, with no array per request) */
+  readonly alone: readonly EndpointHealth[] = Object.freeze([this]);
 
   constructor(address: string, config: CircuitBreakerConfig | null, onState: (state: BreakerState) => void) {
     this.address = address;

@@ -5,8 +5,11 @@ import type { RuntimeConfig, UpstreamRuntime } from '../config/runtime.ts';
 import { EndpointHealth, type BreakerState } from './endpoint-health.ts';
 import { RetryBudget } from './retry-budget.ts';
 
+const NONE: readonly EndpointHealth[] = Object.freeze([]);
+
 export class ResilienceState {
-  readonly #endpoints = new Map<string, { health: EndpointHealth; config: string }>();
+  /** upstream key → endpoint address → its health: keyed by the config's own strings, with no key built per request */
+  readonly #endpoints = new Map<string, Map<string, { health: EndpointHealth; config: string }>>();
   readonly #budgets = new Map<string, RetryBudget>();
   readonly #pending = new Map<string, number>();
   /** each applied upstream's breaker settings as a string to compare: made once per push, not per request */
@@ -18,24 +21,25 @@ export class ResilienceState {
   }
 
   endpoint(upstream: UpstreamRuntime, address: string): EndpointHealth {
-    const key = `${upstream.key}|${address}`;
     let config = this.#breakerKeys.get(upstream);
     if (config === undefined) this.#breakerKeys.set(upstream, (config = JSON.stringify(upstream.trafficPolicy?.circuitBreaker ?? null)));
-    const have = this.#endpoints.get(key);
+    let byAddress = this.#endpoints.get(upstream.key);
+    if (!byAddress) this.#endpoints.set(upstream.key, (byAddress = new Map()));
+    const have = byAddress.get(address);
     if (have && have.config === config) return have.health;
     const breaker = upstream.trafficPolicy?.circuitBreaker ?? null;
     have?.health.shutdown();
     const health = new EndpointHealth(address, breaker, (state) => this.#onBreaker(upstream.key, address, state));
-    this.#endpoints.set(key, { health, config });
+    byAddress.set(address, { health, config });
     return health;
   }
 
   /** The endpoints whose breaker lets a request through, preferring those not `tried` yet by this request. */
-  available(upstream: UpstreamRuntime, endpoints: readonly { readonly address: string }[], tried: ReadonlySet<string> | null = null): EndpointHealth[] {
+  available(upstream: UpstreamRuntime, endpoints: readonly { readonly address: string }[], tried: ReadonlySet<string> | null = null): readonly EndpointHealth[] {
     if (endpoints.length === 1) {
       // The common case, without the filtering below.
       const health = this.endpoint(upstream, endpoints[0]!.address);
-      return health.available ? [health] : [];
+      return health.available ? health.alone : NONE;
     }
     const open = endpoints.map((e) => this.endpoint(upstream, e.address)).filter((h) => h.available);
     const fresh = tried ? open.filter((h) => !tried.has(h.address)) : open;
@@ -65,12 +69,14 @@ export class ResilienceState {
 
   /** After a push: forget endpoints that are no longer in any upstream. */
   prune(config: RuntimeConfig): void {
-    const live = new Set<string>();
-    for (const u of config.upstreams.values()) for (const e of u.endpoints) live.add(`${u.key}|${e.address}`);
-    for (const [key, { health }] of this.#endpoints) {
-      if (live.has(key)) continue;
-      health.shutdown();
-      this.#endpoints.delete(key);
+    for (const [key, byAddress] of this.#endpoints) {
+      const live = new Set(config.upstreams.get(key)?.endpoints.map((e) => e.address));
+      for (const [address, { health }] of byAddress) {
+        if (live.has(address)) continue;
+        health.shutdown();
+        byAddress.delete(address);
+      }
+      if (byAddress.size === 0) this.#endpoints.delete(key);
     }
   }
 }

@@ -25,6 +25,36 @@ const UNKNOWN_SOURCE = 'unknown';
 /** How long a replaced tracer stays open for the requests that started on it. */
 const RETIRE_AFTER_MS = 10_000;
 
+/** One request's observation: an object with its methods on the prototype, not closures per request. */
+class Observation implements RequestObservation {
+  readonly propagate: Readonly<Record<string, string>>;
+  readonly facts: RequestFacts = {};
+  readonly began = monotonicMs();
+  readonly start: RequestStart;
+  readonly series: RequestSeries;
+  readonly span: TraceSpan | null;
+  #ended: ((o: Observation, outcome: RequestEnd) => void) | null;
+
+  constructor(ended: (o: Observation, outcome: RequestEnd) => void, start: RequestStart, series: RequestSeries, span: TraceSpan | null) {
+    this.#ended = ended;
+    this.start = start;
+    this.series = series;
+    this.span = span;
+    this.propagate = span?.propagate ?? NO_HEADERS;
+  }
+
+  set(more: RequestFacts): void {
+    Object.assign(this.facts, more);
+  }
+
+  end(outcome: RequestEnd): void {
+    const ended = this.#ended;
+    if (!ended) return;
+    this.#ended = null;
+    ended(this, outcome);
+  }
+}
+
 export class MeshObserver implements Observer {
   readonly #o: MeshObserverOptions;
   readonly #metrics: MeshMetrics;
@@ -91,25 +121,15 @@ export class MeshObserver implements Observer {
   request(start: RequestStart): RequestObservation {
     this.activity++;
     this.inProgress++;
-    const began = monotonicMs();
     const series = this.#metrics.requestStarted({ direction: start.direction, source: start.source ?? UNKNOWN_SOURCE, service: start.service });
-    const config = this.#o.config();
-    const span = this.#tracing?.start(start, config?.self.identity ?? null) ?? null;
-    const facts: RequestFacts = {};
-    let ended = false;
-    return {
-      propagate: span?.propagate ?? NO_HEADERS,
-      set(more) {
-        Object.assign(facts, more);
-      },
-      end: (outcome) => {
-        if (ended) return;
-        ended = true;
-        this.inProgress--;
-        this.#finish(start, series, facts, outcome, span, monotonicMs() - began);
-      },
-    };
+    const span = this.#tracing?.start(start, this.#o.config()?.self.identity ?? null) ?? null;
+    return new Observation(this.#ended, start, series, span);
   }
+
+  readonly #ended = (o: Observation, outcome: RequestEnd): void => {
+    this.inProgress--;
+    this.#finish(o.start, o.series, o.facts, outcome, o.span, monotonicMs() - o.began);
+  };
 
   #finish(start: RequestStart, series: RequestSeries, facts: RequestFacts, outcome: RequestEnd, span: TraceSpan | null, ms: number): void {
     if (start.direction === 'inbound') {
