@@ -223,7 +223,7 @@ export class InboundListener {
     const obs = (this.#o.observer ?? (() => noopObserver))().request({
       direction: 'inbound', protocol, method, path: pathOf(target), header, source: peer?.identity ?? null, service: config.selfKey,
     });
-    if (verdict.decision) obs.set({ policy: { allowed: verdict.decision.allowed, policy: verdict.decision.policy, rule: verdict.decision.rule } });
+    if (verdict.decision) obs.set({ policy: verdict.decision }); // (its allowed, policy and rule are what is read)
     return obs;
   }
 

@@ -6,6 +6,7 @@ import { normalizePath } from './normalize.ts';
 import type { Decision } from './authorizer.ts';
 
 export const POLICY_HEADER = 'x-weft-policy';
+const NO_HEADERS: Record<string, string> = Object.freeze({}) as Record<string, string>;
 
 export interface Verdict {
   readonly ok: boolean;
@@ -49,5 +50,5 @@ export function enforce(config: RuntimeConfig, input: EnforceInput, opts: { poli
       headers: opts.policyHeader ? { [POLICY_HEADER]: named } : {},
     };
   }
-  return { ok: true, target: n.path + n.query, status: 200, reason: null, message: '', decision, headers: {} };
+  return { ok: true, target: n.query ? n.path + n.query : n.path, status: 200, reason: null, message: '', decision, headers: NO_HEADERS };
 }
