@@ -98,6 +98,9 @@ export async function callH2(call: H2Call, incoming: IncomingHttpHeaders): Promi
   }
 }
 
+/** gRPC statuses that Envoy's outlier detection counts as 5xx: DEADLINE_EXCEEDED (504), INTERNAL (500), UNAVAILABLE (503). */
+const ENDPOINT_FAILURES = new Set([4, 13, 14]);
+
 /**
  * A call under a retry policy. The request body is kept (up to MAX_RETRY_BODY) as it is sent; a try that fails
  * before any answer reached the client (no connection, a reset, the per-try timeout, or an answer head `on`
@@ -120,6 +123,8 @@ async function attempts(call: H2Call, policy: RetryPolicy, subset: string | null
     if (policy.on.statuses.includes(Number(h[':status']))) return true;
     return grpc && endStream && policy.on.grpcStatuses.includes(Number(h['grpc-status']));
   };
+  /** Whether a dropped answer is the endpoint failing: a 5xx, or a gRPC status Envoy counts as one (504, 500, 503). */
+  const failing = (h: IncomingHttpHeaders) => Number(h[':status']) >= 500 || (grpc && ENDPOINT_FAILURES.has(Number(h['grpc-status'])));
   for (let n = 0; ; n++) {
     const open = call.state.available(upstream, endpoints, tried);
     if (open.length === 0) {
@@ -130,17 +135,20 @@ async function attempts(call: H2Call, policy: RetryPolicy, subset: string | null
     tried.add(health.address);
     call.obs.set({ subset, endpoint: health.address, retries: n, breaker: health.state });
     let again = false;
+    let failed = false;
     try {
       await health.run(async () => {
         await forwardH2(stream, call.peers.h2Session(upstream, health.address), call.headers, {
           body,
           answerTimeoutMs: policy.perTryTimeoutMs,
           // A retryable answer is dropped (not relayed) only when a retry is sure to follow.
-          accept: (h, endStream) => !(retryable(h, endStream) && (again = canRetry(n))),
+          accept: (h, endStream) => !(retryable(h, endStream) && (again = canRetry(n)) && ((failed = failing(h)), true)),
         });
-        // The dropped answer counts against the endpoint, as a retried 5xx does for HTTP/1.
-        if (again) throw new UpstreamFailure(503, `${health.address} answered with a status the retry policy names`);
+        // A dropped 5xx (or UNAVAILABLE...) counts against the endpoint, as for HTTP/1; a 429 or RESOURCE_EXHAUSTED
+        // is the app's answer, not the endpoint failing.
+        if (again && failed) throw new UpstreamFailure(503, `${health.address} answered with a status the retry policy names`);
       });
+      if (again) continue;
       return;
     } catch (err) {
       if (again) continue;

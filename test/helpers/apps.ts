@@ -74,7 +74,8 @@ export async function grpcPrices(): Promise<App> {
   const server = new grpc.Server();
   const seen: App['seen'] = [];
   const caller = (call: { metadata: grpc.Metadata }) => String(call.metadata.get('x-weft-peer-identity')[0] ?? '');
-  // "flaky-…" is UNAVAILABLE the first time each is asked for, "down-…" every time.
+  // "flaky-…" is UNAVAILABLE the first time each is asked for, "down-…" every time; "exhausted-…" is
+  // RESOURCE_EXHAUSTED every time.
   const asked = new Set<string>();
   const unavailable = (sku: string) => {
     if (sku.startsWith('down-')) return true;
@@ -95,6 +96,10 @@ export async function grpcPrices(): Promise<App> {
       }
       if (unavailable(call.request.sku)) {
         cb({ code: grpc.status.UNAVAILABLE, details: `${call.request.sku} is unavailable this time` });
+        return;
+      }
+      if (call.request.sku.startsWith('exhausted-')) {
+        cb({ code: grpc.status.RESOURCE_EXHAUSTED, details: `no quota left for ${call.request.sku}` });
         return;
       }
       cb(null, { sku: call.request.sku, cents: 1299, caller: caller(call) });

@@ -2,7 +2,7 @@
 // a trailers-only UNAVAILABLE the policy names is retried (the client never sees it), with the request body sent
 // again, also for a client-streaming call; a status the policy does not name is relayed at once; when the tries
 // run out the client gets the app's own last answer; an endpoint that stops answering (SIGSTOP) is given up at
-// the per-try timeout and the call made again on the other.
+// the per-try timeout and the call made again on the other; a retried RESOURCE_EXHAUSTED does not open a breaker.
 
 import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
@@ -100,4 +100,33 @@ test('a stuck endpoint: the per-try timeout gives up on it and the call is made 
   for (let i = 0; i < 6; i++) errors.push(await call(`after-${i}`));
   t.deepEqual(errors, Array(6).fill(null));
   t.is(b.seen.filter((s) => s.url.includes('sku=after-')).length, 6);
+});
+
+test('a retried RESOURCE_EXHAUSTED is the app\'s answer, not the endpoint failing: it does not open the breaker', async (t) => {
+  const app = await grpcPrices();
+  const quotaMesh = await startMesh(meshYaml({
+    services: { web: '{port: 8080}', quotes: '{port: 8083, protocol: grpc}' },
+    extra: `${routeYaml('quotes', '    - destinations: [{weight: 100}]\n      retries: {attempts: 2, on: [resource-exhausted], budget: {percent: 100, minPerSecond: 100}}\n')}---
+apiVersion: weft/v1
+kind: TrafficPolicy
+metadata: {name: quotes}
+spec:
+  service: quotes
+  circuitBreaker: {consecutiveFailures: 2, volumeThreshold: 100, errorThresholdPercentage: 100, resetTimeout: 30s, maxResetTimeout: 60s}
+`,
+  }));
+  await quotaMesh.sidecar({ service: 'quotes', appPort: app.port });
+  const web = await quotaMesh.sidecar({ service: 'web', appPort: 1, upstreams: ['quotes'] });
+  const quotes = pricesClient(web.ports.upstreams.quotes!, { 'grpc.enable_retries': 0 });
+  t.teardown(async () => (quotes.close(), await quotaMesh.stop(), await app.close()));
+  const call = (sku: string) => new Promise<grpc.ServiceError | null>((resolve) => quotes.Get({ sku }, new grpc.Metadata(), { deadline: Date.now() + 5000 }, (err: grpc.ServiceError | null) => resolve(err)));
+  // Each call is tried three times, and the caller gets the app's own last answer. Had the two dropped answers
+  // counted as failures, the second would have opened the breaker, and the third try been refused (circuit-open).
+  for (let i = 0; i < 3; i++) {
+    const err = await call(`exhausted-${i}`);
+    t.is(err?.code, grpc.status.RESOURCE_EXHAUSTED);
+    t.is(err?.details, `no quota left for exhausted-${i}`);
+  }
+  t.is(app.seen.filter((s) => s.url.includes('sku=exhausted-')).length, 9);
+  t.is(await call('fine'), null);
 });
