@@ -9,7 +9,7 @@ import { request } from 'undici';
 import { tempDir } from '../helpers/ca.ts';
 import { REPO, WEFT, weft } from '../helpers/cli.ts';
 import { waitFor } from '../helpers/mesh.ts';
-import { freeBase, portsFree, startUp } from '../helpers/up.ts';
+import { freeBase, portsFree, readySummary, startUp } from '../helpers/up.ts';
 
 const ID = (sa: string) => `spiffe://shop.example/ns/default/sa/${sa}`;
 
@@ -29,7 +29,7 @@ test('the walkthrough: canary and top, policy check, a breaker tripping, a trace
     traces.kill('SIGINT');
     await up.exited;
   });
-  const summary = await waitFor('weft up to be ready', () => (up.stdout().includes('Ctrl-C stops everything') ? up.stdout() : undefined), 90_000, 200);
+  const summary = await readySummary(up, 90_000);
   const ingress = /Open (http:\/\/127\.0\.0\.1:\d+\/)/.exec(summary)![1]!;
   const v1App = Number(/catalog\.ts on :(\d+) \(version=v1\)/.exec(summary)![1]);
   const api = async () => {

@@ -3,6 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { REPO, WEFT } from './cli.ts';
+import { waitFor } from './mesh.ts';
 
 export const EXAMPLE = 'examples/shop/mesh.yaml';
 
@@ -52,3 +53,18 @@ export async function freeBase(): Promise<number> {
   throw new Error('no free port range for weft up');
 }
 
+
+/**
+ * Waits for weft up's summary and returns its stdout. If it exits first, or the summary never comes, the error
+ * says so with the end of what it printed (a bare timeout told nothing of why).
+ */
+export async function readySummary(up: Up, timeoutMs: number): Promise<string> {
+  try {
+    return await waitFor('weft up to print its summary', () => {
+      if (up.child.exitCode !== null) throw new Error(`weft up exited ${up.child.exitCode}`);
+      return up.stdout().includes('Ctrl-C stops everything') ? up.stdout() : undefined;
+    }, timeoutMs, 200);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n--- its stdout, the end ---\n${up.stdout().slice(-3000)}\n--- its stderr, the end ---\n${up.stderr().slice(-3000)}`);
+  }
+}
