@@ -11,3 +11,8 @@ export function meshYaml(opts: { mesh?: string; services: Record<string, string>
 export function routeYaml(service: string, rules: string): string {
   return `apiVersion: weft/v1\nkind: Route\nmetadata: {name: ${service}}\nspec:\n  service: ${service}\n  rules:\n${rules}`;
 }
+
+/** A TrafficPolicy for `service`; `spec` is its fields after `service`, one per line, indented two spaces. */
+export function trafficPolicyYaml(service: string, spec: string): string {
+  return `apiVersion: weft/v1\nkind: TrafficPolicy\nmetadata: {name: ${service}}\nspec:\n  service: ${service}\n${spec}`;
+}

@@ -8,7 +8,7 @@ import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
 import { grpcPrices, pricesClient, type App, type PricesClient } from '../helpers/apps.ts';
 import { startMesh, type TestMesh } from '../helpers/mesh.ts';
-import { meshYaml, routeYaml } from '../helpers/mesh-yaml.ts';
+import { meshYaml, routeYaml, trafficPolicyYaml } from '../helpers/mesh-yaml.ts';
 
 const YAML = meshYaml({
   services: { web: '{port: 8080}', prices: '{port: 8082, protocol: grpc}' },
@@ -107,13 +107,7 @@ test('a retried RESOURCE_EXHAUSTED is the app\'s answer, not the endpoint failin
   const quotaMesh = await startMesh(meshYaml({
     services: { web: '{port: 8080}', quotes: '{port: 8083, protocol: grpc}' },
     extra: `${routeYaml('quotes', '    - destinations: [{weight: 100}]\n      retries: {attempts: 2, on: [resource-exhausted], budget: {percent: 100, minPerSecond: 100}}\n')}---
-apiVersion: weft/v1
-kind: TrafficPolicy
-metadata: {name: quotes}
-spec:
-  service: quotes
-  circuitBreaker: {consecutiveFailures: 2, volumeThreshold: 100, errorThresholdPercentage: 100, resetTimeout: 30s, maxResetTimeout: 60s}
-`,
+${trafficPolicyYaml('quotes', '  circuitBreaker: {consecutiveFailures: 2, volumeThreshold: 100, errorThresholdPercentage: 100, resetTimeout: 30s, maxResetTimeout: 60s}\n')}`,
   }));
   await quotaMesh.sidecar({ service: 'quotes', appPort: app.port });
   const web = await quotaMesh.sidecar({ service: 'web', appPort: 1, upstreams: ['quotes'] });

@@ -12,7 +12,7 @@ import { pickDestination, compileRoute } from '../../sidecar/routing/route-table
 import { rebalance } from '../../cli/commands/route.ts';
 import { weft } from '../helpers/cli.ts';
 import { startMesh, waitFor, type SidecarProc } from '../helpers/mesh.ts';
-import { meshYaml } from '../helpers/mesh-yaml.ts';
+import { meshYaml, routeYaml, trafficPolicyYaml } from '../helpers/mesh-yaml.ts';
 
 /** A test app that says who it is and can be told to fail or to be slow. */
 async function controllable(name: string) {
@@ -338,23 +338,8 @@ test('a retry on a 4xx status the policy names (429) is made on the other endpoi
   busy.state.failing = true;
   busy.state.failStatus = 429;
   const mesh = await startMesh(MESH(`---
-apiVersion: weft/v1
-kind: Route
-metadata: {name: catalog}
-spec:
-  service: catalog
-  rules:
-    - destinations: [{subset: v1}]
-      retries: {attempts: 1, on: ["429"], budget: {percent: 100, minPerSecond: 100}}
----
-apiVersion: weft/v1
-kind: TrafficPolicy
-metadata: {name: catalog}
-spec:
-  service: catalog
-  loadBalancer: {type: round-robin}
-  circuitBreaker: {consecutiveFailures: 2, volumeThreshold: 5, errorThresholdPercentage: 50, resetTimeout: 30s, maxResetTimeout: 60s}
-`));
+${routeYaml('catalog', '    - destinations: [{subset: v1}]\n      retries: {attempts: 1, on: ["429"], budget: {percent: 100, minPerSecond: 100}}\n')}---
+${trafficPolicyYaml('catalog', '  loadBalancer: {type: round-robin}\n  circuitBreaker: {consecutiveFailures: 2, volumeThreshold: 5, errorThresholdPercentage: 50, resetTimeout: 30s, maxResetTimeout: 60s}\n')}`));
   t.teardown(async () => (await mesh.stop(), await busy.close(), await ok.close()));
   await mesh.sidecar({ service: 'catalog', labels: { version: 'v1' }, appPort: busy.port });
   await mesh.sidecar({ service: 'catalog', labels: { version: 'v1' }, appPort: ok.port });
@@ -380,14 +365,7 @@ test('an answer that breaks off after its head ends the call: the caller sees th
   });
   app.listen(0, '127.0.0.1');
   await once(app, 'listening');
-  const mesh = await startMesh(MESH(`---
-apiVersion: weft/v1
-kind: TrafficPolicy
-metadata: {name: catalog}
-spec:
-  service: catalog
-  connectionPool: {maxPendingRequests: 1}
-`));
+  const mesh = await startMesh(MESH(`---\n${trafficPolicyYaml('catalog', '  connectionPool: {maxPendingRequests: 1}\n')}`));
   t.teardown(async () => (await mesh.stop(), app.closeAllConnections(), app.close()));
   await mesh.sidecar({ service: 'catalog', labels: { version: 'v1' }, appPort: (app.address() as AddressInfo).port });
   const web = await mesh.sidecar({ service: 'web', appPort: 1 });
