@@ -73,7 +73,7 @@ let ingress: string;
 
 test.before(async () => {
   state = join(tempDir('weft-up-'), 'state');
-  base = await freeBase();
+  base = await freeBase(0);
   up = startUp(['--state', state, '--base-port', String(base)]);
   ingress = await waitFor('weft up to print its summary', () => {
     if (up.child.exitCode !== null) throw new Error(`weft up exited ${up.child.exitCode}: ${up.stderr()}`);

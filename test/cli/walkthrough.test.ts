@@ -23,7 +23,7 @@ test('the walkthrough: canary and top, policy check, a breaker tripping, a trace
   let traceOut = '';
   traces.stdout!.setEncoding('utf8').on('data', (d: string) => (traceOut += d));
   const state = join(tempDir('weft-walk-'), 'state');
-  const up = startUp(['--state', state, '--base-port', String(await freeBase())]);
+  const up = startUp(['--state', state, '--base-port', String(await freeBase(1))]);
   t.teardown(async () => {
     up.child.kill('SIGINT');
     traces.kill('SIGINT');

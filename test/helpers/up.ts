@@ -43,28 +43,37 @@ export async function portsFree(ports: number[]): Promise<boolean> {
   }
 }
 
-/** A base port whose planned range is free, below the ephemeral range other tests' port-0 listeners use. */
-export async function freeBase(): Promise<number> {
+/**
+ * A base port whose planned range is free, below the ephemeral range other tests' port-0 listeners use. Each
+ * test file that runs `weft up` passes its own `slot`, so that two files running at once draw from disjoint
+ * ranges: a range found free here is only bound when weft up starts, and another file's weft up could take it
+ * in between.
+ */
+export async function freeBase(slot: 0 | 1): Promise<number> {
+  const [lo, span] = [16_000 + slot * 7_500, 7_500 - 150];
   for (let i = 0; i < 50; i++) {
-    const base = 16_000 + 10 * Math.floor(Math.random() * 1_500);
+    const base = lo + 10 * Math.floor((Math.random() * span) / 10);
     const range = [base + 10, base + 80, ...Array.from({ length: 50 }, (_, k) => base + 100 + k)];
     if (await portsFree(range)) return base;
   }
   throw new Error('no free port range for weft up');
 }
 
-
 /**
  * Waits for weft up's summary and returns its stdout. If it exits first, or the summary never comes, the error
  * says so with the end of what it printed (a bare timeout told nothing of why).
  */
 export async function readySummary(up: Up, timeoutMs: number): Promise<string> {
+  const tail = () => `\n--- its stdout, the end ---\n${up.stdout().slice(-3000)}\n--- its stderr, the end ---\n${up.stderr().slice(-3000)}`;
+  let outcome: { summary: string } | { exited: number | null };
   try {
-    return await waitFor('weft up to print its summary', () => {
-      if (up.child.exitCode !== null) throw new Error(`weft up exited ${up.child.exitCode}`);
-      return up.stdout().includes('Ctrl-C stops everything') ? up.stdout() : undefined;
+    outcome = await waitFor('weft up to print its summary', () => {
+      if (up.child.exitCode !== null || up.child.signalCode !== null) return { exited: up.child.exitCode };
+      return up.stdout().includes('Ctrl-C stops everything') ? { summary: up.stdout() } : undefined;
     }, timeoutMs, 200);
   } catch (err) {
-    throw new Error(`${(err as Error).message}\n--- its stdout, the end ---\n${up.stdout().slice(-3000)}\n--- its stderr, the end ---\n${up.stderr().slice(-3000)}`);
+    throw new Error(`${(err as Error).message}${tail()}`);
   }
+  if ('exited' in outcome) throw new Error(`weft up exited (${outcome.exited}) before it was ready${tail()}`);
+  return outcome.summary;
 }
