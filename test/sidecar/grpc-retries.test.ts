@@ -2,7 +2,8 @@
 // a trailers-only UNAVAILABLE the policy names is retried (the client never sees it), with the request body sent
 // again, also for a client-streaming call; a status the policy does not name is relayed at once; when the tries
 // run out the client gets the app's own last answer; an endpoint that stops answering (SIGSTOP) is given up at
-// the per-try timeout and the call made again on the other; a retried RESOURCE_EXHAUSTED does not open a breaker.
+// the per-try timeout and the call made again on the other, as is one whose sidecar is gone (connection refused);
+// a retried RESOURCE_EXHAUSTED does not open a breaker.
 
 import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
@@ -123,4 +124,31 @@ ${trafficPolicyYaml('quotes', '  circuitBreaker: {consecutiveFailures: 2, volume
   }
   t.is(app.seen.filter((s) => s.url.includes('sku=exhausted-')).length, 9);
   t.is(await call('fine'), null);
+});
+
+test('an endpoint whose sidecar is gone (connection refused) is retried on the other one', async (t) => {
+  const a = await grpcPrices();
+  const b = await grpcPrices();
+  const goneMesh = await startMesh(meshYaml({
+    services: { web: '{port: 8080}', quotes: '{port: 8083, protocol: grpc}' },
+    extra: routeYaml('quotes', '    - destinations: [{weight: 100}]\n      retries: {attempts: 2, on: [connect-failure], budget: {percent: 100, minPerSecond: 100}}\n'),
+  }));
+  const gone = await goneMesh.sidecar({ service: 'quotes', appPort: a.port });
+  await goneMesh.sidecar({ service: 'quotes', appPort: b.port });
+  const web = await goneMesh.sidecar({ service: 'web', appPort: 1, upstreams: ['quotes'] });
+  const quotes = pricesClient(web.ports.upstreams.quotes!, { 'grpc.enable_retries': 0 });
+  t.teardown(async () => (quotes.close(), await goneMesh.stop(), await a.close(), await b.close()));
+  const call = (sku: string) => new Promise<grpc.ServiceError | null>((resolve) => quotes.Get({ sku }, new grpc.Metadata(), { deadline: Date.now() + 5000 }, (err: grpc.ServiceError | null) => resolve(err)));
+  for (let i = 0; i < 8; i++) t.is(await call(`warm-${i}`), null);
+  t.true(a.seen.length > 0 && b.seen.length > 0, `a ${a.seen.length}, b ${b.seen.length}`);
+  // With the control plane gone first, web's sidecar keeps both endpoints (its last good config); then one
+  // endpoint's sidecar dies, and its port refuses connections.
+  await goneMesh.killControlPlane();
+  await gone.kill('SIGKILL');
+  const errors = [];
+  for (let i = 0; i < 8; i++) errors.push(await call(`after-${i}`));
+  t.deepEqual(errors, Array(8).fill(null));
+  t.is(b.seen.filter((s) => s.url.includes('sku=after-')).length, 8);
+  const retries = Number(/^weft_retries_total\{[^}]*destination_service="quotes\.default"[^}]*\} (\d+)/m.exec((await web.admin('/metrics')).body)?.[1] ?? 0);
+  t.true(retries > 0, 'some first tries went to the gone endpoint and were made again');
 });
