@@ -131,7 +131,10 @@ test('an endpoint whose sidecar is gone (connection refused) is retried on the o
   const b = await grpcPrices();
   const goneMesh = await startMesh(meshYaml({
     services: { web: '{port: 8080}', quotes: '{port: 8083, protocol: grpc}' },
-    extra: routeYaml('quotes', '    - destinations: [{weight: 100}]\n      retries: {attempts: 2, on: [connect-failure], budget: {percent: 100, minPerSecond: 100}}\n'),
+    // Round robin, so that first tries alternate between the endpoints (the default, P2C on latency, may keep
+    // choosing the one left).
+    extra: `${routeYaml('quotes', '    - destinations: [{weight: 100}]\n      retries: {attempts: 2, on: [connect-failure], budget: {percent: 100, minPerSecond: 100}}\n')}---
+${trafficPolicyYaml('quotes', '  loadBalancer: {type: round-robin}\n')}`,
   }));
   const gone = await goneMesh.sidecar({ service: 'quotes', appPort: a.port });
   await goneMesh.sidecar({ service: 'quotes', appPort: b.port });
