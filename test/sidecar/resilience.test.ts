@@ -17,23 +17,8 @@ test('a failing endpoint trips its breaker: traffic moves to the healthy one, an
   // Retries on 503 send a failed try to the other endpoint, so fewer failures than the breaker's threshold
   // reach the caller while it trips.
   const mesh = await startMesh(MESH(`---
-apiVersion: weft/v1
-kind: Route
-metadata: {name: catalog}
-spec:
-  service: catalog
-  rules:
-    - destinations: [{weight: 100}]
-      retries: {attempts: 2, on: [connect-failure, reset, "503"]}
----
-apiVersion: weft/v1
-kind: TrafficPolicy
-metadata: {name: catalog}
-spec:
-  service: catalog
-  loadBalancer: {type: round-robin}
-  circuitBreaker: {consecutiveFailures: 3, volumeThreshold: 5, errorThresholdPercentage: 50, resetTimeout: 1s, maxResetTimeout: 4s}
-`));
+${routeYaml('catalog', '    - destinations: [{weight: 100}]\n      retries: {attempts: 2, on: [connect-failure, reset, "503"]}\n')}---
+${trafficPolicyYaml('catalog', '  loadBalancer: {type: round-robin}\n  circuitBreaker: {consecutiveFailures: 3, volumeThreshold: 5, errorThresholdPercentage: 50, resetTimeout: 1s, maxResetTimeout: 4s}\n')}`));
   t.teardown(async () => (await mesh.stop(), await a.close(), await b.close()));
   await mesh.sidecar({ service: 'catalog', appPort: a.port });
   await mesh.sidecar({ service: 'catalog', appPort: b.port });
@@ -57,14 +42,7 @@ spec:
 test('with every endpoint open, callers get 503 circuit-open at once', async (t) => {
   const a = await controllable('a');
   a.state.failing = true;
-  const mesh = await startMesh(MESH(`---
-apiVersion: weft/v1
-kind: TrafficPolicy
-metadata: {name: catalog}
-spec:
-  service: catalog
-  circuitBreaker: {consecutiveFailures: 2, volumeThreshold: 100, resetTimeout: 30s, maxResetTimeout: 60s}
-`));
+  const mesh = await startMesh(MESH(`---\n${trafficPolicyYaml('catalog', '  circuitBreaker: {consecutiveFailures: 2, volumeThreshold: 100, resetTimeout: 30s, maxResetTimeout: 60s}\n')}`));
   t.teardown(async () => (await mesh.stop(), await a.close()));
   await mesh.sidecar({ service: 'catalog', appPort: a.port });
   const web = await mesh.sidecar({ service: 'web', appPort: 1 });
@@ -83,13 +61,7 @@ test('retries stay within the retry budget, and a slow upstream hits the route t
   v1.state.failing = true;
   v2.state.delayMs = 2000;
   const mesh = await startMesh(MESH(`---
-apiVersion: weft/v1
-kind: Route
-metadata: {name: catalog}
-spec:
-  service: catalog
-  rules:
-    - match: [{path: {prefix: /slow}}]
+${routeYaml('catalog', `    - match: [{path: {prefix: /slow}}]
       destinations: [{subset: v2}]
       timeout: 300ms
     - match: [{path: {prefix: /faulty}}]
@@ -97,7 +69,7 @@ spec:
       fault: {abort: {status: 418, percent: 100}}
     - destinations: [{subset: v1}]
       retries: {attempts: 3, on: ["503"], budget: {percent: 20, minPerSecond: 1}}
-`));
+`)}`));
   t.teardown(async () => (await mesh.stop(), await v1.close(), await v2.close()));
   await mesh.sidecar({ service: 'catalog', labels: { version: 'v1' }, appPort: v1.port });
   await mesh.sidecar({ service: 'catalog', labels: { version: 'v2' }, appPort: v2.port });
