@@ -151,7 +151,7 @@ test('request bodies: a Buffer with its length, a stream chunked, a stream with 
 });
 
 // H1Request.body is typed `Readable`, and Readable.from(['...']) yields strings: a chunk's size must be its
-// length in bytes, not in UTF-16 code units (forwardH1 itself only passes IncomingMessage, which yields Buffers).
+// length in bytes, not in UTF-16 code units (relayH1 itself only passes request bodies, which yield Buffers).
 test('a stream body of non-ASCII strings is framed by byte length, not character count', async (t) => {
   const origin = await httpOrigin(t, (req, res) => {
     const chunks: Buffer[] = [];
