@@ -13,6 +13,7 @@ const HTTP2_HEADER_STATUS = ':status';
 const NGHTTP2_NO_ERROR = 0;
 const NGHTTP2_CANCEL = 8;
 const NGHTTP2_FLAG_END_STREAM = 1;
+const GRPC_DEADLINE_EXCEEDED = 4;
 const DROP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings', 'host']);
 
 /** Request headers for the next hop: pseudo-headers rebuilt, x-weft-* removed, `extra` added. */
@@ -114,9 +115,22 @@ export interface ForwardH2Options {
   readonly body?: ReplayableBody;
   /** false drops an answer instead of relaying it (a retry follows): given its head and whether it ends there */
   readonly accept?: (headers: IncomingHttpHeaders, endStream: boolean) => boolean;
-  /** fails the try if no answer head arrived within this long of the request's end (as Envoy's per-try timeout) */
+  /**
+   * The per-try timeout, from the request's end to the answer's end (as Envoy's). Before the answer's head it
+   * fails the try (a retry may follow); after, the answer is cut off: a gRPC answer ends with DEADLINE_EXCEEDED
+   * in its trailers, any other is reset.
+   */
   readonly answerTimeoutMs?: number | null;
 }
+
+/** How a try ended: whether its answer was relayed, and whether the per-try timeout cut that answer off. */
+export interface H2Try {
+  readonly relayed: boolean;
+  readonly timedOut?: boolean;
+}
+
+/** The streams whose answer forwardH2 is relaying, each with how to cut it off for the mesh (a route timeout). */
+const relaying = new WeakMap<ServerHttp2Stream, (grpcStatus: number, reason: string, message: string) => void>();
 
 /**
  * Relays `inbound` (a stream a client opened on us) to `session`. Data flows both ways as it comes, so
@@ -125,7 +139,7 @@ export interface ForwardH2Options {
  * Resolves with whether the answer was relayed: false if `accept` dropped it, or if the caller went away (or was
  * answered by the mesh, a route timeout) first; neither is the upstream's failure.
  */
-export function forwardH2(inbound: ServerHttp2Stream, session: ClientHttp2Session, headers: http2.OutgoingHttpHeaders, opts: ForwardH2Options = {}): Promise<{ relayed: boolean }> {
+export function forwardH2(inbound: ServerHttp2Stream, session: ClientHttp2Session, headers: http2.OutgoingHttpHeaders, opts: ForwardH2Options = {}): Promise<H2Try> {
   return new Promise((resolve, reject) => {
     /** waiting for the answer's head; relaying it; or done (failed, dropped, or relayed to its end) */
     let state: 'waiting' | 'relaying' | 'done' = 'waiting';
@@ -163,11 +177,36 @@ export function forwardH2(inbound: ServerHttp2Stream, session: ClientHttp2Sessio
     };
     let timer: NodeJS.Timeout | null = null;
     const startTimer = (ms: number) => {
-      if (state !== 'waiting') return;
+      if (state === 'done') return;
       timer = setTimeout(() => {
+        timer = null;
+        if (state === 'relaying') {
+          cutOff(GRPC_DEADLINE_EXCEEDED, 'timeout', `the answer did not end within the per-try timeout of ${ms} ms`, true);
+          return;
+        }
         fail(Object.assign(new Error(`no answer within the per-try timeout of ${ms} ms`), { code: 'WEFT_PER_TRY_TIMEOUT' }));
         upstream.close(NGHTTP2_CANCEL);
       }, ms);
+    };
+    /** Whether the answer being relayed is gRPC's: it is cut off with a status in its trailers, not a reset. */
+    let grpcAnswer = false;
+    /** Ends a streaming answer early: the upstream's stream cancelled, the client's ended for the mesh. */
+    const cutOff = (grpcStatus: number, reason: string, message: string, timedOut = false) => {
+      if (state !== 'relaying') return;
+      state = 'done';
+      if (timer) clearTimeout(timer);
+      relaying.delete(inbound);
+      inbound.off('close', onInboundClose);
+      body?.detach(upstream);
+      upstream.unpipe(inbound);
+      upstream.close(NGHTTP2_CANCEL);
+      if (inbound.destroyed) {
+        // nothing to tell the client
+      } else if (grpcAnswer) {
+        trailers = { 'grpc-status': String(grpcStatus), 'grpc-message': grpcMessage(`weft: ${message}`), [REASON_HEADER]: reason };
+        inbound.end();
+      } else inbound.close(NGHTTP2_CANCEL);
+      resolve({ relayed: true, timedOut });
     };
     const perTry = opts.answerTimeoutMs;
     if (perTry) {
@@ -184,26 +223,30 @@ export function forwardH2(inbound: ServerHttp2Stream, session: ClientHttp2Sessio
         return;
       }
       state = 'relaying';
-      if (timer) clearTimeout(timer);
       if (inbound.destroyed || inbound.headersSent) {
         // The mesh answered meanwhile (a route timeout): this answer has nowhere to go.
         state = 'done';
+        if (timer) clearTimeout(timer);
         upstream.close(NGHTTP2_CANCEL);
         resolve({ relayed: false });
         return;
       }
       if (endStream) {
         // A trailers-only answer (how gRPC reports most errors): one header block that also ends the stream.
+        if (timer) clearTimeout(timer);
         inbound.respond(responseHeaders(h), { endStream: true });
         return;
       }
       // Only the try whose answer is relayed sends the client trailers: this one's, when they come.
+      grpcAnswer = String(h['content-type'] ?? '').startsWith('application/grpc');
       inbound.once('wantTrailers', () => inbound.sendTrailers(trailers ?? {}));
       inbound.respond(responseHeaders(h), { waitForTrailers: true });
+      relaying.set(inbound, cutOff);
       upstream.pipe(inbound);
     });
     let trailers: http2.OutgoingHttpHeaders | null = null;
     upstream.on('trailers', (t) => {
+      if (state !== 'relaying') return;
       const out: http2.OutgoingHttpHeaders = {};
       for (const [name, value] of Object.entries(t)) if (!name.startsWith(':') && value !== undefined && value !== null) out[name] = value as string | string[];
       trailers = out;
@@ -217,13 +260,14 @@ export function forwardH2(inbound: ServerHttp2Stream, session: ClientHttp2Sessio
       }
       if (state !== 'relaying') return;
       state = 'done';
+      if (timer) clearTimeout(timer);
+      relaying.delete(inbound);
       if (upstream.rstCode && upstream.rstCode !== NGHTTP2_NO_ERROR && !inbound.destroyed) inbound.close(upstream.rstCode);
       resolve({ relayed: true });
     });
   });
 }
 
-/** A mesh answer on an HTTP/2 stream; for gRPC callers the status is also given as a gRPC status. */
 /**
  * grpc-message is percent-encoded (gRPC over HTTP/2): only '%' and bytes outside printable ASCII. Clients
  * decode exactly that; encodeURIComponent's extra escapes (':', '/', '?', …) would reach the caller as "%3A".
@@ -248,15 +292,26 @@ export function grpcStatusForHttp(status: number): number {
   }
 }
 
+/** The gRPC status of a mesh answer: PERMISSION_DENIED (7), DEADLINE_EXCEEDED (4), else UNAVAILABLE (14). */
+function meshGrpcStatus(status: number): number {
+  return status === 403 ? 7 : status === 504 ? GRPC_DEADLINE_EXCEEDED : 14;
+}
+
+/**
+ * A mesh answer on an HTTP/2 stream; for gRPC callers the status is also given as a gRPC status. On a stream
+ * whose answer is already being relayed (a route timeout during a streaming answer), the answer is cut off:
+ * a gRPC one ends with the status in its trailers, any other is reset.
+ */
 export function meshReplyH2(stream: ServerHttp2Stream, status: number, reason: string, message: string, grpc: boolean, extra: Record<string, string> = {}): void {
   if (stream.destroyed || stream.headersSent) {
-    stream.close(NGHTTP2_CANCEL);
+    const cutOff = relaying.get(stream);
+    if (cutOff) cutOff(meshGrpcStatus(status), reason, message);
+    else stream.close(NGHTTP2_CANCEL);
     return;
   }
   if (grpc) {
-    // gRPC clients read trailers-only responses: UNAVAILABLE (14) or PERMISSION_DENIED (7) or DEADLINE_EXCEEDED (4).
-    const code = status === 403 ? 7 : status === 504 ? 4 : 14;
-    stream.respond({ [HTTP2_HEADER_STATUS]: 200, 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': grpcMessage(`weft: ${message}`), [REASON_HEADER]: reason, ...extra }, { endStream: true });
+    // gRPC clients read trailers-only responses.
+    stream.respond({ [HTTP2_HEADER_STATUS]: 200, 'content-type': 'application/grpc', 'grpc-status': String(meshGrpcStatus(status)), 'grpc-message': grpcMessage(`weft: ${message}`), [REASON_HEADER]: reason, ...extra }, { endStream: true });
     return;
   }
   const body = `weft: ${message}\n`;

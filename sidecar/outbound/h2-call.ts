@@ -3,7 +3,8 @@
 // pending limit (503 overflow, UNAVAILABLE for gRPC), an endpoint whose breaker lets it, then the stream
 // relayed under the endpoint's breaker.
 // Under a rule's retry policy, a try that failed before any answer reached the client is made again (see
-// attempts below); an answer already streaming to the client is never retried. A rule's mirror gets a copy of
+// attempts below); an answer already streaming to the client is never retried, and one that outruns the
+// per-try or the route's timeout is cut off (gRPC: DEADLINE_EXCEEDED in its trailers). A rule's mirror gets a copy of
 // the call once it is over (see mirror).
 
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
@@ -136,23 +137,27 @@ async function attempts(call: H2Call, policy: RetryPolicy, subset: string | null
     call.obs.set({ subset, endpoint: health.address, retries: n, breaker: health.state });
     let again = false;
     let failed = false;
+    let relayed = false;
     try {
       await health.run(async () => {
-        await forwardH2(stream, call.peers.h2Session(upstream, health.address), call.headers, {
+        const outcome = await forwardH2(stream, call.peers.h2Session(upstream, health.address), call.headers, {
           body,
           answerTimeoutMs: policy.perTryTimeoutMs,
           // A retryable answer is dropped (not relayed) only when a retry is sure to follow.
           accept: (h, endStream) => !(retryable(h, endStream) && (again = canRetry(n)) && ((failed = failing(h)), true)),
         });
+        relayed = outcome.relayed;
         // A dropped 5xx (or UNAVAILABLE...) counts against the endpoint, as for HTTP/1; a 429 or RESOURCE_EXHAUSTED
         // is the app's answer, not the endpoint failing.
         if (again && failed) throw new UpstreamFailure(503, `${health.address} answered with a status the retry policy names`);
+        // An answer that outran the per-try timeout was cut off (the client got DEADLINE_EXCEEDED): the endpoint's failure too.
+        if (outcome.timedOut) throw new UpstreamFailure(504, `${health.address} did not finish its answer within the per-try timeout`);
       });
       if (again) continue;
       return;
     } catch (err) {
       if (again) continue;
-      if (expired() || stream.destroyed) return;
+      if (relayed || expired() || stream.destroyed) return;
       const e = err as Error & { code?: string };
       if (e.code === 'EOPENBREAKER' && n < 10) continue; // opened between the pick and the call: pick again
       if (e.code === 'WEFT_PEER_IDENTITY') {

@@ -74,8 +74,8 @@ export async function grpcPrices(): Promise<App> {
   const server = new grpc.Server();
   const seen: App['seen'] = [];
   const caller = (call: { metadata: grpc.Metadata }) => String(call.metadata.get('x-weft-peer-identity')[0] ?? '');
-  // "flaky-…" is UNAVAILABLE the first time each is asked for, "down-…" every time; "exhausted-…" is
-  // RESOURCE_EXHAUSTED every time.
+  // Get: "flaky-…" is UNAVAILABLE the first time each is asked for, "down-…" every time; "exhausted-…" is
+  // RESOURCE_EXHAUSTED every time. Watch: "stall-…" never ends its stream.
   const asked = new Set<string>();
   const unavailable = (sku: string) => {
     if (sku.startsWith('down-')) return true;
@@ -105,8 +105,16 @@ export async function grpcPrices(): Promise<App> {
       cb(null, { sku: call.request.sku, cents: 1299, caller: caller(call) });
     },
     Watch: (call: grpc.ServerWritableStream<{ sku: string; count: number }, unknown>) => {
-      for (let i = 0; i < call.request.count; i++) call.write({ sku: call.request.sku, cents: 100 + i, caller: caller(call) });
-      call.end();
+      const { sku, count } = call.request;
+      for (let i = 0; i < count; i++) call.write({ sku, cents: 100 + i, caller: caller(call) });
+      if (!sku.startsWith('stall-')) {
+        call.end();
+        return;
+      }
+      // "stall-…" sends its messages and then never ends, until the call is cancelled.
+      const url = `/prices.Prices/Watch?sku=${sku}`;
+      seen.push({ method: 'POST', url, headers: call.metadata.getMap() as http.IncomingHttpHeaders });
+      call.on('cancelled', () => seen.push({ method: 'POST', url: `${url}&cancelled`, headers: {} }));
     },
     Collect: (call: grpc.ServerReadableStream<{ sku: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
       const skus: string[] = [];
@@ -119,5 +127,11 @@ export async function grpcPrices(): Promise<App> {
     },
   });
   const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
-  return { port, seen, close: () => new Promise((r) => server.tryShutdown(() => r())) };
+  // A call left open (a "stall-…" watch a failed test did not cancel) does not hold up the end for long.
+  const close = () =>
+    new Promise<void>((r) => {
+      const force = setTimeout(() => (server.forceShutdown(), r()), 2000);
+      server.tryShutdown(() => (clearTimeout(force), r()));
+    });
+  return { port, seen, close };
 }

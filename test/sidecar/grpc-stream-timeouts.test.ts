@@ -1,0 +1,100 @@
+// Timeouts on a gRPC answer that has begun streaming, through real sidecars and a real grpc-js client and
+// server. The per-try timeout runs to the answer's end, as Envoy's does, and so does the route's; once the
+// answer's head has reached the client neither can retry or answer afresh, so the stream is cut off: the
+// client gets DEADLINE_EXCEEDED in the trailers, after the messages that did arrive, and the app's call is
+// cancelled. An answer that ends in time is untouched.
+
+import test from 'ava';
+import * as grpc from '@grpc/grpc-js';
+import { grpcPrices, pricesClient, type App, type PricesClient } from '../helpers/apps.ts';
+import { startMesh, type TestMesh } from '../helpers/mesh.ts';
+import { meshYaml } from '../helpers/mesh-yaml.ts';
+
+const rule = (name: string, body: string) => `    - name: ${name}\n      match: [{headers: {x-timeout: {exact: ${name}}}}]\n      destinations: [{weight: 100}]\n${body}`;
+const YAML = meshYaml({
+  services: { web: '{port: 8080}', prices: '{port: 8082, protocol: grpc}' },
+  extra: `apiVersion: weft/v1
+kind: Route
+metadata: {name: prices}
+spec:
+  service: prices
+  rules:
+${rule('per-try', '      retries: {attempts: 2, perTryTimeout: 300ms, on: [unavailable, reset], budget: {percent: 100, minPerSecond: 100}}\n')}${rule('route', '      timeout: 600ms\n')}    - destinations: [{weight: 100}]
+`,
+});
+
+let mesh: TestMesh;
+let prices: App;
+let client: PricesClient;
+
+test.before(async () => {
+  prices = await grpcPrices();
+  mesh = await startMesh(YAML);
+  await mesh.sidecar({ service: 'prices', appPort: prices.port });
+  const web = await mesh.sidecar({ service: 'web', appPort: 1, upstreams: ['prices'] });
+  client = pricesClient(web.ports.upstreams.prices!, { 'grpc.enable_retries': 0 });
+});
+
+test.after.always(async () => {
+  client?.close();
+  await mesh?.stop();
+  await prices?.close();
+});
+
+interface Watched {
+  readonly cents: number[];
+  readonly status: grpc.StatusObject;
+  readonly ms: number;
+}
+
+/** A Watch under the rule `timeout` picks, with a client deadline of 5 s so that a stream stuck for good fails here. */
+function watch(timeout: string, sku: string, count: number): Promise<Watched> {
+  const md = new grpc.Metadata();
+  md.set('x-timeout', timeout);
+  const started = Date.now();
+  const stream = client.Watch({ sku, count }, md, { deadline: Date.now() + 5000 }) as grpc.ClientReadableStream<{ cents: number }>;
+  const cents: number[] = [];
+  stream.on('data', (p) => cents.push(p.cents));
+  stream.on('error', () => {}); // the status says it all
+  return new Promise((resolve) => stream.on('status', (status: grpc.StatusObject) => resolve({ cents, status, ms: Date.now() - started })));
+}
+
+const seen = (url: string) => prices.seen.filter((s) => s.url === url).length;
+
+async function cancelledAtApp(sku: string): Promise<boolean> {
+  for (let i = 0; i < 40 && seen(`/prices.Prices/Watch?sku=${sku}&cancelled`) === 0; i++) await new Promise((r) => setTimeout(r, 50));
+  return seen(`/prices.Prices/Watch?sku=${sku}&cancelled`) === 1;
+}
+
+test('a streaming answer still open at the per-try timeout is cut off with DEADLINE_EXCEEDED, after the messages that came, and not retried', async (t) => {
+  const w = await watch('per-try', 'stall-try', 2);
+  t.deepEqual(w.cents, [100, 101]);
+  t.is(w.status.code, grpc.status.DEADLINE_EXCEEDED);
+  t.is(w.status.details, 'weft: the answer did not end within the per-try timeout of 300 ms');
+  t.is(w.status.metadata.get('x-weft-reason')[0], 'timeout');
+  t.true(w.ms >= 280 && w.ms < 2500, `took ${w.ms} ms`);
+  t.true(await cancelledAtApp('stall-try'), "the app's call was not cancelled");
+  t.is(seen('/prices.Prices/Watch?sku=stall-try'), 1, 'an answer that had begun must not be tried again');
+});
+
+test("the route's timeout cuts off a streaming answer the same way", async (t) => {
+  const w = await watch('route', 'stall-route', 1);
+  t.deepEqual(w.cents, [100]);
+  t.is(w.status.code, grpc.status.DEADLINE_EXCEEDED);
+  t.is(w.status.details, "weft: no answer from prices.default within the route's timeout of 600 ms");
+  t.is(w.status.metadata.get('x-weft-reason')[0], 'timeout');
+  t.true(w.ms >= 580 && w.ms < 2500, `took ${w.ms} ms`);
+  t.true(await cancelledAtApp('stall-route'), "the app's call was not cancelled");
+});
+
+test('a streaming answer that ends in time is relayed whole under either timeout, its trailers the app\'s', async (t) => {
+  for (const timeout of ['per-try', 'route']) {
+    const w = await watch(timeout, `pear-${timeout}`, 5);
+    t.deepEqual(w.cents, [100, 101, 102, 103, 104], timeout);
+    t.is(w.status.code, grpc.status.OK, timeout);
+  }
+  // Past both timeouts, the sidecar still serves: no timer of those calls fired late.
+  await new Promise((r) => setTimeout(r, 700));
+  const again = await watch('per-try', 'pear-again', 1);
+  t.is(again.status.code, grpc.status.OK);
+});
