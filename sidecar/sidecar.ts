@@ -193,6 +193,7 @@ export class Sidecar {
     this.#config = next;
     if (bundleChanged && this.#inbound) this.#retls(this.svid.current);
     this.#inbound?.closeRevoked(next.revokedSerials);
+    this.#inbound?.applyConfig(next);
     this.#resilience.prune(next);
     void this.observer.applyConfig(next);
   }

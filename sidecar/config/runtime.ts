@@ -47,6 +47,8 @@ export interface RuntimeConfig {
   readonly authorizer: Authorizer;
   /** the service port policies' `ports` match against (0 if the service is not in the config) */
   readonly servicePort: number;
+  /** this service is `protocol: tcp`: its inbound takes opaque TCP (ALPN weft-tcp) only, and never HTTP */
+  readonly tcpService: boolean;
 }
 
 export function compileSnapshot(version: number, body: SnapshotBody): RuntimeConfig {
@@ -90,6 +92,7 @@ export function compileSnapshot(version: number, body: SnapshotBody): RuntimeCon
     revokedSerials: new Set(body.revokedSerials),
     authorizer: compileAuthorizer(body.inbound.authorizationPolicies, body.mesh.defaultPolicy),
     servicePort: body.inbound.service?.port ?? 0,
+    tcpService: body.inbound.service?.protocol === 'tcp',
   };
 }
 

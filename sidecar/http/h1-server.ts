@@ -67,6 +67,16 @@ export class H1Server {
     this.#conns.delete(conn);
   }
 
+  /** Closes the connection served on `socket` as a drain does: now if idle, else after the response in progress. */
+  closeConnection(socket: Socket): boolean {
+    for (const c of this.#conns) {
+      if (c.socket !== socket) continue;
+      c.closeIfIdle();
+      return true;
+    }
+    return false;
+  }
+
   /** Draining: idle connections close now; busy ones close after the response in progress. */
   closeIdleConnections(): void {
     this.closing = true;

@@ -5,6 +5,7 @@ import { http2 } from './node-http.ts';
 import type { Http2Server, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import { answerClientError } from './client-error.ts';
+import { REASON_HEADER } from './headers.ts';
 import { hostHeaders } from './h1-proxy.ts';
 import { meshReply } from './mesh-reply.ts';
 import type { H1Request, H1Response } from './h1-message.ts';
@@ -30,16 +31,45 @@ export function hardenedH2Server(onStream: (stream: ServerHttp2Stream, headers: 
   return server;
 }
 
+/** Why a request head is refused: too many headers, or more than one Host; null if it is not. */
+function ambiguousHead(req: H1Request): { status: number; message: string } | null {
+  if (req.rawHeaders.length / 2 > MAX_HEADERS) return { status: 431, message: `more than ${MAX_HEADERS} request headers` };
+  // Which Host counts differs between servers: refuse rather than guess (request smuggling).
+  if (hostHeaders(req.rawHeaders) > 1) return { status: 400, message: 'more than one Host header' };
+  return null;
+}
+
 /** Refuses (and answers) a head with too many headers or more than one Host; true if it did. */
 export function refuseAmbiguousHead(req: H1Request, res: H1Response): boolean {
-  if (req.rawHeaders.length / 2 > MAX_HEADERS) {
-    meshReply(res, 431, 'bad-request', `more than ${MAX_HEADERS} request headers`);
-    return true;
-  }
-  if (hostHeaders(req.rawHeaders) > 1) {
-    // Which Host counts differs between servers: refuse rather than guess (request smuggling).
-    meshReply(res, 400, 'bad-request', 'more than one Host header');
-    return true;
-  }
-  return false;
+  const refused = ambiguousHead(req);
+  if (refused) meshReply(res, refused.status, 'bad-request', refused.message);
+  return refused !== null;
+}
+
+/**
+ * Refuses (answers and closes) an Upgrade request that must not be tunnelled; true if it did. Besides the checks
+ * every head gets: `Upgrade: h2c` is never honoured (DESIGN.md: HTTP/2 between sidecars is negotiated by ALPN,
+ * and an h2c switch would take the connection out of the HTTP/1 parser that authorizes each request), and an
+ * upgrade with a body is refused: its bytes would reach the app ahead of the switch, where an app that does not
+ * switch would read them as a request nobody authorized.
+ */
+export function refuseUpgrade(req: H1Request, socket: Socket): boolean {
+  let refused = ambiguousHead(req);
+  const upgrade = String(req.headers.upgrade ?? '').toLowerCase();
+  if (!refused && upgrade.split(',').some((p) => p.trim() === 'h2c')) refused = { status: 400, message: 'Upgrade: h2c is not honoured; speak HTTP/2 to the sidecar directly' };
+  const cl = req.headers['content-length'];
+  if (!refused && (req.headers['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0'))) refused = { status: 400, message: 'an Upgrade request with a body' };
+  if (!refused) return false;
+  answerOnSocket(socket, refused.status, 'bad-request', refused.message);
+  return true;
+}
+
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 431: 'Request Header Fields Too Large', 502: 'Bad Gateway', 503: 'Service Unavailable' };
+
+/** A mesh answer written straight to a connection taken out of the HTTP server (an upgrade), which it then ends. */
+export function answerOnSocket(socket: Socket, status: number, reason: string, message = '', extra: Record<string, string> = {}): void {
+  const body = message ? `weft: ${message}\n` : '';
+  let head = `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Mesh'}\r\n${REASON_HEADER}: ${reason}\r\n`;
+  for (const name in extra) head += `${name}: ${extra[name]}\r\n`;
+  socket.end(`${head}content-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
 }

@@ -2,6 +2,9 @@
 //
 // Anything else the next hop answers is relayed as an ordinary response and the connection closed, so a
 // refused upgrade can never leave a tunnel open to something that did not agree to one (DESIGN.md, security).
+// The client's bytes after the request head (`head`, and whatever follows) are the new protocol's: they are held
+// until the 101, and dropped without it. Sent earlier, an app that did not switch would read them as the next
+// HTTP request on its connection, one the sidecar never authorized, with whatever headers the caller wrote.
 
 import type { H1Request } from './h1-message.ts';
 import type { Duplex } from 'node:stream';
@@ -16,7 +19,6 @@ export async function forwardUpgrade(req: H1Request, client: Duplex, head: Buffe
     for (const v of Array.isArray(value) ? value : [value]) text += `${name}: ${v}\r\n`;
   }
   upstream.write(text + '\r\n');
-  if (head.length) upstream.write(head);
 
   const response = await new Promise<Buffer>((resolve, reject) => {
     let buf = Buffer.alloc(0);
@@ -37,6 +39,7 @@ export async function forwardUpgrade(req: H1Request, client: Duplex, head: Buffe
   upstream.on('error', () => client.destroy());
   client.write(response);
   if (status === 101) {
+    if (head.length) upstream.write(head);
     upstream.pipe(client);
     client.pipe(upstream);
     upstream.resume();

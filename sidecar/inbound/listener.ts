@@ -5,8 +5,12 @@
 //       h2        → HTTP/2 streams to the app over h2c (gRPC, http2 services)
 //       http/1.1  → HTTP/1.1 requests to the app over a keep-alive pool (WebSocket upgrades tunnelled on a 101)
 //       weft-tcp  → a TCP connection to the app, bytes piped both ways
-//   PERMISSIVE mode only: a connection whose first byte is not a TLS handshake is plaintext HTTP/1.1, with no
-//   identity (so policy sees an unauthenticated caller).
+//   The protocols offered follow the service's: weft-tcp only for a `protocol: tcp` service, h2 and http/1.1
+//   for any other. An HTTP service taking weft-tcp would let a caller past every method, path and header rule
+//   (a connection is authorized once, on identity and port) and write its own x-weft-peer-identity.
+//   PERMISSIVE mode only: a connection whose first byte is not a TLS handshake is plaintext (HTTP/1.1, or TCP
+//   for a tcp service), with no identity (so policy sees an unauthenticated caller). When the mode turns
+//   STRICT, plaintext connections still open are closed (an HTTP/1.1 one after the response in progress).
 
 import type { H1Request, H1Response } from '../http/h1-message.ts';
 import type { H1Server } from '../http/h1-server.ts';
@@ -22,7 +26,7 @@ import { AppConnector } from './app.ts';
 import { relayH1 } from '../http/h1-proxy.ts';
 import { forwardH2, h2RequestHeaders, meshReplyH2 } from '../http/h2-proxy.ts';
 import { forwardHeaders, PEER_IDENTITY_HEADER } from '../http/headers.ts';
-import { hardenedH1Server, hardenedH2Server, refuseAmbiguousHead } from '../http/servers.ts';
+import { answerOnSocket, hardenedH1Server, hardenedH2Server, refuseAmbiguousHead, refuseUpgrade } from '../http/servers.ts';
 import { meshReply } from '../http/mesh-reply.ts';
 import { forwardUpgrade } from '../http/upgrade.ts';
 import { replaySocket } from './replay-socket.ts';
@@ -90,7 +94,11 @@ export class InboundListener {
       ...serverTlsOptions(material),
       requestCert: true,
       rejectUnauthorized: true,
-      ALPNProtocols: [ALPN.h2, ALPN.http1, ALPN.tcp],
+      // The service's protocols, as the config says now; none in common ends the handshake (no_application_protocol).
+      ALPNCallback: ({ protocols }) => {
+        if (opts.config().tcpService) return protocols.includes(ALPN.tcp) ? ALPN.tcp : undefined;
+        return protocols.includes(ALPN.h2) ? ALPN.h2 : protocols.includes(ALPN.http1) ? ALPN.http1 : undefined;
+      },
       handshakeTimeout: 10_000,
     });
     this.#tls.on('secureConnection', (socket) => this.#onSecure(socket));
@@ -127,6 +135,13 @@ export class InboundListener {
     }
   }
 
+  /** A new config: in STRICT mode no plaintext connection stays open (one made while PERMISSIVE is closed). */
+  applyConfig(config: RuntimeConfig): void {
+    if (config.mtlsMode !== 'STRICT' || this.#plain.size === 0) return;
+    this.#o.log({ msg: 'mTLS is STRICT now: closing plaintext connections', connections: this.#plain.size });
+    for (const socket of this.#plain) if (!this.#h1.closeConnection(socket)) socket.destroy();
+  }
+
   /** Stops accepting, lets in-flight requests finish until `deadlineMs`, then closes what is left. */
   async close(deadlineMs: number): Promise<void> {
     const closed = new Promise<void>((resolve) => this.#net.close(() => resolve()));
@@ -152,14 +167,33 @@ export class InboundListener {
       socket.pause();
       if (first[0] === 0x16) {
         this.#tls.emit('connection', replaySocket(socket, first));
-      } else {
-        this.#plain.add(socket);
-        socket.on('close', () => this.#plain.delete(socket));
-        socket.unshift(first);
-        this.#h1.serve(socket);
-        socket.resume();
+        return;
       }
+      this.#plain.add(socket);
+      socket.on('close', () => this.#plain.delete(socket));
+      socket.unshift(first);
+      if (this.#o.config().tcpService) {
+        this.#tcpToApp(socket, null);
+        return;
+      }
+      this.#h1.serve(socket);
+      socket.resume();
     });
+  }
+
+  /** Opaque TCP: only the caller's identity (null: plaintext) and the port can be checked, once, now. */
+  #tcpToApp(socket: Socket, peer: PeerIdentity | null): void {
+    const config = this.#o.config();
+    const decision = config.authorizer.authorize({ principal: peer?.identity ?? null, method: '', path: '', port: config.servicePort, header: () => undefined });
+    if (!decision.allowed) {
+      this.#o.log({ msg: 'connection denied', source: peer?.identity ?? null, policy: decision.policy, rule: decision.rule, reason: decision.reason });
+      socket.destroy();
+      return;
+    }
+    const conn = (this.#o.observer ?? (() => noopObserver))().connection('inbound', config.selfKey, peer?.identity ?? null);
+    // A TLS socket counts plaintext bytes: what the peer's app sent, and what this app sent back.
+    socket.once('close', () => (conn.bytes(socket.bytesRead, socket.bytesWritten), conn.end()));
+    this.#app.pipeTcp(socket, (err) => this.#o.log({ msg: 'app refused a TCP connection', error: err.message }));
   }
 
   #onSecure(socket: TLSSocket): void {
@@ -179,31 +213,21 @@ export class InboundListener {
       socket.destroy();
       return;
     }
+    // ALPNCallback chose by the service's protocol; a client that offered no ALPN at all is checked here.
+    const tcp = socket.alpnProtocol === ALPN.tcp;
+    if (tcp !== this.#o.config().tcpService) {
+      this.#o.log({ msg: 'inbound connection refused', source: peer.identity, error: tcp ? 'weft-tcp to a service that is not protocol: tcp' : `protocol ${socket.alpnProtocol || 'none'} (not weft-tcp) to a protocol: tcp service` });
+      socket.destroy();
+      return;
+    }
     this.#peers.set(socket, peer);
     socket.on('close', () => this.#peers.delete(socket));
-    switch (socket.alpnProtocol) {
-      case ALPN.h2:
-        this.#nextPeer = peer;
-        this.#h2().emit('connection', socket);
-        this.#nextPeer = null;
-        return;
-      case ALPN.tcp: {
-        // Opaque TCP: only identity and port can be checked, once, at connection time.
-        const decision = this.#o.config().authorizer.authorize({ principal: peer.identity, method: '', path: '', port: this.#o.config().servicePort, header: () => undefined });
-        if (!decision.allowed) {
-          this.#o.log({ msg: 'connection denied', source: peer.identity, policy: decision.policy, rule: decision.rule, reason: decision.reason });
-          socket.destroy();
-          return;
-        }
-        const conn = (this.#o.observer ?? (() => noopObserver))().connection('inbound', this.#o.config().selfKey, peer.identity);
-        // A TLS socket counts plaintext bytes: what the peer's app sent, and what this app sent back.
-        socket.once('close', () => (conn.bytes(socket.bytesRead, socket.bytesWritten), conn.end()));
-        this.#app.pipeTcp(socket, (err) => this.#o.log({ msg: 'app refused a TCP connection', error: err.message }));
-        return;
-      }
-      default:
-        this.#h1.serve(socket);
-    }
+    if (tcp) this.#tcpToApp(socket, peer);
+    else if (socket.alpnProtocol === ALPN.h2) {
+      this.#nextPeer = peer;
+      this.#h2().emit('connection', socket);
+      this.#nextPeer = null;
+    } else this.#h1.serve(socket);
   }
 
   #peerOf(socket: unknown): PeerIdentity | null {
@@ -252,15 +276,15 @@ export class InboundListener {
 
   #onUpgrade(req: H1Request, socket: Socket, head: Buffer): void {
     socket.on('error', () => {});
+    if (refuseUpgrade(req, socket)) return;
     const verdict = this.#authorize(this.#peerOf(req.socket), req.method, req.url, (n) => req.headers[n]);
     if (!verdict.ok) {
-      const extra = Object.entries(verdict.headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
-      socket.end(`HTTP/1.1 ${verdict.status} ${verdict.status === 403 ? 'Forbidden' : 'Bad Request'}\r\nx-weft-reason: ${verdict.reason}\r\n${extra}content-length: 0\r\nconnection: close\r\n\r\n`);
+      answerOnSocket(socket, verdict.status, verdict.reason!, verdict.message, verdict.headers);
       return;
     }
     req.url = verdict.target;
     forwardUpgrade(req, socket, head, this.#appHeaders(req), () => this.#app.connectTcp()).catch((err: Error) => {
-      socket.end(`HTTP/1.1 503 Service Unavailable\r\nx-weft-reason: app-unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
+      answerOnSocket(socket, 503, 'app-unavailable', `the app at ${this.#o.appHost}:${this.#o.appPort} did not answer: ${err.message}`);
       this.#o.log({ msg: 'upgrade to the app failed', error: err.message });
     });
   }

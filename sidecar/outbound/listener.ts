@@ -15,7 +15,7 @@ import net, { type Socket } from 'node:net';
 import { upstreamForHost, type RuntimeConfig, type UpstreamRuntime } from '../config/runtime.ts';
 import { h2RequestHeaders, meshReplyH2 } from '../http/h2-proxy.ts';
 import { forwardHeaders } from '../http/headers.ts';
-import { hardenedH1Server, hardenedH2Server, refuseAmbiguousHead } from '../http/servers.ts';
+import { answerOnSocket, hardenedH1Server, hardenedH2Server, refuseAmbiguousHead, refuseUpgrade } from '../http/servers.ts';
 import { meshReply } from '../http/mesh-reply.ts';
 import { forwardUpgrade } from '../http/upgrade.ts';
 import { ALPN } from '../inbound/listener.ts';
@@ -164,10 +164,15 @@ export class OutboundListener {
 
   #onUpgrade(req: H1Request, socket: Socket, head: Buffer): void {
     socket.on('error', () => {});
+    if (refuseUpgrade(req, socket)) return;
     const { upstream, host, path } = this.#target(req);
-    const sel = upstream ? select(upstream, this.#facts(req, path)) : null;
-    if (!upstream || !sel?.ok) {
-      socket.end(`HTTP/1.1 ${upstream ? 503 : 404} Mesh\r\nx-weft-reason: ${upstream ? 'no-healthy-upstream' : 'no-route'}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
+    if (!upstream) {
+      answerOnSocket(socket, 404, 'no-route', `${host || '(no Host header)'} is not a service in this mesh`);
+      return;
+    }
+    const sel = select(upstream, this.#facts(req, path));
+    if (!sel.ok) {
+      answerOnSocket(socket, sel.status, sel.reason, sel.message);
       return;
     }
     const headers = forwardHeaders(req.headers);
@@ -175,7 +180,7 @@ export class OutboundListener {
     req.url = path;
     forwardUpgrade(req, socket, head, headers, () => this.#o.peers.connect(upstream, sel.address, ALPN.http1)).catch((err: Error) => {
       const f = failure(err);
-      socket.end(`HTTP/1.1 ${f.status} Mesh\r\nx-weft-reason: ${f.reason}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
+      answerOnSocket(socket, f.status, f.reason, f.message);
     });
   }
 

@@ -38,8 +38,11 @@ export async function httpEcho(name: string): Promise<App> {
   };
 }
 
+/** Echoes each line back as "echo: <line>"; `seen` has an entry per connection. */
 export async function tcpEcho(): Promise<App> {
+  const seen: App['seen'] = [];
   const server = net.createServer((s) => {
+    seen.push({ method: 'TCP', url: `connection ${seen.length + 1}`, headers: {} });
     s.setEncoding('utf8');
     let buf = '';
     s.on('data', (d: string) => {
@@ -53,7 +56,7 @@ export async function tcpEcho(): Promise<App> {
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
-  return { port: (server.address() as net.AddressInfo).port, seen: [], close: () => new Promise((r) => server.close(() => r())) };
+  return { port: (server.address() as net.AddressInfo).port, seen, close: () => new Promise((r) => server.close(() => r())) };
 }
 
 const PROTO = fileURLToPath(new URL('../fixtures/prices.proto', import.meta.url));

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CertificateAuthority } from '../../ca/authority.ts';
 import { createIntermediate, createRoot, type CaCertificate } from '../../ca/hierarchy.ts';
-import { generateKeyPair, type KeyPair } from '../../ca/keys.ts';
+import { generateKeyPair, privateKeyToPem, type KeyPair } from '../../ca/keys.ts';
+import { CaStore } from '../../ca/store.ts';
 import { TrustBundle } from '../../ca/trust-bundle.ts';
 import { EC_P256, x509 } from '../../ca/x509.ts';
 
@@ -61,4 +62,12 @@ export async function run(cmd: string, args: readonly string[], opts: { cwd?: st
     if (typeof e.code !== 'number') throw err;
     return { code: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
   }
+}
+
+/** A certificate for `identity` straight from the CA in a mesh's state dir: what a stolen or leaked SVID would be. */
+export async function svidFromCa(state: string, identity: string): Promise<{ key: string; cert: string; ca: string; serial: string }> {
+  const store = CaStore.open(join(state, 'ca'));
+  const keys = generateKeyPair();
+  const svid = store.authority().sign((await makeCsr({ keys })).pem, identity);
+  return { key: privateKeyToPem(keys.privateKey), cert: svid.chainPem, ca: store.bundle.toPem(), serial: svid.serial };
 }

@@ -7,11 +7,8 @@ import { once } from 'node:events';
 import http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
-import { join } from 'node:path';
-import { CaStore } from '../../ca/store.ts';
-import { generateKeyPair, privateKeyToPem } from '../../ca/keys.ts';
 import { httpEcho, type App } from '../helpers/apps.ts';
-import { makeCsr, run as runTool } from '../helpers/ca.ts';
+import { run as runTool, svidFromCa } from '../helpers/ca.ts';
 import { weft } from '../helpers/cli.ts';
 import { startMesh, waitFor, type SidecarProc, type TestMesh } from '../helpers/mesh.ts';
 import { meshYaml } from '../helpers/mesh-yaml.ts';
@@ -179,12 +176,7 @@ test.serial('the app never saw a request the policy refused', (t) => {
 });
 
 /** A certificate for `identity` straight from the CA: what a stolen or leaked SVID would be. */
-async function svidFor(identity: string) {
-  const store = CaStore.open(join(mesh.state, 'ca'));
-  const keys = generateKeyPair();
-  const svid = store.authority().sign((await makeCsr({ keys })).pem, identity);
-  return { key: privateKeyToPem(keys.privateKey), cert: svid.chainPem, ca: store.bundle.toPem(), serial: svid.serial };
-}
+const svidFor = (identity: string) => svidFromCa(mesh.state, identity);
 
 test.serial('revoking a certificate closes its open connection at the inbound and refuses it from then on', async (t) => {
   const stolen = await svidFor(WEB);
