@@ -8,13 +8,10 @@
 // second.
 
 import type { Socket } from 'node:net';
-import { createRequire } from 'node:module';
 import { headersObject } from './h1-headers.ts';
 import { H1Request, H1Response, RequestBody, type ResponseOwner } from './h1-message.ts';
-import { HTTPParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageBegin, kOnMessageComplete } from './llhttp.ts';
+import { HTTPParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageBegin, kOnMessageComplete, METHOD_NAMES } from './llhttp.ts';
 import { ParserFeed } from './parser-feed.ts';
-
-const { methods } = createRequire(import.meta.url)('_http_common') as { methods: string[] };
 
 export interface H1ServerOptions {
   readonly maxHeaderSize: number;
@@ -176,7 +173,12 @@ class ServerConnection implements ResponseOwner {
     }
     const cl = h['content-length'];
     const hasBody = !upgrade && (h['transfer-encoding'] !== undefined || (cl !== undefined && Number(cl) > 0));
-    const req = new H1Request(methods[method] ?? 'GET', target, raw, h, minor, this.socket, hasBody ? new RequestBody(this.#resumeBody) : null);
+    const name = METHOD_NAMES[method];
+    if (name === undefined) {
+      this.#refuse(Object.assign(new Error(`method ${method} has no name`), { code: 'HPE_INVALID_METHOD' }));
+      return 0;
+    }
+    const req = new H1Request(name, target, raw, h, minor, this.socket, hasBody ? new RequestBody(this.#resumeBody) : null);
     req.keepAlive = keepAlive;
     if (upgrade) {
       if (this.#active || this.#queue.length) {

@@ -38,3 +38,21 @@ export const kOnHeadersComplete = HTTPParser.kOnHeadersComplete;
 export const kOnBody = HTTPParser.kOnBody;
 export const kOnMessageComplete = HTTPParser.kOnMessageComplete;
 export const kOnExecute = HTTPParser.kOnExecute;
+
+/**
+ * The name of each method id llhttp gives a request. node's `methods` lists the names but not their ids, which
+ * have gaps (QUERY is 46, after RTSP's ids): each name is parsed once to learn its id, so no method is ever
+ * read as another.
+ */
+export const METHOD_NAMES: readonly (string | undefined)[] = (() => {
+  const { methods } = createRequire(import.meta.url)('_http_common') as { methods: string[] };
+  const names: (string | undefined)[] = [];
+  const parser = new HTTPParser();
+  for (const name of methods) {
+    parser.initialize(HTTPParser.REQUEST, {}, 0, HTTPParser.kLenientNone);
+    parser[kOnHeadersComplete] = (_major: number, _minor: number, _headers: unknown, id: number) => (names[id] = name);
+    parser.execute(Buffer.from(`${name} / HTTP/1.1\r\nhost: a\r\n\r\n`, 'latin1'));
+  }
+  parser.close();
+  return names;
+})();

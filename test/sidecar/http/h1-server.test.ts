@@ -253,3 +253,16 @@ test('repeated headers combine as node does; a __proto__ header does not change 
   t.false(Object.hasOwn(req!.headers, '__proto__'));
   t.is((req!.headers as Record<string, unknown>).polluted, undefined);
 });
+
+test('every method llhttp takes reaches the handler by its own name (QUERY, whose id is past the list, too)', async (t) => {
+  const names = ['DELETE', 'GET', 'HEAD', 'POST', 'PUT', 'OPTIONS', 'TRACE', 'PATCH', 'PURGE', 'PROPFIND', 'M-SEARCH', 'SOURCE', 'QUERY'];
+  const seen: string[] = [];
+  const origin = await h1Server(t, (req, res) => {
+    seen.push(req.method);
+    res.end();
+  });
+  const c = await rawClient(t, origin.port);
+  for (const name of names) c.send(`${name} /m HTTP/1.1\r\nhost: weft.test\r\ncontent-length: 0\r\n\r\n`);
+  await c.until((text) => (text.match(/HTTP\/1\.1 200/g) ?? []).length === names.length);
+  t.deepEqual(seen, names);
+});
