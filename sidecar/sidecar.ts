@@ -76,7 +76,7 @@ export class Sidecar {
   readonly observer: MeshObserver;
   readonly #resilience = new ResilienceState({
     onBreaker: (service, endpoint, state) => {
-      this.#o.log({ msg: `circuit breaker ${state}`, service, endpoint });
+      this.#o.log({ msg: `circuit breaker ${state}`, upstream: service, endpoint });
       this.observer.breakerState(service, endpoint, state);
     },
   });

@@ -125,9 +125,13 @@ WEFT_ADMIN_PORT, WEFT_UPSTREAMS, WEFT_DRAIN (and *_HOST for each address). Logs 
     };
     const need = (f: Flag): string => {
       const v = get(f);
-      if (!v) throw new WeftError('WEFT_CLI_USAGE', `weft sidecar: --${f} (or ${FLAGS[f][0]}) is required; see 'weft sidecar --help'`);
+      if (!v) throw new WeftError('WEFT_CLI_USAGE', `--${f} (or ${FLAGS[f][0]}) is required; see 'weft sidecar --help'`);
       return v;
     };
+    // Every missing flag at once, not one per run.
+    const missing: string[] = (['control-plane', 'trust-bundle', 'service', 'app-port'] as const).filter((f) => !get(f)).map((f) => `--${f} (or ${FLAGS[f][0]})`);
+    if (!get('token') && !get('token-file')) missing.splice(2, 0, `--token or --token-file (or ${FLAGS.token[0]} / ${FLAGS['token-file'][0]})`);
+    if (missing.length) throw new WeftError('WEFT_CLI_USAGE', `missing ${missing.join(', ')}; see 'weft sidecar --help'`);
     const bundleFile = need('trust-bundle');
     let ca: string;
     try {
@@ -173,7 +177,14 @@ WEFT_ADMIN_PORT, WEFT_UPSTREAMS, WEFT_DRAIN (and *_HOST for each address). Logs 
       process.once('SIGTERM', () => void stop(0));
       process.once('SIGINT', () => void stop(0));
     }
-    await sc.start();
+    try {
+      await sc.start();
+    } catch (err) {
+      // A refusal no retry can change (a bad token, a token for another service): exit, with the reason,
+      // rather than sit with an open admin port that only ever says "not ready".
+      await sc.stop().catch(() => {});
+      throw err;
+    }
     if (command.length === 0) return new Promise<number>(() => {});
     const app = startApp(command, {
       ...callerEnv(process.env),

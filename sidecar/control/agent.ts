@@ -2,6 +2,7 @@
 // reconnected with backoff. When the control plane is gone the sidecar keeps serving its last good config.
 
 import { randomBytes } from 'node:crypto';
+import { WeftError } from '../../errors.ts';
 import { ControlPlaneClient } from '../../control-plane/client.ts';
 import { assemble, type SnapshotDelta } from '../../control-plane/snapshot/resources.ts';
 import type { SnapshotBody } from '../../control-plane/snapshot/types.ts';
@@ -41,6 +42,14 @@ interface Link {
   resources: Map<string, unknown> | null;
 }
 
+/** Refusals of the stream that no retry changes: this certificate may not register so, or is revoked. */
+const FINAL = new Set<string>(['WEFT_AUTH_FORBIDDEN', 'WEFT_API_BAD_REQUEST', 'WEFT_CERT_REVOKED']);
+
+function refusal(err: WeftError, reg: AgentOptions['registration']): WeftError {
+  const hint = err.code === 'WEFT_AUTH_FORBIDDEN' ? `; a bootstrap token gives the identity of the service it was issued for: issue one for this one (weft token --service ${reg.service} --namespace ${reg.namespace})` : '';
+  return new WeftError(err.code, `the control plane refused this sidecar (${reg.service}.${reg.namespace}): ${err.message}${hint}`, { ...err.details }, { cause: err });
+}
+
 export class ControlPlaneAgent {
   readonly id = `${process.pid}-${randomBytes(4).toString('hex')}`;
   readonly #o: AgentOptions;
@@ -50,8 +59,9 @@ export class ControlPlaneAgent {
   #heartbeat: NodeJS.Timeout | null = null;
   #status: { connected: boolean; appliedVersion: number | null; lastNack: { version: number; error: string } | null; reconnects: number } = { connected: false, appliedVersion: null, lastNack: null, reconnects: 0 };
   #firstApplied!: () => void;
-  /** resolves once a first snapshot has been applied */
-  readonly firstConfig = new Promise<void>((resolve) => (this.#firstApplied = resolve));
+  #firstFailed!: (err: Error) => void;
+  /** resolves once a first snapshot has been applied; rejects if the control plane refuses the sidecar for good first */
+  readonly firstConfig = new Promise<void>((resolve, reject) => ((this.#firstApplied = resolve), (this.#firstFailed = reject)));
 
   constructor(opts: AgentOptions) {
     this.#o = opts;
@@ -125,6 +135,12 @@ export class ControlPlaneAgent {
         this.#link = null;
         this.#close(link);
       } catch (err) {
+        if (this.#status.appliedVersion === null && err instanceof WeftError && FINAL.has(err.code)) {
+          // Before any config: nothing to serve, and retrying cannot change the answer.
+          this.#stopped = true;
+          this.#firstFailed(refusal(err, this.#o.registration));
+          return;
+        }
         this.#o.log({ msg: 'control plane stream failed', error: (err as Error).message });
       }
       this.#status.connected = false;
@@ -132,7 +148,8 @@ export class ControlPlaneAgent {
       this.#failures++;
       this.#status.reconnects++;
       const wait = Math.round(backoffMs(this.#failures) * (0.5 + Math.random() / 2));
-      this.#o.log({ msg: 'control plane stream closed; serving the last good config and reconnecting', inMs: wait });
+      if (this.#status.appliedVersion === null) this.#o.log({ msg: 'control plane stream closed before a first config; reconnecting', inMs: wait });
+      else this.#o.log({ msg: 'control plane stream closed; serving the last good config and reconnecting', inMs: wait });
       await new Promise((r) => setTimeout(r, wait).unref());
     }
   }

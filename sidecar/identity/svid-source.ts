@@ -94,6 +94,7 @@ export class SvidSource extends EventEmitter<{ rotated: [Svid] }> {
       } catch (err) {
         if (!(err instanceof WeftError) || err.code !== 'WEFT_CP_UNREACHABLE') throw err;
         const wait = backoffMs(attempt);
+        this.#status = { failures: attempt, lastError: err.message, nextAttempt: new Date(this.#clock() + wait) };
         this.#o.log({ msg: 'control plane unreachable for bootstrap; retrying', inMs: wait, error: err.message });
         await new Promise((r) => setTimeout(r, wait));
       } finally {

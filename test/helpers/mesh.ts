@@ -73,6 +73,8 @@ export interface SidecarSpec {
   readonly env?: NodeJS.ProcessEnv;
   /** don't wait for /ready */
   readonly noWait?: boolean;
+  /** this bootstrap token instead of a fresh one for the service */
+  readonly token?: string;
 }
 
 export interface TestMesh {
@@ -115,7 +117,7 @@ export async function startMesh(yaml: string, opts: { controlPlaneEnv?: NodeJS.P
       const ports = { inbound: 0, outbound: 0, admin: 0, app: spec.appPort, upstreams: {} as Record<string, number> };
       const upstreamFlags = (spec.upstreams ?? []).flatMap((u) => ['--upstream', `${u}=0`]);
       const args = [
-        'sidecar', '--control-plane', url, '--trust-bundle', mesh.bundleFile, '--token', await mesh.token(spec.service, spec.namespace),
+        'sidecar', '--control-plane', url, '--trust-bundle', mesh.bundleFile, '--token', spec.token ?? (await mesh.token(spec.service, spec.namespace)),
         '--service', spec.service, '--namespace', spec.namespace ?? 'default', '--app-port', String(spec.appPort),
         '--inbound-port', '0', '--outbound-port', '0', '--admin-port', '0',
         '--labels', Object.entries(spec.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(','), ...upstreamFlags,
