@@ -43,6 +43,8 @@ export interface ControlPlaneOptions {
   readonly heartbeatTimeoutMs?: number;
   readonly keepaliveMs?: number;
   readonly log?: (event: Record<string, unknown>) => void;
+  /** told of each change of the watched config file: applied (its version), or refused (why) */
+  readonly onConfigFile?: (event: { readonly file: string; readonly version: number } | { readonly file: string; readonly error: string }) => void;
 }
 
 /** Where a running control plane listens, written to the state dir so the CLI finds it. */
@@ -60,6 +62,7 @@ export class ControlPlane {
   #ca: CertificateAuthority;
   readonly #clock: () => number;
   readonly #log: (event: Record<string, unknown>) => void;
+  readonly #onConfigFile: ControlPlaneOptions['onConfigFile'];
   readonly #tokens: BootstrapTokens;
   readonly #revocations: Revocations;
   readonly #registry: Registry;
@@ -78,6 +81,7 @@ export class ControlPlane {
     this.#config = config;
     this.#store = store;
     this.#clock = opts.clock ?? Date.now;
+    this.#onConfigFile = opts.onConfigFile;
     this.#log = opts.log ?? ((e) => process.stderr.write(JSON.stringify({ time: new Date().toISOString(), component: 'control-plane', ...e }) + '\n'));
     this.#configPath = opts.configPath;
     this.#ca = store.authority({ clock: this.#clock });
@@ -324,8 +328,10 @@ export class ControlPlane {
         try {
           const r = this.apply(text, path);
           this.#log({ msg: 'config file changed; applied', file: path, version: r.version });
+          this.#onConfigFile?.({ file: path, version: r.version });
         } catch (err) {
           this.#log({ msg: 'config file changed but is invalid; the last good config stays live', file: path, error: (err as Error).message });
+          this.#onConfigFile?.({ file: path, error: (err as Error).message });
         }
       });
     }

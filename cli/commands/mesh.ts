@@ -2,7 +2,7 @@
 
 import { readFileSync } from 'node:fs';
 import { WeftError } from '../../errors.ts';
-import { ControlPlane } from '../../control-plane/control-plane.ts';
+import { ControlPlane, type ControlPlaneOptions } from '../../control-plane/control-plane.ts';
 import { DEFAULT_STATE_DIR } from '../../control-plane/state-dir.ts';
 import type { StatusReport } from '../../control-plane/api/operator.ts';
 import { optional, parse, parseDuration, required } from '../args.ts';
@@ -15,7 +15,8 @@ export const controlPlane: Command = {
   help: `Usage: weft control-plane --config mesh.yaml [--state DIR] [--listen HOST:PORT]
 
 Runs until interrupted. On first start it creates the CA in DIR/ca for the Mesh's trust domain. It watches
-mesh.yaml and applies every valid change (an invalid one is logged and the last good config stays live).
+mesh.yaml and applies every valid change (an invalid one is refused whole and the last good config stays live;
+either way a line on stdout says so).
 State (CA, issuance journal, used tokens, last config, revocations, admin token) lives in DIR (default
 ${DEFAULT_STATE_DIR}) and survives restarts. Logs are JSON lines on stderr.
 
@@ -25,7 +26,10 @@ ${DEFAULT_STATE_DIR}) and survives restarts. Logs are JSON lines on stderr.
     const listen = optional(values, 'listen') ?? process.env.WEFT_LISTEN ?? '127.0.0.1:15010';
     const m = /^(.*):(\d+)$/.exec(listen);
     if (!m) throw new WeftError('WEFT_CLI_USAGE', `--listen ${JSON.stringify(listen)} must be HOST:PORT`);
-    const cp = await ControlPlane.start({ stateDir: optional(values, 'state') ?? DEFAULT_STATE_DIR, configPath: optional(values, 'config'), host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) });
+    // A change to the watched file is told on stdout too, where whoever edits it is looking (weft up relays it).
+    const onConfigFile: ControlPlaneOptions['onConfigFile'] = (e) =>
+      process.stdout.write('version' in e ? `config ${e.file} changed: applied as version ${e.version}\n` : `config ${e.file} changed but is not valid; the last good config stays live:\n${e.error.replace(/^/gm, '  ')}\n`);
+    const cp = await ControlPlane.start({ stateDir: optional(values, 'state') ?? DEFAULT_STATE_DIR, configPath: optional(values, 'config'), host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]), onConfigFile });
     process.stdout.write(`control plane ${cp.identity} listening on ${cp.url}\n`);
     await new Promise<void>((resolve) => {
       const stop = () => void cp.stop().then(resolve);

@@ -146,6 +146,8 @@ Example: weft up examples/shop/mesh.yaml        (npm start)`,
       env: childEnv(),
       onUnexpectedExit: (child, exit) => settle({ kind: 'exit', child, exit }),
       progress,
+      // A save of the config file is applied, or refused whole: say which here, not only in the control plane's log.
+      controlPlaneSays: (line) => process.stderr.write(line.startsWith(' ') ? `${line}\n` : `weft up: ${line}\n`),
     });
     const record = join(stateDir, 'up.json');
     mesh.start().then(

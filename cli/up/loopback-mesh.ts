@@ -32,6 +32,8 @@ export interface LoopbackMeshOptions {
   readonly onUnexpectedExit: (child: Child, exit: ChildExit) => void;
   /** progress lines for the operator */
   readonly progress: (line: string) => void;
+  /** what the control plane prints once it listens (a change to the config file: applied, or refused and why) */
+  readonly controlPlaneSays?: (line: string) => void;
 }
 
 export interface RunningSidecar {
@@ -173,25 +175,31 @@ export class LoopbackMesh {
     };
   }
 
-  /** Reads the control plane's stdout (which Child also copies to its log) until it says where it listens. */
+  /**
+   * Reads the control plane's stdout (which Child also copies to its log) until it says where it listens; what
+   * it prints after that goes to controlPlaneSays for the rest of its life.
+   */
   async #controlPlaneListening(cp: Child): Promise<{ url: string; identity: string }> {
     const lines = createInterface({ input: cp.stdout! });
     const signal = this.#abort.signal;
     let timer: NodeJS.Timeout | undefined;
+    let listening = false;
     try {
       return await new Promise((resolve, reject) => {
         timer = setTimeout(() => reject(new Error(`the control plane did not start within ${CONTROL_PLANE_START_MS / 1000} s; see ${cp.logFile}`)), CONTROL_PLANE_START_MS);
         signal.addEventListener('abort', () => reject(signal.reason), { once: true });
         lines.on('line', (line) => {
+          if (listening) return void this.#o.controlPlaneSays?.(line);
           const m = /^control plane (\S+) listening on (\S+)/.exec(line);
-          if (m) resolve({ identity: m[1]!, url: m[2]! });
+          if (m) {
+            listening = true;
+            resolve({ identity: m[1]!, url: m[2]! });
+          }
         });
       });
     } finally {
       clearTimeout(timer);
-      lines.close();
-      // Closing readline pauses the stream; keep it flowing into the log.
-      cp.stdout!.resume();
+      if (!listening) lines.close();
     }
   }
 

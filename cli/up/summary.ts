@@ -27,6 +27,12 @@ function table(rows: readonly (readonly string[])[], indent = '  '): string[] {
   return rows.map((r) => indent + r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd());
 }
 
+/** Command, then what it does; a command too long for the column has its description on the next line. */
+function commands(rows: readonly (readonly [string, string])[], indent = '  ', maxWidth = 56): string[] {
+  const width = Math.max(...rows.map(([cmd]) => cmd.length).filter((n) => n <= maxWidth));
+  return rows.flatMap(([cmd, what]) => (cmd.length <= width ? [`${indent}${cmd.padEnd(width)}  ${what}`] : [`${indent}${cmd}`, `${indent}${' '.repeat(width)}  ${what}`]));
+}
+
 export function summaryText(s: Summary): string {
   const { mesh } = s;
   const state = s.stateFlag ? ` --state ${s.stateFlag}` : '';
@@ -55,7 +61,7 @@ export function summaryText(s: Summary): string {
   if (web) tries.push([`npm run weft -- policy check --from spiffe://${mesh.trustDomain}/ns/default/sa/ingress --to catalog --path /items${state}`, 'why the ingress may not call catalog']);
   tries.push(
     [`npm run weft -- validate -f ${s.configFile}`, 'check the config offline'],
-    [`npm run weft -- apply -f ${s.configFile}${state}`, `after an edit${hasV2 ? ' (e.g. the catalog weights)' : ''}; saving applies it too`],
+    [`npm run weft -- apply -f ${s.configFile}${state}`, `after an edit${hasV2 ? ' (e.g. the catalog weights)' : ''}; saving applies it too (weft up says if it took)`],
   );
   if (catalogV1) tries.push([`curl 'http://127.0.0.1:${catalogV1.ports.app}/fail?on=1'`, 'make catalog v1 fail (on=0 to stop): the breaker demo']);
 
@@ -78,7 +84,7 @@ export function summaryText(s: Summary): string {
     ]),
     '',
     'Try:',
-    ...table(tries.map(([cmd, what]) => [cmd, what])),
+    ...commands(tries),
     '',
     'Ctrl-C stops everything: the sidecars drain first, then the control plane.',
   ].join('\n');

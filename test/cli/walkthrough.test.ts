@@ -1,19 +1,21 @@
 // The README's walk through the shop, end to end: weft up, then weft canary and weft top, a denial explained by
-// weft policy check, a breaker tripping when a catalog instance fails, and a trace received by weft traces.
+// weft policy check, a breaker tripping when a catalog instance fails, a trace received by weft traces, and saves
+// of the config file: a bad one refused in weft up's own terminal, a good one applied. (On a copy of the shop,
+// since the test edits its config.)
 
 import test from 'ava';
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { tempDir } from '../helpers/ca.ts';
 import { REPO, WEFT, weft } from '../helpers/cli.ts';
 import { waitFor } from '../helpers/mesh.ts';
-import { freeBase, portsFree, readySummary, startUp } from '../helpers/up.ts';
+import { exampleCopy, freeBase, portsFree, readySummary, startUp } from '../helpers/up.ts';
 
 const ID = (sa: string) => `spiffe://shop.example/ns/default/sa/${sa}`;
 
-test('the walkthrough: canary and top, policy check, a breaker tripping, a trace', async (t) => {
+test('the walkthrough: canary and top, policy check, a breaker tripping, a trace, saving the config', async (t) => {
   // The example shop sends spans to 127.0.0.1:4318; the receiver must own that port.
   if (!(await portsFree([4318]))) {
     t.fail('port 4318 (the example mesh\'s tracing endpoint) is taken on this machine');
@@ -23,7 +25,8 @@ test('the walkthrough: canary and top, policy check, a breaker tripping, a trace
   let traceOut = '';
   traces.stdout!.setEncoding('utf8').on('data', (d: string) => (traceOut += d));
   const state = join(tempDir('weft-walk-'), 'state');
-  const up = startUp(['--state', state, '--base-port', String(await freeBase(1))]);
+  const file = exampleCopy();
+  const up = startUp(['--state', state, '--base-port', String(await freeBase(1))], file);
   t.teardown(async () => {
     up.child.kill('SIGINT');
     traces.kill('SIGINT');
@@ -88,4 +91,15 @@ test('the walkthrough: canary and top, policy check, a breaker tripping, a trace
     return undefined;
   }, 30_000);
   t.true(trace.spans.some((s) => s.attributes['weft.source.identity'] === ID('web') && s.attributes['weft.destination.identity'] === ID('catalog')));
+
+  // Saving the config file: a mistake is refused whole, and weft up's terminal says so, where and why.
+  const yaml = readFileSync(file, 'utf8');
+  writeFileSync(file, yaml.replace('weight: 90', 'weight: 80'));
+  await waitFor('weft up to tell of the refused save', () => up.stderr().includes(`weft up: config ${file} changed but is not valid; the last good config stays live:`) || undefined, 15_000);
+  t.regex(up.stderr(), /\n {2,}\S*mesh\.yaml:\d+:\d+: Route default\/catalog .*weights sum to 90/);
+  const split = async () => (await weft(['route', 'show', 'catalog', '--state', state])).stdout;
+  t.regex(await split(), /v1 50%, v2 50%/, 'the canary set before stays live');
+  writeFileSync(file, yaml.replace('weight: 90', 'weight: 80').replace('weight: 10', 'weight: 20'));
+  await waitFor('weft up to tell of the applied save', () => new RegExp(`weft up: config ${file} changed: applied as version \\d+`).test(up.stderr()) || undefined, 15_000);
+  t.regex(await split(), /v1 80%, v2 20%/);
 });

@@ -1,11 +1,25 @@
 // Running `weft up` on the example shop as a real process, on a free range of ports.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { cpSync, symlinkSync } from 'node:fs';
 import net from 'node:net';
+import { join } from 'node:path';
+import { tempDir } from './ca.ts';
 import { REPO, WEFT } from './cli.ts';
 import { waitFor } from './mesh.ts';
 
 export const EXAMPLE = 'examples/shop/mesh.yaml';
+
+/**
+ * A copy of the example shop in a temp dir, for a test that edits its config file: the apps beside it, and
+ * node_modules linked so that they find their packages. Returns the copy's mesh.yaml.
+ */
+export function exampleCopy(): string {
+  const dir = tempDir('weft-shop-');
+  cpSync(join(REPO, 'examples/shop'), join(dir, 'shop'), { recursive: true });
+  symlinkSync(join(REPO, 'node_modules'), join(dir, 'node_modules'));
+  return join(dir, 'shop', 'mesh.yaml');
+}
 
 export interface Up {
   readonly child: ChildProcess;
@@ -14,8 +28,8 @@ export interface Up {
   readonly exited: Promise<number | null>;
 }
 
-export function startUp(args: string[]): Up {
-  const child = spawn(WEFT, ['up', EXAMPLE, ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+export function startUp(args: string[], file = EXAMPLE): Up {
+  const child = spawn(WEFT, ['up', file, ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
