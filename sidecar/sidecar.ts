@@ -124,6 +124,9 @@ export class Sidecar {
       svid: this.svid,
       registration: { service: o.service, namespace: o.namespace, labels: o.labels, address: `${o.inboundHost}:${this.ports.inbound}`, admin: `${o.adminHost.includes(':') ? `[${o.adminHost}]` : o.adminHost}:${this.ports.admin}` },
       apply: (version, body) => this.#apply(version, body),
+      retag: (version) => {
+        if (this.#config) this.#config = { ...this.#config, version };
+      },
       log: o.log,
     });
     this.#agent.start();

@@ -124,7 +124,9 @@ function statusTable(s: StatusReport): string {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
   const nacks = s.sidecars.filter((e) => e.ack === 'NACK').map((e) => `  ${e.id}: NACK of version ${e.sentVersion}: ${e.nackError}`);
-  return [`config version ${s.configVersion}, ${s.sidecars.length} sidecar(s)`, line(head), ...rows.map(line), ...nacks].join('\n');
+  // One version counter: an apply makes a version, and so does each change of endpoints after it.
+  const version = s.version === s.configVersion ? `version ${s.version}` : `version ${s.version} (the config as applied at ${s.configVersion}, with endpoint changes since)`;
+  return [`${version}, ${s.sidecars.length} sidecar(s)`, line(head), ...rows.map(line), ...nacks].join('\n');
 }
 
 export const revoke: Command = {

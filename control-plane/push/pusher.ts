@@ -2,7 +2,8 @@
 //
 // "Does this sidecar need a push" is answered by content: sidecars of one service share one built snapshot,
 // split into named resources with a hash each; a sidecar is sent the resources whose hash differs from what it
-// was last sent, and nothing if none does. Building is the builder's job (snapshot/).
+// was last sent. If none does it is still told the new version, in an empty delta, so that every sidecar in
+// sync holds the version `weft apply` and `weft status` report. Building is the builder's job (snapshot/).
 
 import { createHash } from 'node:crypto';
 import { sseEvent } from './sse.ts';
@@ -51,6 +52,8 @@ interface SubscriberState extends Subscriber {
   sentHashes: Map<string, string> | null;
   /** waiting for the stream to drain: a slow sidecar gets one coalesced delta when it can take it */
   blocked: boolean;
+  /** the version of the last delta written, -1 before the first */
+  sentVersion: number;
 }
 
 export class SnapshotPusher {
@@ -80,7 +83,7 @@ export class SnapshotPusher {
   }
 
   subscribe(sub: Subscriber): void {
-    const state: SubscriberState = { ...sub, sentHashes: null, blocked: false };
+    const state: SubscriberState = { ...sub, sentHashes: null, blocked: false, sentVersion: -1 };
     this.#subscribers.set(sub.id, state);
     sub.onDrain(() => {
       state.blocked = false;
@@ -134,7 +137,8 @@ export class SnapshotPusher {
       if (previous.get(name) !== r.hash) parts.push(`${JSON.stringify(name)}:${r.json}`);
     }
     const removed = [...previous.keys()].filter((name) => !snapshot.has(name));
-    if (!full && parts.length === 0 && removed.length === 0) return;
+    if (!full && parts.length === 0 && removed.length === 0 && sub.sentVersion === this.#version) return;
+    sub.sentVersion = this.#version;
     sub.sentHashes = new Map([...snapshot].map(([name, r]) => [name, r.hash]));
     // Resources are spliced in as already-serialised JSON: no per-sidecar JSON.stringify of the snapshot.
     const ok = sub.write(sseEvent('snapshot', `{"version":${this.#version},"full":${full},"resources":{${parts.join(',')}},"removed":${JSON.stringify(removed)}}`, this.#version));

@@ -24,6 +24,8 @@ export interface AgentOptions {
   readonly registration: Registration;
   /** applies a snapshot; throwing NACKs it and keeps the last good config */
   readonly apply: (version: number, body: SnapshotBody) => void;
+  /** a new version with nothing new in it (another service's change): the config in force now carries it */
+  readonly retag: (version: number) => void;
   readonly log: (event: Record<string, unknown>) => void;
   readonly heartbeatMs?: number;
 }
@@ -40,6 +42,8 @@ interface Link {
   readonly client: ControlPlaneClient;
   stream: { close(): void; closed: Promise<void> } | null;
   resources: Map<string, unknown> | null;
+  /** the resources received on this link are the config in force (the last snapshot was applied, not NACKed) */
+  inForce: boolean;
 }
 
 /** Refusals of the stream that no retry changes: this certificate may not register so, or is revoked. */
@@ -89,7 +93,7 @@ export class ControlPlaneAgent {
   /** Opens a connection under the current certificate; a new stream starts with a full snapshot. */
   async #open(): Promise<Link> {
     const svid = this.#o.svid.current;
-    const link: Link = { client: new ControlPlaneClient({ ...this.#o.controlPlane, cert: svid.chainPem, key: svid.keyPem }), stream: null, resources: null };
+    const link: Link = { client: new ControlPlaneClient({ ...this.#o.controlPlane, cert: svid.chainPem, key: svid.keyPem }), stream: null, resources: null, inForce: false };
     try {
       link.stream = await link.client.stream('/v1/sidecars/stream', { id: this.id, ...this.#o.registration }, (m) => {
         if (m.event === 'snapshot') this.#onSnapshot(link, m.data);
@@ -159,10 +163,19 @@ export class ControlPlaneAgent {
     try {
       const delta = JSON.parse(data) as SnapshotDelta;
       version = delta.version;
+      // Nothing new, and what this link sent before is in force (not NACKed): only the version moves on.
+      if (!delta.full && link.inForce && Object.keys(delta.resources).length === 0 && delta.removed.length === 0) {
+        this.#o.retag(version);
+        this.#status.appliedVersion = version;
+        this.#ack(link, { id: this.id, version, ok: true });
+        return;
+      }
       // What the control plane sent on this stream is what it believes this sidecar holds, applied or not.
       const { resources, body } = assemble(link.resources, delta);
       link.resources = resources;
+      link.inForce = false;
       this.#o.apply(version, body);
+      link.inForce = true;
       this.#status.appliedVersion = version;
       this.#firstApplied();
       this.#ack(link, { id: this.id, version, ok: true });

@@ -17,6 +17,29 @@ async function stub(cp: TestControlPlane, service: string, opts: Partial<StubOpt
   return s;
 }
 
+/**
+ * Waits until `sidecar` holds the latest version and has for 300 ms (longer than the push debounce, so its own
+ * registration's push is in): the mesh at rest.
+ */
+async function settled(cp: TestControlPlane, sidecar: StubSidecar): Promise<Snapshot> {
+  const op = cp.operator();
+  try {
+    let since = null as { version: number; at: number } | null;
+    for (let i = 0; i < 100; i++) {
+      const status = await op.request<{ version: number; sidecars: { id: string; ack: string; ackedVersion: number }[] }>('GET', '/v1/status');
+      const me = status.sidecars.find((s) => s.id === sidecar.id);
+      const atLatest = me?.ack === 'SYNCED' && me.ackedVersion === status.version && sidecar.latest?.version === status.version;
+      if (!atLatest) since = null;
+      else if (since?.version !== status.version) since = { version: status.version, at: Date.now() };
+      else if (Date.now() - since.at >= 300) return sidecar.latest!;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`sidecar ${sidecar.id} never settled at the latest version`);
+  } finally {
+    op.close();
+  }
+}
+
 const catalogWeights = (s: Snapshot) => s.body.upstreams.find((u) => u.service.name === 'catalog')?.route?.rules[0]?.destinations.map((d) => d.weight);
 const catalogEndpoints = (s: Snapshot) => s.body.upstreams.find((u) => u.service.name === 'catalog')!.endpoints.map((e) => e.address);
 
@@ -60,7 +83,7 @@ test('an ACK or NACK of an older version that arrives late never moves a sidecar
   t.teardown(() => cp.cp.stop());
   const web = await stub(cp, 'web');
   t.teardown(() => web.close());
-  const latest = await web.waitFor(() => true);
+  const latest = await settled(cp, web);
   const op = cp.operator();
   t.teardown(() => op.close());
   const ackOf = async () => ((await op.request<{ sidecars: { id: string; ack: string; ackedVersion: number }[] }>('GET', '/v1/status')).sidecars.find((s) => s.id === web.id)!);
@@ -102,7 +125,7 @@ test('an invalid config is refused whole with line:col; sidecars keep the last g
   t.teardown(() => cp.cp.stop());
   const web = await stub(cp, 'web');
   t.teardown(() => web.close());
-  const before = await web.waitFor(() => true);
+  const before = await settled(cp, web);
   const op = cp.operator();
   t.teardown(() => op.close());
   const cases: [string, RegExp][] = [
