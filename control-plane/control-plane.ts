@@ -16,7 +16,8 @@ import { bootstrap, renew } from './api/identity.ts';
 import { getConfig, getStatus, postRevocation, postToken, putConfig, type OperatorDeps, type StatusReport } from './api/operator.ts';
 import { healthz, router } from './api/router.ts';
 import { SidecarApi } from './api/sidecars.ts';
-import { parseMeshConfigOrThrow } from './config/load.ts';
+import { loadMeshConfig, parseMeshConfigOrThrow } from './config/load.ts';
+import { ConfigError, formatIssue } from './config/issues.ts';
 import type { MeshConfig } from './config/types.ts';
 import { BootstrapTokens } from './identity/tokens.ts';
 import { built, SnapshotPusher, type BuiltResource } from './push/pusher.ts';
@@ -44,7 +45,7 @@ export interface ControlPlaneOptions {
   readonly keepaliveMs?: number;
   readonly log?: (event: Record<string, unknown>) => void;
   /** told of each change of the watched config file: applied (its version), or refused (why) */
-  readonly onConfigFile?: (event: { readonly file: string; readonly version: number } | { readonly file: string; readonly error: string }) => void;
+  readonly onConfigFile?: (event: { readonly file: string; readonly version: number; readonly warnings: readonly string[] } | { readonly file: string; readonly error: string }) => void;
 }
 
 /** Where a running control plane listens, written to the state dir so the CLI finds it. */
@@ -161,9 +162,14 @@ export class ControlPlane {
     return this.#store.bundle.toPem();
   }
 
-  /** Validates and applies a whole config; on any error throws them all and the last good config stays live. */
-  apply(text: string, file: string): { version: number; summary: Record<string, number> } {
-    const config = parseMeshConfigOrThrow(text, file);
+  /**
+   * Validates and applies a whole config; on any error throws them all and the last good config stays live.
+   * Warnings (./config/warnings.ts: allowed, but most often typos) come back with the version, formatted.
+   */
+  apply(text: string, file: string): { version: number; summary: Record<string, number>; warnings: string[] } {
+    const loaded = loadMeshConfig(text, file);
+    if (!loaded.ok) throw new ConfigError(loaded.errors);
+    const config = loaded.config;
     if (config.mesh.trustDomain !== this.#config.mesh.trustDomain) {
       throw new WeftError('WEFT_CONFIG_INVALID', `${file}: Mesh trustDomain ${config.mesh.trustDomain} differs from the running trust domain ${this.#config.mesh.trustDomain}; it cannot change live`);
     }
@@ -174,6 +180,7 @@ export class ControlPlane {
     return {
       version: this.#configVersion,
       summary: { services: config.services.length, routes: config.routes.length, authorizationPolicies: config.authorizationPolicies.length, trafficPolicies: config.trafficPolicies.length },
+      warnings: loaded.warnings.map(formatIssue),
     };
   }
 
@@ -328,7 +335,7 @@ export class ControlPlane {
         try {
           const r = this.apply(text, path);
           this.#log({ msg: 'config file changed; applied', file: path, version: r.version });
-          this.#onConfigFile?.({ file: path, version: r.version });
+          this.#onConfigFile?.({ file: path, version: r.version, warnings: r.warnings });
         } catch (err) {
           this.#log({ msg: 'config file changed but is invalid; the last good config stays live', file: path, error: (err as Error).message });
           this.#onConfigFile?.({ file: path, error: (err as Error).message });

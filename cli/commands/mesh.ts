@@ -28,7 +28,7 @@ ${DEFAULT_STATE_DIR}) and survives restarts. Logs are JSON lines on stderr.
     if (!m) throw new WeftError('WEFT_CLI_USAGE', `--listen ${JSON.stringify(listen)} must be HOST:PORT`);
     // A change to the watched file is told on stdout too, where whoever edits it is looking (weft up relays it).
     const onConfigFile: ControlPlaneOptions['onConfigFile'] = (e) =>
-      process.stdout.write('version' in e ? `config ${e.file} changed: applied as version ${e.version}\n` : `config ${e.file} changed but is not valid; the last good config stays live:\n${e.error.replace(/^/gm, '  ')}\n`);
+      process.stdout.write('version' in e ? `config ${e.file} changed: applied as version ${e.version}\n${e.warnings.map((w) => `  warning: ${w}\n`).join('')}` : `config ${e.file} changed but is not valid; the last good config stays live:\n${e.error.replace(/^/gm, '  ')}\n`);
     const cp = await ControlPlane.start({ stateDir: optional(values, 'state') ?? DEFAULT_STATE_DIR, configPath: optional(values, 'config'), host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]), onConfigFile });
     process.stdout.write(`control plane ${cp.identity} listening on ${cp.url}\n`);
     await new Promise<void>((resolve) => {
@@ -59,7 +59,8 @@ ${CONNECT_HELP}`,
     }
     const client = operatorClient(values);
     try {
-      const r = await client.request<{ version: number; summary: Record<string, number> }>('PUT', '/v1/config', text, { contentType: 'application/yaml', headers: { 'x-weft-file': file } });
+      const r = await client.request<{ version: number; summary: Record<string, number>; warnings?: string[] }>('PUT', '/v1/config', text, { contentType: 'application/yaml', headers: { 'x-weft-file': file } });
+      if (!out.json) for (const w of r.warnings ?? []) process.stderr.write(`warning: ${w}\n`);
       out.result(r, () => `applied ${file}: version ${r.version} (${Object.entries(r.summary).map(([k, v]) => `${v} ${k}`).join(', ')})`);
     } finally {
       client.close();

@@ -3,7 +3,7 @@
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { WeftError } from '../../errors.ts';
-import { ConfigError, loadMeshConfigFile } from '../../control-plane/config/index.ts';
+import { ConfigError, formatIssue, loadMeshConfigFile } from '../../control-plane/config/index.ts';
 import { DEFAULT_STATE_DIR } from '../../control-plane/state-dir.ts';
 import { optional, parse } from '../args.ts';
 import type { Command } from '../command.ts';
@@ -153,7 +153,7 @@ Example: weft up examples/shop/mesh.yaml        (npm start)`,
     mesh.start().then(
       (running) => {
         if (settled) return;
-        const summary: Summary = { mesh: running, configFile: file, stateDir, logsDir: mesh.logsDir, stateFlag, moved, notes };
+        const summary: Summary = { mesh: running, configFile: file, stateDir, logsDir: mesh.logsDir, stateFlag, moved, notes, configWarnings: loaded.warnings.map(formatIssue) };
         writeFileSync(record, JSON.stringify(summaryJson(summary), null, 2) + '\n', { mode: 0o600 });
         out.result(summaryJson(summary), () => summaryText(summary));
       },

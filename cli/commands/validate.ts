@@ -23,7 +23,9 @@ export const validate: Command = {
 Loads FILE as the control plane would (YAML, schema of every kind, references between documents) and prints
   FILE: valid (1 Mesh, 3 Service, 1 Route, 2 AuthorizationPolicy, 1 TrafficPolicy)
 or every problem, one per line on stderr, as FILE:LINE:COL: KIND NAMESPACE/NAME FIELD: what to do. Exits 1 if
-there is any problem. With --json, prints {file, valid, documents} or {file, valid: false, issues} on stdout.
+there is any problem. Warnings (allowed, but most often typos: a policy principal that matches no Service) are
+printed on stderr as "warning: FILE:LINE:COL: ..." and do not fail the check. With --json, prints
+{file, valid, documents, warnings} or {file, valid: false, issues} on stdout.
 
 Flags:
   -f, --file FILE   the mesh config (also accepted as the only argument)
@@ -39,7 +41,10 @@ Example: weft validate -f examples/shop/mesh.yaml`,
     const result = await loadMeshConfigFile(file);
     if (result.ok) {
       const documents = documentCounts(result.config);
-      out.result({ file, valid: true, documents }, () => `${file}: valid (${Object.entries(documents).map(([kind, n]) => `${n} ${kind}`).join(', ')})`);
+      // Warnings do not make a config invalid (exit 0): allowed, but most often typos.
+      if (!out.json) for (const w of result.warnings) process.stderr.write(`warning: ${formatIssue(w)}\n`);
+      const warned = result.warnings.length ? `; ${result.warnings.length === 1 ? '1 warning' : `${result.warnings.length} warnings`}` : '';
+      out.result({ file, valid: true, documents, warnings: result.warnings }, () => `${file}: valid (${Object.entries(documents).map(([kind, n]) => `${n} ${kind}`).join(', ')})${warned}`);
       return 0;
     }
     if (out.json) {

@@ -14,6 +14,8 @@ export interface Summary {
   readonly stateFlag: string | undefined;
   readonly moved: readonly MovedPort[];
   readonly notes: readonly string[];
+  /** the config's warnings (allowed, but most often typos), as file:line:col lines */
+  readonly configWarnings: readonly string[];
 }
 
 /** A path as the operator would type it from here: relative when under the working directory. */
@@ -70,7 +72,7 @@ export function summaryText(s: Summary): string {
     `weft up: the mesh in ${s.configFile} is running on loopback (trust domain ${mesh.trustDomain})`,
     ...s.moved.map((m) => `note: port ${m.wanted} (${m.slot}) was taken, so it is on ${m.got} instead`),
     ...s.notes.map((n) => `note: ${n}`),
-    ...mesh.warnings.map((w) => `warning: ${w}`),
+    ...[...s.configWarnings, ...mesh.warnings].map((w) => `warning: ${w}`),
     '',
     `  Open ${ingress.url}`,
     `    the ingress: plain HTTP in, then mTLS to ${ingress.to} as ${ingress.identity}`,
@@ -102,6 +104,6 @@ export function summaryJson(s: Summary): Record<string, unknown> {
     logs: s.logsDir,
     movedPorts: s.moved,
     notes: s.notes,
-    warnings: s.mesh.warnings,
+    warnings: [...s.configWarnings, ...s.mesh.warnings],
   };
 }

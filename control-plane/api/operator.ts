@@ -16,7 +16,7 @@ export interface OperatorDeps {
   readonly auth: AuthContext;
   readonly log: (event: Record<string, unknown>) => void;
   /** validates and applies a whole config, or throws with every issue and changes nothing */
-  apply(text: string, file: string): { version: number; summary: Record<string, number> };
+  apply(text: string, file: string): { version: number; summary: Record<string, number>; warnings: string[] };
   configText(): string;
   issueToken(service: string, namespace: string, ttlSeconds: number | undefined): Promise<{ token: string; identity: string; expiresAt: Date }>;
   revoke(what: { serial?: string; identity?: string }): Revocation[];
@@ -30,7 +30,7 @@ export async function putConfig(req: Request, res: Response, deps: OperatorDeps)
   const text = (await readBody(req, CONFIG_LIMIT)).toString('utf8');
   const file = typeof req.headers['x-weft-file'] === 'string' ? req.headers['x-weft-file'].slice(0, 256) : 'request body';
   const result = deps.apply(text, file);
-  deps.log({ msg: 'config applied', by: who, file, version: result.version });
+  deps.log({ msg: 'config applied', by: who, file, version: result.version, ...(result.warnings.length ? { warnings: result.warnings } : {}) });
   sendJson(res, 200, result);
 }
 

@@ -15,10 +15,13 @@ import { positionOf } from './positions.ts';
 import { checkReferences, type Compiled, type DocumentHeader, type ReferenceInput } from './references.ts';
 import { besideProblems, documentReporter, fileIssue, type Reporter } from './reporter.ts';
 import { checkSchema } from './schema-errors.ts';
+import { configWarnings } from './warnings.ts';
 import { DocumentSchemas, type AuthorizationPolicyDocument, type Kind, type MeshDocument, type ServiceDocument } from './schema.ts';
 import type { MeshConfig } from './types.ts';
 
-export type LoadResult = { readonly ok: true; readonly config: MeshConfig } | { readonly ok: false; readonly errors: readonly ConfigIssue[] };
+export type LoadResult =
+  | { readonly ok: true; readonly config: MeshConfig; /** allowed, but most often a typo (./warnings.ts) */ readonly warnings: readonly ConfigIssue[] }
+  | { readonly ok: false; readonly errors: readonly ConfigIssue[] };
 
 /** A mesh config is a few hundred lines; a file far past that is a mistake (or an attack on the parser). */
 export const MAX_CONFIG_CHARS = 4 * 1024 * 1024;
@@ -131,7 +134,7 @@ export function loadMeshConfig(text: string, file: string): LoadResult {
     trafficPolicies: items(input.trafficPolicies),
     source: text,
   };
-  return { ok: true, config: deepFreeze(config) };
+  return { ok: true, config: deepFreeze(config), warnings: sortIssues(configWarnings(input)) };
 }
 
 /** Reads and loads `path`; a file that cannot be read is reported as an issue like any other. */

@@ -161,8 +161,16 @@ test('weft apply: a bad file exits 1 listing file:line:col; a good one is pushed
   const ok = await weft(['apply', '-f', good, '--state', state]);
   t.is(ok.code, 0, ok.stderr);
   t.regex(ok.stdout, /applied .*good\.yaml: version \d+/);
+  t.is(ok.stderr, '');
   const s = await web.waitFor((x) => catalogWeights(x)?.[0] === 75);
   t.deepEqual(catalogWeights(s), [75, 25]);
+  // A warning (a principal no Service has) does not stop an apply; it is printed.
+  const warned = join(cp.dir, 'warned.yaml');
+  writeFileSync(warned, `${MESH_YAML}---\napiVersion: weft/v1\nkind: AuthorizationPolicy\nmetadata: {name: catalog-typo}\nspec:\n  service: catalog\n  rules:\n    - from: [{principals: ["spiffe://shop.example/ns/default/sa/wbe"]}]\n`);
+  const w = await weft(['apply', '-f', warned, '--state', state]);
+  t.is(w.code, 0, w.stderr);
+  t.regex(w.stderr, /^warning: .*warned\.yaml:\d+:\d+: AuthorizationPolicy default\/catalog-typo spec\.rules\[0\]\.from\[0\]\.principals\[0\]: principal "spiffe:\/\/shop\.example\/ns\/default\/sa\/wbe" matches no Service in this config; did you mean spiffe:\/\/shop\.example\/ns\/default\/sa\/web\?/);
+  t.regex(w.stdout, /applied .*warned\.yaml: version \d+/);
 });
 
 test('endpoints come from registered sidecars and leave on disconnect or missed heartbeats', async (t) => {

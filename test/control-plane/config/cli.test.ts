@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { tempDir, writeTemp } from '../../helpers/ca.ts';
 import { REPO, weft } from '../../helpers/cli.ts';
-import { CATALOG, file, MESH } from './fixture.ts';
+import { at, CATALOG, file, MESH, WEB } from './fixture.ts';
 
 type Schema = Record<string, unknown> & {
   properties?: Record<string, Schema>;
@@ -24,7 +24,41 @@ test('weft validate -f accepts the example shop and counts its documents', async
   t.is(r.stderr, '');
   const json = await weft(['validate', '--file', EXAMPLE, '--json']);
   t.is(json.code, 0, json.stderr);
-  t.deepEqual(JSON.parse(json.stdout), { file: EXAMPLE, valid: true, documents: { Mesh: 1, Service: 4, Route: 1, AuthorizationPolicy: 4, TrafficPolicy: 1 } });
+  t.deepEqual(JSON.parse(json.stdout), { file: EXAMPLE, valid: true, documents: { Mesh: 1, Service: 4, Route: 1, AuthorizationPolicy: 4, TrafficPolicy: 1 }, warnings: [] });
+});
+
+test('a policy principal that matches no Service is a warning, with a guess: valid (exit 0), named at file:line:col', async (t) => {
+  const text = file(
+    MESH,
+    CATALOG,
+    WEB,
+    `apiVersion: weft/v1
+kind: AuthorizationPolicy
+metadata: {name: catalog-callers}
+spec:
+  service: catalog
+  rules:
+    - from: [{principals: ["spiffe://shop.example/ns/default/sa/webb", "spiffe://shop.example/ns/default/sa/web", "*/sa/web", "spiffe://shop.example/ns/other/*"]}]
+    - from: [{notPrincipals: ["spiffe://shop.example/ns/default/sa/catalgo"]}]
+`,
+  );
+  const f = writeTemp(tempDir(), 'mesh.yaml', text);
+  const r = await weft(['validate', '-f', f]);
+  t.is(r.code, 0, r.stderr);
+  t.is(r.stdout, `${f}: valid (1 Mesh, 2 Service, 0 Route, 1 AuthorizationPolicy, 0 TrafficPolicy); 3 warnings\n`);
+  const where = (needle: string) => `${f}:${at(text, needle).line}:${at(text, needle).column}`;
+  t.is(
+    r.stderr,
+    [
+      `warning: ${where('"spiffe://shop.example/ns/default/sa/webb"')}: AuthorizationPolicy default/catalog-callers spec.rules[0].from[0].principals[0]: principal "spiffe://shop.example/ns/default/sa/webb" matches no Service in this config; did you mean spiffe://shop.example/ns/default/sa/web? (fine if it names a workload declared elsewhere)`,
+      `warning: ${where('"spiffe://shop.example/ns/other/*"')}: AuthorizationPolicy default/catalog-callers spec.rules[0].from[0].principals[3]: principal "spiffe://shop.example/ns/other/*" matches no Service in this config (fine if it names a workload declared elsewhere)`,
+      `warning: ${where('"spiffe://shop.example/ns/default/sa/catalgo"')}: AuthorizationPolicy default/catalog-callers spec.rules[1].from[0].notPrincipals[0]: principal "spiffe://shop.example/ns/default/sa/catalgo" matches no Service in this config; did you mean spiffe://shop.example/ns/default/sa/catalog? (fine if it names a workload declared elsewhere)`,
+      '',
+    ].join('\n'),
+  );
+  const json = JSON.parse((await weft(['validate', '-f', f, '--json'])).stdout);
+  t.is(json.valid, true);
+  t.deepEqual(json.warnings.map((w: { path: string }) => w.path), ['spec.rules[0].from[0].principals[0]', 'spec.rules[0].from[0].principals[3]', 'spec.rules[1].from[0].notPrincipals[0]']);
 });
 
 test('weft validate -f lists every problem as file:line:col on stderr and exits 1', async (t) => {
