@@ -26,7 +26,7 @@ export function parse(command: string, argv: readonly string[], options: Options
 
 export function required(command: string, values: Parsed['values'], name: string): string {
   const v = values[name];
-  if (typeof v !== 'string' || v === '') throw new WeftError('WEFT_CLI_USAGE', `weft ${command}: --${name} is required; see 'weft ${command} --help'`, { command, flag: name });
+  if (typeof v !== 'string' || v === '') throw new WeftError('WEFT_CLI_USAGE', `weft ${command}: ${name === 'file' ? '-f/--file' : `--${name}`} is required; see 'weft ${command} --help'`, { command, flag: name });
   return v;
 }
 

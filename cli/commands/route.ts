@@ -4,7 +4,8 @@ import { parseAllDocuments, type Document } from 'yaml';
 import { WeftError } from '../../errors.ts';
 import { parseMeshConfigOrThrow } from '../../control-plane/config/load.ts';
 import { findService, routeFor } from '../../control-plane/config/lookup.ts';
-import type { RouteRule } from '../../control-plane/config/types.ts';
+import type { MeshConfig, RouteRule } from '../../control-plane/config/types.ts';
+import { suggest } from '../../control-plane/config/suggest.ts';
 import { parse, required } from '../args.ts';
 import type { Command } from '../command.ts';
 import { CONNECT_FLAGS, CONNECT_HELP, operatorClient } from '../operator-client.ts';
@@ -66,7 +67,7 @@ ${CONNECT_HELP}`,
     try {
       const config = parseMeshConfigOrThrow(await client.request<string>('GET', '/v1/config'), 'live config');
       const service = findService(config, ref.name, ref.namespace);
-      if (!service) throw new WeftError('WEFT_CLI_USAGE', `no Service ${ref.name}.${ref.namespace} in the live config`);
+      if (!service) throw noService(config, ref);
       const route = routeFor(config, service);
       out.result({ service, route }, () => [
         `${service.name}.${service.namespace} (${service.protocol}, port ${service.port}), subsets: ${service.subsets.map((s) => `${s.name} {${Object.entries(s.labels).map(([k, v]) => `${k}=${v}`).join(',')}}`).join(', ') || 'none'}`,
@@ -78,6 +79,13 @@ ${CONNECT_HELP}`,
     }
   },
 };
+
+/** No such Service: say so, with the closest name there is, or what there is. */
+function noService(config: MeshConfig, ref: { name: string; namespace: string }): WeftError {
+  const names = config.services.map((s) => (s.namespace === ref.namespace ? s.name : `${s.name}.${s.namespace}`));
+  const near = suggest(ref.name, names);
+  return new WeftError('WEFT_CLI_USAGE', `no Service ${ref.name}.${ref.namespace} in the live config; ${near ? `did you mean ${near}?` : `the Services: ${names.join(', ') || 'none'}`}`);
+}
 
 export const canary: Command = {
   name: 'canary',
@@ -102,7 +110,7 @@ ${CONNECT_HELP}`,
       const text = await client.request<string>('GET', '/v1/config');
       const config = parseMeshConfigOrThrow(text, 'live config');
       const service = findService(config, ref.name, ref.namespace);
-      if (!service) throw new WeftError('WEFT_CLI_USAGE', `no Service ${ref.name}.${ref.namespace} in the live config`);
+      if (!service) throw noService(config, ref);
       if (!service.subsets.some((s) => s.name === subset)) {
         throw new WeftError('WEFT_CLI_USAGE', `${ref.name}.${ref.namespace} has no subset ${JSON.stringify(subset)}; its subsets: ${service.subsets.map((s) => s.name).join(', ') || 'none'}`);
       }

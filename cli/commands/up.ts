@@ -123,6 +123,11 @@ Example: weft up examples/shop/mesh.yaml        (npm start)`,
       },
     });
     const notes = plan.skipped.map((s) => `Service ${s.service} has no app (${join(appsDir, `${s.service.split('.')[0]}.ts`)}), so nothing runs for it`);
+    // The file wins over what was applied live last time (weft apply, weft canary): say so, rather than lose it quietly.
+    const lastApplied = join(stateDir, 'config.yaml');
+    if (existsSync(lastApplied) && readFileSync(lastApplied, 'utf8') !== loaded.config.source) {
+      notes.push(`the config applied last time (weft apply or weft canary; kept in ${shown(lastApplied)}) differs from ${file}: weft up starts from ${file}, so apply those changes again or put them in the file`);
+    }
 
     checkStateFree(stateDir);
     const { ports, moved } = await reservePorts(plan.ports);

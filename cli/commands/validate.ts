@@ -1,5 +1,6 @@
 // weft validate: checks a mesh config file the way the control plane will, and lists every problem with file:line:col.
 
+import { accessSync, constants } from 'node:fs';
 import { WeftError } from '../../errors.ts';
 import { formatIssue, loadMeshConfigFile } from '../../control-plane/config/index.ts';
 import type { MeshConfig } from '../../control-plane/config/types.ts';
@@ -38,6 +39,12 @@ Example: weft validate -f examples/shop/mesh.yaml`,
       throw new WeftError('WEFT_CLI_USAGE', "weft validate: give one config file, as -f FILE; see 'weft validate --help'");
     }
     const file = flag ?? positionals[0]!;
+    try {
+      accessSync(file, constants.R_OK);
+    } catch (err) {
+      // As weft apply says it: no file is a mistake in the command, not a problem at line 1 of a config.
+      throw new WeftError('WEFT_CLI_USAGE', `${file}: cannot be read (${(err as NodeJS.ErrnoException).code}); check the path`);
+    }
     const result = await loadMeshConfigFile(file);
     if (result.ok) {
       const documents = documentCounts(result.config);

@@ -49,7 +49,7 @@ export class ConfigError extends WeftError {
   constructor(issues: readonly ConfigIssue[]) {
     const file = issues[0]?.file ?? 'mesh config';
     const count = issues.length === 1 ? '1 error' : `${issues.length} errors`;
-    super('WEFT_CONFIG_INVALID', `${file}: ${count}; nothing was applied; fix them and retry:\n${issues.map((i) => `  ${formatIssue(i)}`).join('\n')}`, { issues });
+    super('WEFT_CONFIG_INVALID', `${file}: ${count}; nothing was applied; fix ${issues.length === 1 ? 'it' : 'them'} and retry:\n${issues.map((i) => `  ${formatIssue(i)}`).join('\n')}`, { issues });
     this.name = 'ConfigError';
     this.issues = issues;
   }

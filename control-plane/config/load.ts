@@ -35,6 +35,16 @@ interface CheckedDocument extends DocumentHeader {
   readonly problems: readonly FieldPath[];
 }
 
+/** YAML errors a misplaced indentation causes (the yaml package's codes). */
+const INDENTATION_ERRORS = new Set<string>(['BAD_INDENT', 'BLOCK_AS_IMPLICIT_KEY', 'MULTILINE_IMPLICIT_KEY', 'MISSING_CHAR', 'UNEXPECTED_TOKEN']);
+
+/** "Service prices", from the text of a document that does not parse, if its kind and name are there to read. */
+function guessLabel(source: string): string | null {
+  const kind = /^kind:[ \t]*([A-Za-z]+)[ \t]*$/m.exec(source)?.[1];
+  const name = /^metadata:[ \t]*\{[^}]*\bname:[ \t]*([\w.-]+)/m.exec(source)?.[1] ?? /^metadata:[ \t]*\n(?:[ \t]+.*\n)*?[ \t]+name:[ \t]*([\w.-]+)/m.exec(source)?.[1];
+  return kind && name ? `${kind} ${name}` : null;
+}
+
 /** Parses the YAML and checks each document's envelope and schema; syntax errors keep a document out of later checks. */
 function checkDocuments(text: string, file: string, issues: ConfigIssue[]): { documents: CheckedDocument[]; unreadable: boolean } {
   const lines = new LineCounter();
@@ -45,7 +55,15 @@ function checkDocuments(text: string, file: string, issues: ConfigIssue[]): { do
   for (const [i, doc] of docs.entries()) {
     const generic = `document ${i + 1}`;
     const problems = [...doc.errors, ...doc.warnings];
-    for (const e of problems) issues.push({ file, ...positionOf(lines, e.pos[0]), path: '', message: `YAML: ${e.message}`, document: generic });
+    // One mistake often trips several parser errors at one place: the first says it. The document is named by
+    // its kind and name when they can be read off its text.
+    const at = new Set<number>();
+    for (const e of problems) {
+      if (at.has(e.pos[0])) continue;
+      at.add(e.pos[0]);
+      const hint = INDENTATION_ERRORS.has(e.code) ? '; check the indentation of this line and the lines after it' : '';
+      issues.push({ file, ...positionOf(lines, e.pos[0]), path: '', message: `YAML: ${e.message}${hint}`, document: guessLabel(text.slice(doc.range[0], doc.range[2])) ?? generic });
+    }
     unreadable ||= problems.length > 0;
     if (problems.length > 0 || isEmptyDocument(doc)) continue;
     const report = documentReporter(file, doc, lines, generic, issues);

@@ -3,7 +3,7 @@
 
 import test from 'ava';
 import { once } from 'node:events';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { dirname, join } from 'node:path';
 import { loadMeshConfigFile } from '../../control-plane/config/index.ts';
@@ -59,6 +59,7 @@ interface Recorded {
   ingress: { url: string };
   sidecars: { name: string; pid: number; admin: string; ports: { app: number } }[];
   movedPorts: { slot: string; wanted: number; got: number }[];
+  notes: string[];
 }
 
 async function get(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
@@ -245,6 +246,10 @@ test.serial('a second up on the same state reuses the CA, moves off a taken port
   await once(squatter, 'listening');
   t.teardown(() => squatter.close());
 
+  // A split changed live last time (as weft canary would leave it): the file wins, and weft up says so.
+  const applied = join(state, 'config.yaml');
+  writeFileSync(applied, readFileSync(applied, 'utf8').replace('weight: 90', 'weight: 50').replace('weight: 10', 'weight: 50'));
+
   const again = startUp(['--state', state, '--base-port', String(base), '--json']);
   t.teardown(() => stopQuietly(again));
   const summary = await waitFor('the JSON summary', () => {
@@ -257,6 +262,7 @@ test.serial('a second up on the same state reuses the CA, moves off a taken port
   }, 30_000, 50);
   t.is(readFileSync(join(state, 'ca', 'bundle.pem'), 'utf8'), bundle);
   t.is(readFileSync(join(state, 'ca', 'ca.json'), 'utf8'), caJson);
+  t.true(summary.notes.some((n) => n.startsWith('the config applied last time (weft apply or weft canary;') && n.includes(`differs from ${EXAMPLE}: weft up starts from ${EXAMPLE}`)), JSON.stringify(summary.notes));
   const moved = summary.movedPorts.find((m) => m.slot === 'ingress')!;
   t.like(moved, { wanted: base + 80 });
   t.is(summary.ingress.url, `http://127.0.0.1:${moved.got}/`);

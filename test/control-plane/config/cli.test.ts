@@ -98,10 +98,10 @@ spec:
   ]);
 });
 
-test('weft validate: a missing file is an error with its path; no file is a usage error', async (t) => {
+test('weft validate: a missing file or no file is a usage error (exit 2), naming the path', async (t) => {
   const missing = await weft(['validate', '-f', '/nonexistent/mesh.yaml']);
-  t.is(missing.code, 1);
-  t.regex(missing.stderr, /^\/nonexistent\/mesh\.yaml:1:1: cannot read the file \(ENOENT\)/);
+  t.is(missing.code, 2);
+  t.is(missing.stderr, 'weft: /nonexistent/mesh.yaml: cannot be read (ENOENT); check the path [WEFT_CLI_USAGE]\n');
   const none = await weft(['validate']);
   t.is(none.code, 2);
   t.regex(none.stderr, /weft validate: give one config file, as -f FILE.*\[WEFT_CLI_USAGE\]/);

@@ -173,12 +173,17 @@ const cases: [string, string, Expected[]][] = [
   [
     'a YAML syntax error, with its position',
     file(MESH, 'apiVersion: weft/v1\nkind: Service\nmetadata: {name: web\nspec: {port: 8080}'),
-    [{ near: 'spec: {port', path: '', message: /^YAML: /, document: 'document 2' }],
+    [{ near: 'spec: {port', path: '', message: /^YAML: /, document: 'Service web' }],
   ],
   [
     'a key given twice',
     file(MESH, 'apiVersion: weft/v1\nkind: Service\nmetadata: {name: web}\nspec:\n  port: 8080\n  port: 8081'),
-    [{ near: 'port', nth: 1, path: '', message: /^YAML: Map keys must be unique$/, document: 'document 2' }],
+    [{ near: 'port', nth: 1, path: '', message: /^YAML: Map keys must be unique$/, document: 'Service web' }],
+  ],
+  [
+    'a line indented one space too far: one problem (not one per parser error), about indentation',
+    file(MESH, 'apiVersion: weft/v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  port: 8080\n   protocol: http'),
+    [{ near: '8080', path: '', message: /^YAML: .*; check the indentation of this line and the lines after it$/, document: 'Service web' }],
   ],
   [
     'documents that are not mappings, have no kind, or an unknown kind or apiVersion',
