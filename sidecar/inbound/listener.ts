@@ -236,7 +236,8 @@ export class InboundListener {
 
   #appHeaders(req: H1Request): Record<string, string | string[]> {
     const headers = forwardHeaders(req.headers);
-    if (req.headers.host) headers.host = req.headers.host;
+    // The app is spoken to in HTTP/1.1, which needs a Host: an HTTP/1.0 request without one gets this service's name.
+    headers.host = req.headers.host ?? this.#o.config().self.name;
     const peer = this.#peerOf(req.socket);
     if (peer) headers[PEER_IDENTITY_HEADER] = peer.identity;
     return headers;

@@ -68,7 +68,7 @@ async function naiveApp(): Promise<App> {
         buf = buf.slice(end + 4);
         const [line, ...fields] = head.split('\r\n');
         const header = (name: string) => fields.find((f) => f.toLowerCase().startsWith(`${name}:`))?.slice(name.length + 1).trim();
-        seen.push({ method: line!.split(' ')[0]!, url: line!.split(' ')[1]!, headers: { 'x-weft-peer-identity': header('x-weft-peer-identity') } });
+        seen.push({ method: line!.split(' ')[0]!, url: line!.split(' ')[1]!, headers: { host: header('host'), 'x-weft-peer-identity': header('x-weft-peer-identity') } });
         if (header('upgrade') === 'test-echo') {
           switched = true;
           s.write('HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: test-echo\r\n\r\n');
@@ -189,6 +189,18 @@ test.serial('PERMISSIVE: plaintext to a tcp service is TCP (no identity), under 
   await waitFor('the echo', () => got === 'echo: plain line\n' || undefined, 5000).catch(() => {});
   s.destroy();
   t.is(got, 'echo: plain line\n');
+});
+
+test.serial('an HTTP/1.0 request without Host reaches the app with the service\'s name as its Host', async (t) => {
+  const s = net.connect(catalog.ports.inbound, '127.0.0.1');
+  s.on('error', () => {});
+  let got = '';
+  s.setEncoding('latin1').on('data', (d: string) => (got += d));
+  s.write('GET /public/old HTTP/1.0\r\n\r\n');
+  await waitFor('the answer', () => /ok\n$/.test(got) || undefined, 5000).catch(() => {});
+  s.destroy();
+  t.regex(got, /^HTTP\/1\.[01] 200/);
+  t.is(app.seen.find((x) => x.url === '/public/old')?.headers.host, 'catalog');
 });
 
 test.serial('when the mesh turns STRICT, plaintext connections made while PERMISSIVE are closed', async (t) => {
