@@ -12,6 +12,11 @@ export function routeYaml(service: string, rules: string): string {
   return `apiVersion: weft/v1\nkind: Route\nmetadata: {name: ${service}}\nspec:\n  service: ${service}\n  rules:\n${rules}`;
 }
 
+/** A Route rule named `name` for requests whose `header` is `name`, to any endpoint; `body` adds fields (6-space indent). */
+export function headerRule(header: string, name: string, body: string): string {
+  return `    - name: ${name}\n      match: [{headers: {${header}: {exact: ${name}}}}]\n      destinations: [{weight: 100}]\n${body}`;
+}
+
 /** A TrafficPolicy for `service`; `spec` is its fields after `service`, one per line, indented two spaces. */
 export function trafficPolicyYaml(service: string, spec: string): string {
   return `apiVersion: weft/v1\nkind: TrafficPolicy\nmetadata: {name: ${service}}\nspec:\n  service: ${service}\n${spec}`;

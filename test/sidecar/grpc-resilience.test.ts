@@ -7,19 +7,12 @@ import * as grpc from '@grpc/grpc-js';
 import { grpcMessage } from '../../sidecar/http/h2-proxy.ts';
 import { grpcPrices, pricesClient, type App, type PricesClient } from '../helpers/apps.ts';
 import { startMesh, type SidecarProc, type TestMesh } from '../helpers/mesh.ts';
-import { meshYaml } from '../helpers/mesh-yaml.ts';
+import { headerRule, meshYaml, routeYaml } from '../helpers/mesh-yaml.ts';
 
-const rule = (name: string, body: string) => `    - name: ${name}\n      match: [{headers: {x-fault: {exact: ${name}}}}]\n      destinations: [{weight: 100}]\n${body}`;
+const rule = (name: string, body: string) => headerRule('x-fault', name, body);
 const YAML = meshYaml({
   services: { web: '{port: 8080}', prices: '{port: 8082, protocol: grpc}' },
-  extra: `apiVersion: weft/v1
-kind: Route
-metadata: {name: prices}
-spec:
-  service: prices
-  rules:
-${rule('unavailable', '      fault: {abort: {status: 503}}\n')}${rule('forbidden', '      fault: {abort: {status: 403}}\n')}${rule('teapot', '      fault: {abort: {status: 418}}\n')}${rule('delay', '      fault: {delay: {fixed: 400ms}}\n')}${rule('late', '      timeout: 150ms\n      fault: {delay: {fixed: 400ms}}\n')}    - destinations: [{weight: 100}]
----
+  extra: `${routeYaml('prices', `${rule('unavailable', '      fault: {abort: {status: 503}}\n')}${rule('forbidden', '      fault: {abort: {status: 403}}\n')}${rule('teapot', '      fault: {abort: {status: 418}}\n')}${rule('delay', '      fault: {delay: {fixed: 400ms}}\n')}${rule('late', '      timeout: 150ms\n      fault: {delay: {fixed: 400ms}}\n')}    - destinations: [{weight: 100}]\n`)}---
 apiVersion: weft/v1
 kind: TrafficPolicy
 metadata: {name: prices}

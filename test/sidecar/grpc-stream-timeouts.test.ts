@@ -8,19 +8,15 @@ import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
 import { grpcPrices, pricesClient, type App, type PricesClient } from '../helpers/apps.ts';
 import { startMesh, type TestMesh } from '../helpers/mesh.ts';
-import { meshYaml } from '../helpers/mesh-yaml.ts';
+import { headerRule, meshYaml, routeYaml } from '../helpers/mesh-yaml.ts';
 
-const rule = (name: string, body: string) => `    - name: ${name}\n      match: [{headers: {x-timeout: {exact: ${name}}}}]\n      destinations: [{weight: 100}]\n${body}`;
+const rule = (name: string, body: string) => headerRule('x-timeout', name, body);
 const YAML = meshYaml({
   services: { web: '{port: 8080}', prices: '{port: 8082, protocol: grpc}' },
-  extra: `apiVersion: weft/v1
-kind: Route
-metadata: {name: prices}
-spec:
-  service: prices
-  rules:
-${rule('per-try', '      retries: {attempts: 2, perTryTimeout: 300ms, on: [unavailable, reset], budget: {percent: 100, minPerSecond: 100}}\n')}${rule('route', '      timeout: 600ms\n')}    - destinations: [{weight: 100}]
-`,
+  extra: routeYaml(
+    'prices',
+    `${rule('per-try', '      retries: {attempts: 2, perTryTimeout: 300ms, on: [unavailable, reset], budget: {percent: 100, minPerSecond: 100}}\n')}${rule('route', '      timeout: 600ms\n')}    - destinations: [{weight: 100}]\n`,
+  ),
 });
 
 let mesh: TestMesh;
