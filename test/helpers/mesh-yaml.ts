@@ -17,6 +17,11 @@ export function headerRule(header: string, name: string, body: string): string {
   return `    - name: ${name}\n      match: [{headers: {${header}: {exact: ${name}}}}]\n      destinations: [{weight: 100}]\n${body}`;
 }
 
+/** An AuthorizationPolicy document; `rules` is the YAML of its rule list, each line indented by four spaces. */
+export function policyYaml(name: string, service: string, action: 'ALLOW' | 'DENY' | 'AUDIT', rules: string): string {
+  return `apiVersion: weft/v1\nkind: AuthorizationPolicy\nmetadata: {name: ${name}}\nspec:\n  service: ${service}\n  action: ${action}\n  rules:\n${rules}`;
+}
+
 /** A TrafficPolicy for `service`; `spec` is its fields after `service`, one per line, indented two spaces. */
 export function trafficPolicyYaml(service: string, spec: string): string {
   return `apiVersion: weft/v1\nkind: TrafficPolicy\nmetadata: {name: ${service}}\nspec:\n  service: ${service}\n${spec}`;

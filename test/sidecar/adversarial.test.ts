@@ -11,29 +11,12 @@ import { httpEcho, type App } from '../helpers/apps.ts';
 import { run as runTool, svidFromCa } from '../helpers/ca.ts';
 import { weft } from '../helpers/cli.ts';
 import { startMesh, waitFor, type SidecarProc, type TestMesh } from '../helpers/mesh.ts';
-import { meshYaml } from '../helpers/mesh-yaml.ts';
+import { meshYaml, policyYaml } from '../helpers/mesh-yaml.ts';
 
 const WEB = 'spiffe://shop.example/ns/default/sa/web';
 const YAML = meshYaml({ services: { web: '{port: 8080}', intruder: '{port: 8082}', catalog: '{port: 8081}' } }) + `---
-apiVersion: weft/v1
-kind: AuthorizationPolicy
-metadata: {name: catalog-public}
-spec:
-  service: catalog
-  action: ALLOW
-  rules:
-    - from: [{principals: ["${WEB}"]}]
-      to: [{methods: [GET, HEAD], paths: ["/public/*"]}]
----
-apiVersion: weft/v1
-kind: AuthorizationPolicy
-metadata: {name: catalog-no-admin}
-spec:
-  service: catalog
-  action: DENY
-  rules:
-    - to: [{paths: ["/admin/*", "/admin"]}]
-`;
+${policyYaml('catalog-public', 'catalog', 'ALLOW', `    - from: [{principals: ["${WEB}"]}]\n      to: [{methods: [GET, HEAD], paths: ["/public/*"]}]\n`)}---
+${policyYaml('catalog-no-admin', 'catalog', 'DENY', '    - to: [{paths: ["/admin/*", "/admin"]}]\n')}`;
 
 let mesh: TestMesh;
 let catalogApp: App;

@@ -5,8 +5,9 @@
 import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
 import { grpcMessage } from '../../sidecar/http/h2-proxy.ts';
-import { grpcPrices, pricesClient, type App, type PricesClient } from '../helpers/apps.ts';
-import { startMesh, type SidecarProc, type TestMesh } from '../helpers/mesh.ts';
+import type { App, PricesClient } from '../helpers/apps.ts';
+import type { SidecarProc, TestMesh } from '../helpers/mesh.ts';
+import { pricesMesh, type PricesMesh } from '../helpers/prices-mesh.ts';
 import { headerRule, meshYaml, routeYaml } from '../helpers/mesh-yaml.ts';
 
 const rule = (name: string, body: string) => headerRule('x-fault', name, body);
@@ -27,18 +28,15 @@ let prices: App;
 let web: SidecarProc;
 let client: PricesClient;
 
+let shared: PricesMesh;
+
 test.before(async () => {
-  prices = await grpcPrices();
-  mesh = await startMesh(YAML);
-  await mesh.sidecar({ service: 'prices', appPort: prices.port });
-  web = await mesh.sidecar({ service: 'web', appPort: 1, upstreams: ['prices'] });
-  client = pricesClient(web.ports.upstreams.prices!);
+  shared = await pricesMesh(YAML);
+  ({ mesh, prices, web, client } = shared);
 });
 
 test.after.always(async () => {
-  client?.close();
-  await mesh?.stop();
-  await prices?.close();
+  await shared?.close();
 });
 
 /** One Get with x-fault set; its error (or null) and how long it took. */

@@ -8,7 +8,8 @@
 import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
 import { grpcPrices, pricesClient, type App, type PricesClient } from '../helpers/apps.ts';
-import { startMesh, type TestMesh } from '../helpers/mesh.ts';
+import { startMesh } from '../helpers/mesh.ts';
+import { pricesMesh, type PricesMesh } from '../helpers/prices-mesh.ts';
 import { meshYaml, routeYaml, trafficPolicyYaml } from '../helpers/mesh-yaml.ts';
 
 const YAML = meshYaml({
@@ -16,23 +17,18 @@ const YAML = meshYaml({
   extra: routeYaml('prices', '    - destinations: [{weight: 100}]\n      retries: {attempts: 2, on: [unavailable, connect-failure, reset], budget: {percent: 100, minPerSecond: 100}}\n'),
 });
 
-let mesh: TestMesh;
+let shared: PricesMesh;
 let prices: App;
 let client: PricesClient;
 
 test.before(async () => {
-  prices = await grpcPrices();
-  mesh = await startMesh(YAML);
-  await mesh.sidecar({ service: 'prices', appPort: prices.port });
-  const web = await mesh.sidecar({ service: 'web', appPort: 1, upstreams: ['prices'] });
   // grpc-js's own retries off: every retry seen here is the sidecar's.
-  client = pricesClient(web.ports.upstreams.prices!, { 'grpc.enable_retries': 0 });
+  shared = await pricesMesh(YAML, { 'grpc.enable_retries': 0 });
+  ({ prices, client } = shared);
 });
 
 test.after.always(async () => {
-  client?.close();
-  await mesh?.stop();
-  await prices?.close();
+  await shared?.close();
 });
 
 const get = (sku: string) =>

@@ -6,8 +6,8 @@
 
 import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
-import { grpcPrices, pricesClient, type App, type PricesClient } from '../helpers/apps.ts';
-import { startMesh, type TestMesh } from '../helpers/mesh.ts';
+import type { App, PricesClient } from '../helpers/apps.ts';
+import { pricesMesh, type PricesMesh } from '../helpers/prices-mesh.ts';
 import { headerRule, meshYaml, routeYaml } from '../helpers/mesh-yaml.ts';
 
 const rule = (name: string, body: string) => headerRule('x-timeout', name, body);
@@ -19,22 +19,17 @@ const YAML = meshYaml({
   ),
 });
 
-let mesh: TestMesh;
+let shared: PricesMesh;
 let prices: App;
 let client: PricesClient;
 
 test.before(async () => {
-  prices = await grpcPrices();
-  mesh = await startMesh(YAML);
-  await mesh.sidecar({ service: 'prices', appPort: prices.port });
-  const web = await mesh.sidecar({ service: 'web', appPort: 1, upstreams: ['prices'] });
-  client = pricesClient(web.ports.upstreams.prices!, { 'grpc.enable_retries': 0 });
+  shared = await pricesMesh(YAML, { 'grpc.enable_retries': 0 });
+  ({ prices, client } = shared);
 });
 
 test.after.always(async () => {
-  client?.close();
-  await mesh?.stop();
-  await prices?.close();
+  await shared?.close();
 });
 
 interface Watched {

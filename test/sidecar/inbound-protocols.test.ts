@@ -14,39 +14,14 @@ import tls from 'node:tls';
 import { tcpEcho, type App } from '../helpers/apps.ts';
 import { svidFromCa } from '../helpers/ca.ts';
 import { startMesh, waitFor, type SidecarProc, type TestMesh } from '../helpers/mesh.ts';
-import { meshYaml } from '../helpers/mesh-yaml.ts';
+import { meshYaml, policyYaml } from '../helpers/mesh-yaml.ts';
 
 const WEB = 'spiffe://shop.example/ns/default/sa/web';
 const ROOT = 'spiffe://shop.example/ns/default/sa/root-admin';
 const yaml = (mode: 'STRICT' | 'PERMISSIVE') => meshYaml({ mesh: `mtls: {mode: ${mode}}`, services: { web: '{port: 8080}', catalog: '{port: 8081}', echo: '{port: 8083, protocol: tcp}' } }) + `---
-apiVersion: weft/v1
-kind: AuthorizationPolicy
-metadata: {name: catalog-public}
-spec:
-  service: catalog
-  action: ALLOW
-  rules:
-    - to: [{paths: ["/public/*"]}]
-    - from: [{principals: ["${WEB}"]}]
----
-apiVersion: weft/v1
-kind: AuthorizationPolicy
-metadata: {name: catalog-no-admin}
-spec:
-  service: catalog
-  action: DENY
-  rules:
-    - to: [{paths: ["/admin", "/admin/*"]}]
----
-apiVersion: weft/v1
-kind: AuthorizationPolicy
-metadata: {name: echo-open}
-spec:
-  service: echo
-  action: ALLOW
-  rules:
-    - to: [{ports: [8083]}]
-`;
+${policyYaml('catalog-public', 'catalog', 'ALLOW', `    - to: [{paths: ["/public/*"]}]\n    - from: [{principals: ["${WEB}"]}]\n`)}---
+${policyYaml('catalog-no-admin', 'catalog', 'DENY', '    - to: [{paths: ["/admin", "/admin/*"]}]\n')}---
+${policyYaml('echo-open', 'echo', 'ALLOW', '    - to: [{ports: [8083]}]\n')}`;
 
 /**
  * An HTTP app as naive as many are: it reads request heads off its connection one after another and answers
