@@ -1,5 +1,6 @@
 // The control plane: loads config and the CA, serves the identity, sidecar and operator APIs, pushes snapshots.
 
+import { constants as cryptoConstants } from 'node:crypto';
 import { existsSync, readFileSync, type FSWatcher } from 'node:fs';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
@@ -24,13 +25,14 @@ import { built, SnapshotPusher, type BuiltResource } from './push/pusher.ts';
 import { describeSidecar, Registry } from './registry.ts';
 import { Revocations } from './revocations.ts';
 import { buildSnapshot, buildUpstreams, serviceIdentity, type SnapshotInputs } from './snapshot/build.ts';
+import { SYSTEM_NAMESPACE } from './config/names.ts';
 import type { Upstream } from './snapshot/types.ts';
 import { toResources } from './snapshot/resources.ts';
 import { StateDir } from './state-dir.ts';
 import { watchFile } from './file-watch.ts';
 
-export const CONTROL_PLANE_SA = { namespace: 'weft-system', serviceAccount: 'control-plane' };
-export const OPERATOR_SA = { namespace: 'weft-system', serviceAccount: 'operator' };
+export const CONTROL_PLANE_SA = { namespace: SYSTEM_NAMESPACE, serviceAccount: 'control-plane' };
+export const OPERATOR_SA = { namespace: SYSTEM_NAMESPACE, serviceAccount: 'operator' };
 const SVID_TTL_S = 3600;
 
 export interface ControlPlaneOptions {
@@ -43,6 +45,8 @@ export interface ControlPlaneOptions {
   /** a sidecar silent (no heartbeat, ACK or stream) for this long is removed; default 15 s */
   readonly heartbeatTimeoutMs?: number;
   readonly keepaliveMs?: number;
+  /** a connection with nothing going on (no request, no stream writing) for this long is closed; default 60 s */
+  readonly idleTimeoutMs?: number;
   readonly log?: (event: Record<string, unknown>) => void;
   /** told of each change of the watched config file: applied (its version), or refused (why) */
   readonly onConfigFile?: (event: { readonly file: string; readonly version: number; readonly warnings: readonly string[] } | { readonly file: string; readonly error: string }) => void;
@@ -95,6 +99,7 @@ export class ControlPlane {
       adminToken: state.adminToken(),
       operatorIdentities: new Set([workloadId(td, OPERATOR_SA.namespace, OPERATOR_SA.serviceAccount).uri]),
       isRevoked: (serial) => this.#revocations.has(serial),
+      now: () => this.#clock(),
     };
     // Per push: each namespace's upstream list is built once and each shared resource serialised once.
     let memo = { version: -1, upstreams: new Map<string, readonly Upstream[]>(), json: new WeakMap<object, BuiltResource>() };
@@ -144,7 +149,7 @@ export class ControlPlane {
     }
     writeFileAtomic(state.path('config.yaml'), text, 0o600);
     const cp = new ControlPlane(opts, state, config, store);
-    await cp.#listen(opts.host ?? '127.0.0.1', opts.port ?? 15010);
+    await cp.#listen(opts.host ?? '127.0.0.1', opts.port ?? 15010, opts.idleTimeoutMs ?? 60_000);
     cp.#startTimers(opts.heartbeatTimeoutMs ?? 15_000);
     cp.#watch();
     return cp;
@@ -221,14 +226,19 @@ export class ControlPlane {
     return { key: privateKeyToPem(keys.privateKey), cert: svid.chainPem, ca: svid.bundlePem, notAfter: svid.notAfter.getTime() };
   }
 
-  async #listen(host: string, port: number): Promise<void> {
+  async #listen(host: string, port: number, idleTimeoutMs: number): Promise<void> {
     const own = await this.#issueOwnSvid();
     const operator: OperatorDeps = {
       auth: this.#auth,
       log: this.#log,
       apply: (text, file) => this.apply(text, file),
       configText: () => this.#config.source,
-      issueToken: (service, namespace, ttl) => this.#tokens.issue(serviceIdentity(this.#config, service, namespace), ttl),
+      issueToken: (service, namespace, ttl) => {
+        if (namespace === SYSTEM_NAMESPACE) {
+          throw new WeftError('WEFT_AUTH_FORBIDDEN', `no bootstrap token for the ${SYSTEM_NAMESPACE} namespace: its identities are the control plane's and operators' (an operator certificate comes from weft ca issue)`);
+        }
+        return this.#tokens.issue(serviceIdentity(this.#config, service, namespace), ttl);
+      },
       revoke: (what) => this.#revoke(what),
       status: () => this.status(),
     };
@@ -262,6 +272,9 @@ export class ControlPlane {
       minVersion: 'TLSv1.3',
       allowHTTP1: true,
       handshakeTimeout: 10_000,
+      // No TLS session resumption: a resumed session skips the certificate's verification, expiry included.
+      secureOptions: cryptoConstants.SSL_OP_NO_TICKET,
+      sessionTimeout: 0,
       settings: { maxConcurrentStreams: 64, maxHeaderListSize: 16 * 1024 },
     }, handler);
     server.on('session', (s) => {
@@ -274,6 +287,11 @@ export class ControlPlane {
       socket.on('close', () => this.#http1.delete(socket));
     });
     server.on('tlsClientError', () => {});
+    // A connection that does nothing is closed, so that idle ones (anyone can complete a handshake: a sidecar
+    // bootstraps without a certificate) cannot pile up until the process runs out of file descriptors. A
+    // sidecar's stream writes a keepalive every few seconds and its heartbeats keep their connection busy.
+    server.setTimeout(idleTimeoutMs);
+    server.on('timeout', (idle: { destroy(): void }) => idle.destroy());
     this.#server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

@@ -18,6 +18,8 @@ export interface AuthContext {
   readonly adminToken: string;
   readonly operatorIdentities: ReadonlySet<string>;
   isRevoked(serial: string): boolean;
+  /** the control plane's clock (ms), against which certificates are valid or not */
+  now(): number;
 }
 
 function tlsSocket(req: Request): TLSSocket {
@@ -47,9 +49,17 @@ export function peerIdentity(req: Request, ctx: AuthContext): PeerIdentity | nul
     peer = readPeer(socket, ctx);
     identities.set(socket, peer);
   }
-  // Revocation can happen while a connection is open, so it is checked on every call.
+  // Revocation and expiry can come while a connection is open (a kept-alive one, or a TLS session resumed from
+  // before), so both are checked on every call, not once per handshake.
   if (peer && ctx.isRevoked(peer.serial)) {
     throw new WeftError('WEFT_CERT_REVOKED', `client certificate ${peer.serial} for ${peer.identity} is revoked`, { serial: peer.serial });
+  }
+  if (peer) {
+    const now = ctx.now();
+    if (now >= peer.notAfter || now < peer.notBefore) {
+      const when = now >= peer.notAfter ? `expired at ${new Date(peer.notAfter).toISOString()}` : `is not valid before ${new Date(peer.notBefore).toISOString()}`;
+      throw new WeftError('WEFT_CERT_EXPIRED', `client certificate ${peer.serial} for ${peer.identity} ${when}; bootstrap again with a new token`, { serial: peer.serial });
+    }
   }
   return peer;
 }

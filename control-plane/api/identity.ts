@@ -1,5 +1,8 @@
 // The identity API: a sidecar's first certificate (for a bootstrap token) and its renewals (over mTLS).
 
+import { WeftError } from '../../errors.ts';
+import { parseSpiffeId } from '../../ca/spiffe-id.ts';
+import { SYSTEM_NAMESPACE } from '../config/names.ts';
 import type { CertificateAuthority, IssuedSvid } from '../../ca/authority.ts';
 import type { BootstrapTokens } from '../identity/tokens.ts';
 import { requireWorkload, type AuthContext } from './authenticate.ts';
@@ -41,6 +44,11 @@ export async function bootstrap(req: Request, res: Response, deps: IdentityDeps)
 /** POST /v1/identity/renew {csr}: over mTLS with the current certificate, for that same identity only. */
 export async function renew(req: Request, res: Response, deps: IdentityDeps): Promise<void> {
   const peer = requireWorkload(req, deps.auth);
+  // Renewal is for workloads: an operator's certificate (weft ca issue) expires as issued, never renewed into a
+  // fresh one on this path.
+  if (parseSpiffeId(peer.identity).path.startsWith(`/ns/${SYSTEM_NAMESPACE}/`)) {
+    throw new WeftError('WEFT_AUTH_FORBIDDEN', `${peer.identity} is in the ${SYSTEM_NAMESPACE} namespace; its certificates are not renewed here (issue one with weft ca issue)`);
+  }
   const body = await readJson<Record<string, unknown>>(req);
   const csr = field(body, 'csr', { max: 16 * 1024 });
   sendJson(res, 200, answer(deps.authority().sign(csr, peer.identity, { ttlSeconds: deps.workloadTtlSeconds() })));

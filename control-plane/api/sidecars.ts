@@ -66,6 +66,12 @@ export class SidecarApi {
     if (peer.identity !== expected) {
       throw new WeftError('WEFT_AUTH_FORBIDDEN', `certificate identity ${peer.identity} may not register as service ${keyOf(reg)}, which runs as ${expected}`, { identity: peer.identity, expected });
     }
+    // A sidecar ID is its own: registering with one another identity holds would end that sidecar's stream and
+    // take its endpoint out of the mesh.
+    const holder = this.#o.registry.get(reg.id);
+    if (holder && holder.identity !== peer.identity) {
+      throw new WeftError('WEFT_AUTH_FORBIDDEN', `sidecar id ${reg.id} is registered by ${holder.identity}; a sidecar may only replace its own registration`, { id: reg.id });
+    }
     const now = this.#o.clock();
     const entry = this.#o.registry.register({ ...reg, identity: peer.identity }, { serial: peer.serial, notAfter: peer.notAfter }, now);
     this.#streams.get(reg.id)?.end();
@@ -126,12 +132,17 @@ export class SidecarApi {
     sendJson(res, 200, { ok: true });
   }
 
-  /** Ends the streams of sidecars that missed their heartbeats; the registry drops their endpoints. */
+  /**
+   * Ends the streams of sidecars that missed their heartbeats, or whose certificate has expired (a sidecar that
+   * renewed reconnects with its new one); the registry drops their endpoints.
+   */
   sweep(maxSilenceMs: number): void {
     const now = this.#o.clock();
     for (const entry of this.#o.registry.list()) {
-      if (now - entry.lastSeen <= maxSilenceMs) continue;
-      this.#o.log({ msg: 'sidecar missed heartbeats; removing it', id: entry.id, silentMs: now - entry.lastSeen });
+      const expired = now >= entry.certNotAfter;
+      if (now - entry.lastSeen <= maxSilenceMs && !expired) continue;
+      if (expired) this.#o.log({ msg: 'sidecar certificate expired; removing it', id: entry.id, serial: entry.certSerial });
+      else this.#o.log({ msg: 'sidecar missed heartbeats; removing it', id: entry.id, silentMs: now - entry.lastSeen });
       const stream = this.#streams.get(entry.id);
       if (stream) stream.end();
       else this.#o.registry.remove(entry.id);

@@ -2,7 +2,7 @@
 
 import { WeftError } from '../../errors.ts';
 import { workloadId } from '../../ca/spiffe-id.ts';
-import { labelKeyProblem, labelValueProblem } from './names.ts';
+import { labelKeyProblem, labelValueProblem, SYSTEM_NAMESPACE } from './names.ts';
 import type { Reporter } from './reporter.ts';
 import type { ServiceDocument } from './schema.ts';
 import type { ServiceConfig, Subset } from './types.ts';
@@ -12,6 +12,9 @@ export function compileService(doc: ServiceDocument, trustDomain: string | null,
   const { metadata, spec } = doc;
   const namespace = metadata.namespace ?? 'default';
   const serviceAccount = spec.serviceAccount ?? metadata.name;
+  if (namespace === SYSTEM_NAMESPACE) {
+    report.error(['metadata', 'namespace'], `${SYSTEM_NAMESPACE} is the mesh's own namespace (the control plane's and operators' identities); put the Service in another namespace`);
+  }
 
   let identity = '';
   if (trustDomain !== null) {

@@ -3,6 +3,13 @@
 import type { ServiceRef } from './types.ts';
 
 /** A DNS-1123 label, as Kubernetes names namespaces and services: lowercase letters, digits and '-', at most 63. */
+/**
+ * The mesh's own namespace: the control plane (…/ns/weft-system/sa/control-plane) and operators (…/sa/operator)
+ * have their identities there. No workload may: a Service there would be refused, and so is a bootstrap token or
+ * a renewal for one, since such a certificate could pass for the control plane or an operator.
+ */
+export const SYSTEM_NAMESPACE = 'weft-system';
+
 export const DNS_LABEL_PATTERN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
 export const DNS_LABEL_HINT = "is not a valid name; use lowercase letters, digits and '-', starting and ending with a letter or digit (at most 63)";
 /** A DNS-1123 subdomain (dot-separated labels), as Kubernetes names service accounts. */
