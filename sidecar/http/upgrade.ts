@@ -12,42 +12,64 @@ import type { Duplex } from 'node:stream';
 const HEAD_END = Buffer.from('\r\n\r\n');
 const MAX_HEAD = 64 * 1024;
 
-export async function forwardUpgrade(req: H1Request, client: Duplex, head: Buffer, headers: Record<string, string | string[]>, connect: () => Promise<Duplex>): Promise<number> {
-  const upstream = await connect();
+/** How long the next hop has to answer an upgrade (as the servers' head timeout), after which the client gets 504. */
+export const UPGRADE_ANSWER_MS = 10_000;
+
+export async function forwardUpgrade(req: H1Request, client: Duplex, head: Buffer, headers: Record<string, string | string[]>, connect: () => Promise<Duplex>, answerMs = UPGRADE_ANSWER_MS): Promise<number> {
+  // A client that leaves before the answer takes the upstream connection with it, whenever it goes.
+  let upstream: Duplex | null = null;
+  let gone = false;
+  client.once('close', () => {
+    gone = true;
+    upstream?.destroy();
+  });
+  upstream = await connect();
+  if (gone) {
+    upstream.destroy();
+    return 0;
+  }
+  const up = upstream;
   let text = `${req.method} ${req.url} HTTP/1.1\r\n`;
   for (const [name, value] of Object.entries({ ...headers, connection: 'Upgrade', upgrade: req.headers.upgrade ?? '' })) {
     for (const v of Array.isArray(value) ? value : [value]) text += `${name}: ${v}\r\n`;
   }
-  upstream.write(text + '\r\n');
+  up.write(text + '\r\n');
 
+  let timer: NodeJS.Timeout | undefined;
   const response = await new Promise<Buffer>((resolve, reject) => {
     let buf = Buffer.alloc(0);
     const onData = (chunk: Buffer) => {
       buf = Buffer.concat([buf, chunk]);
       if (buf.indexOf(HEAD_END) !== -1) {
-        upstream.off('data', onData);
-        upstream.pause();
+        up.off('data', onData);
+        up.pause();
         resolve(buf);
       } else if (buf.length > MAX_HEAD) reject(new Error('upgrade response head too large'));
     };
-    upstream.on('data', onData);
-    upstream.once('error', reject);
-    upstream.once('end', () => reject(new Error('upstream closed before answering the upgrade')));
+    up.on('data', onData);
+    up.once('error', reject);
+    up.once('end', () => reject(new Error('upstream closed before answering the upgrade')));
+    up.once('close', () => reject(new Error('upstream closed before answering the upgrade')));
+    timer = setTimeout(() => reject(Object.assign(new Error(`no answer to the upgrade within ${answerMs / 1000} s`), { code: 'WEFT_UPGRADE_TIMEOUT' })), answerMs);
+  }).finally(() => clearTimeout(timer)).catch((err: Error) => {
+    up.destroy();
+    throw err;
   });
+  if (gone) return 0;
   const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(response.toString('latin1', 0, 16))?.[1] ?? 0);
-  client.on('error', () => upstream.destroy());
-  upstream.on('error', () => client.destroy());
+  client.on('error', () => up.destroy());
+  up.on('error', () => client.destroy());
   client.write(response);
   if (status === 101) {
-    if (head.length) upstream.write(head);
-    upstream.pipe(client);
-    client.pipe(upstream);
-    upstream.resume();
+    if (head.length) up.write(head);
+    up.pipe(client);
+    client.pipe(up);
+    up.resume();
   } else {
     // Not switching: relay the rest of this response, then close; the client's further bytes go nowhere.
-    upstream.pipe(client);
-    upstream.resume();
-    upstream.on('end', () => client.end());
+    up.pipe(client);
+    up.resume();
+    up.on('end', () => client.end());
   }
   return status;
 }

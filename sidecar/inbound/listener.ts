@@ -284,8 +284,9 @@ export class InboundListener {
       return;
     }
     req.url = verdict.target;
-    forwardUpgrade(req, socket, head, this.#appHeaders(req), () => this.#app.connectTcp()).catch((err: Error) => {
-      answerOnSocket(socket, 503, 'app-unavailable', `the app at ${this.#o.appHost}:${this.#o.appPort} did not answer: ${err.message}`);
+    forwardUpgrade(req, socket, head, this.#appHeaders(req), () => this.#app.connectTcp()).catch((err: Error & { code?: string }) => {
+      if (err.code === 'WEFT_UPGRADE_TIMEOUT') answerOnSocket(socket, 504, 'timeout', `the app at ${this.#o.appHost}:${this.#o.appPort}: ${err.message}`);
+      else answerOnSocket(socket, 503, 'app-unavailable', `the app at ${this.#o.appHost}:${this.#o.appPort} did not answer: ${err.message}`);
       this.#o.log({ msg: 'upgrade to the app failed', error: err.message });
     });
   }

@@ -179,6 +179,7 @@ export class OutboundListener {
     headers.host = host;
     req.url = path;
     forwardUpgrade(req, socket, head, headers, () => this.#o.peers.connect(upstream, sel.address, ALPN.http1)).catch((err: Error) => {
+      if ((err as Error & { code?: string }).code === 'WEFT_UPGRADE_TIMEOUT') return answerOnSocket(socket, 504, 'timeout', `${upstream.key} at ${sel.address}: ${err.message}`);
       const f = failure(err);
       answerOnSocket(socket, f.status, f.reason, f.message);
     });
