@@ -20,6 +20,8 @@ export interface H1Request {
 export interface H1Handler {
   /** with a function that aborts this exchange (timeouts); called once, when the request is dispatched */
   onConnect?(abort: (err?: Error) => void): void;
+  /** the whole request has been written (a per-try timeout runs from here, as Envoy's) */
+  onRequestSent?(): void;
   /** the final response head (1xx are skipped); raw name/value pairs. `resume` undoes a false from onData. */
   onHeaders(status: number, rawHeaders: string[], resume: () => void): void;
   /** a piece of the body; return false to stop reading until `resume` */
@@ -177,23 +179,28 @@ export class Connection {
     // One write, sent at once: corking it (./write-batch.ts) only cost allocations and held it back.
     if (body === null) {
       socket.write(`${head}\r\n`, 'latin1');
-      this.#requestSent = true;
+      this.#sent();
     } else if (Buffer.isBuffer(body)) {
       if (!hasLength) head += `content-length: ${body.length}\r\n`;
       const text = smallLatin1(body, body.length);
       if (text !== null) {
         socket.write(`${head}\r\n${text}`, 'latin1');
-        this.#requestSent = true;
+        this.#sent();
         return;
       }
       socket.cork();
       socket.write(`${head}\r\n`, 'latin1');
       if (body.length) socket.write(body);
       socket.uncork();
-      this.#requestSent = true;
+      this.#sent();
     } else {
       this.#stream(body, head, !hasLength);
     }
+  }
+
+  #sent(): void {
+    this.#requestSent = true;
+    this.exchange?.handler.onRequestSent?.();
   }
 
   #stream(body: Readable, head: string, chunked: boolean): void {
@@ -223,7 +230,7 @@ export class Connection {
     const onEnd = () => {
       cleanup();
       if (chunked) socket.write('0\r\n\r\n', 'latin1');
-      this.#requestSent = true;
+      this.#sent();
       if (!this.exchange) this.#release(); // the answer came first and the connection waited for the body
     };
     const onClose = () => {

@@ -175,7 +175,11 @@ class OutboundCall {
     if (this.#maxRetries > 0 || this.#mirrorTo !== null) {
       bufferSmallBody(req, MAX_RETRY_BODY).then(
         (body) => this.#guard(() => this.#firstAttempt(body)),
-        (err: Error) => (this.#end(), this.#onUnexpected(err)),
+        (err: Error) => {
+          this.#end();
+          // The caller leaving mid-body is its own business, not a fault of the sidecar worth a stack trace.
+          if (!this.#call.res.closed && (err as Error & { code?: string }).code !== 'ECONNRESET') this.#onUnexpected(err);
+        },
       );
       return;
     }
@@ -237,8 +241,14 @@ class OutboundCall {
         body: this.#body === 'stream' ? undefined : this.#body,
         onAbortable: (abort) => {
           this.#abortAttempt = abort;
-          if (policy?.perTryTimeoutMs) perTry = setTimeout(() => abort(new Error(`per-try timeout of ${policy.perTryTimeoutMs} ms`)), policy.perTryTimeoutMs);
         },
+        // The per-try timeout runs from the end of the request (as Envoy's), so a long upload is not cut off.
+        onRequestSent: policy?.perTryTimeoutMs
+          ? () => {
+              const ms = policy.perTryTimeoutMs!;
+              perTry = setTimeout(() => this.#abortAttempt?.(Object.assign(new Error(`no answer within the per-try timeout of ${ms} ms`), { code: 'WEFT_PER_TRY_TIMEOUT' })), ms);
+            }
+          : undefined,
         // A retryable status is dropped (not relayed) only when a retry is sure to follow.
         accept: policy?.on.statuses.length ? (status) => !(policy.on.statuses.includes(status) && (this.#retryStatus = this.#canRetry())) : undefined,
       },
@@ -269,7 +279,9 @@ class OutboundCall {
     if (res.headersSent) res.destroy();
     else {
       const n = this.#n;
-      this.#reply(503, 'upstream-connect-failure', `${upstream.key} at ${this.#health!.address} failed: ${e.message}${n > 0 ? ` (after ${n} retr${n === 1 ? 'y' : 'ies'})` : ''}`);
+      const after = n > 0 ? ` (after ${n} retr${n === 1 ? 'y' : 'ies'})` : '';
+      if (e.code === 'WEFT_PER_TRY_TIMEOUT') this.#reply(504, 'timeout', `${upstream.key} at ${this.#health!.address}: ${e.message}${after}`);
+      else this.#reply(503, 'upstream-connect-failure', `${upstream.key} at ${this.#health!.address} failed: ${e.message}${after}`);
     }
     this.#end();
   }

@@ -19,7 +19,6 @@ export async function controllable(name: string) {
     state.hosts.add(req.headers.host ?? '');
     let body = '';
     req.setEncoding('utf8').on('data', (d: string) => (body += d));
-    req.on('end', () => body && state.bodies.push(`${req.method} ${req.url} ${body.length <= 64 ? body : `${body.length} bytes`}`));
     const answer = () => {
       if (state.failing) {
         res.writeHead(state.failStatus, { 'content-type': 'text/plain' }).end(`${name} failing`);
@@ -27,8 +26,12 @@ export async function controllable(name: string) {
       }
       res.writeHead(200, { 'content-type': 'text/plain' }).end(name);
     };
-    if (state.delayMs) setTimeout(answer, state.delayMs);
-    else answer();
+    // Answered once the request is all in, as most apps do.
+    req.on('end', () => {
+      if (body) state.bodies.push(`${req.method} ${req.url} ${body.length <= 64 ? body : `${body.length} bytes`}`);
+      if (state.delayMs) setTimeout(answer, state.delayMs);
+      else answer();
+    });
   });
   server.keepAliveTimeout = 1000;
   server.listen(0, '127.0.0.1');

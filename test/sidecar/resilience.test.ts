@@ -1,12 +1,14 @@
 // Resilience through real sidecars: circuit breakers (and what counts against them), retries within their
 // budget, a 4xx the retry policy names, the route timeout, and the pending limit given back by an answer that
-// breaks off.
+// breaks off; the HTTP/1 per-try timeout, from the end of the request.
 
 import test from 'ava';
 import http from 'node:http';
 import { once } from 'node:events';
+import net from 'node:net';
+import { Readable } from 'node:stream';
 import type { AddressInfo } from 'node:net';
-import { Agent } from 'undici';
+import { Agent, request } from 'undici';
 import { controllable, get, many, MESH } from '../helpers/catalog.ts';
 import { startMesh, waitFor } from '../helpers/mesh.ts';
 import { routeYaml, trafficPolicyYaml } from '../helpers/mesh-yaml.ts';
@@ -144,4 +146,46 @@ test('an answer that breaks off after its head ends the call: the caller sees th
     // With the one pending slot given back, the next call goes through rather than getting 503 overflow.
     t.deepEqual(await get(web, '/after'), { status: 200, body: 'whole', reason: undefined });
   }
+});
+
+test('the HTTP/1 per-try timeout runs from the end of the request: a slow upload goes through, a slow answer gets 504 timeout', async (t) => {
+  const v1 = await controllable('v1');
+  const mesh = await startMesh(MESH(`---
+${routeYaml('catalog', `    - destinations: [{subset: v1}]
+      timeout: 10s
+      retries: {attempts: 1, perTryTimeout: 400ms, on: ["503"], budget: {percent: 100, minPerSecond: 10}}
+`)}`));
+  t.teardown(async () => (await mesh.stop(), await v1.close()));
+  await mesh.sidecar({ service: 'catalog', labels: { version: 'v1' }, appPort: v1.port });
+  const web = await mesh.sidecar({ service: 'web', appPort: 1 });
+  await waitFor('v1 reachable', async () => (await get(web, '/warm')).status === 200 || undefined);
+
+  // 200 KB (past what a retry keeps, so it is streamed) in ten pieces over 1.2 s: three times the per-try timeout.
+  async function* slowly() {
+    for (let i = 0; i < 10; i++) {
+      yield Buffer.alloc(20_000, 97);
+      await new Promise((r) => setTimeout(r, 120));
+    }
+  }
+  const upload = await request(`http://127.0.0.1:${web.ports.outbound}/upload`, { method: 'PUT', headers: { host: 'catalog' }, body: Readable.from(slowly()) });
+  t.is(upload.statusCode, 200, await upload.body.text());
+  t.true(v1.state.bodies.includes('PUT /upload 200000 bytes'), JSON.stringify(v1.state.bodies));
+
+  v1.state.delayMs = 2000;
+  const started = Date.now();
+  const slow = await get(web, '/slow');
+  t.is(slow.status, 504);
+  t.is(slow.reason, 'timeout');
+  t.regex(slow.body, /catalog\.default at 127\.0\.0\.1:\d+: no answer within the per-try timeout of 400 ms/);
+  t.true(Date.now() - started < 1500, `took ${Date.now() - started} ms`);
+
+  // A caller that leaves while its body is read for a possible retry is no fault of the sidecar's to log as one.
+  const leaver = net.connect(web.ports.outbound, '127.0.0.1');
+  leaver.on('error', () => {});
+  await once(leaver, 'connect');
+  leaver.write('PUT /left HTTP/1.1\r\nhost: catalog\r\ncontent-length: 1000\r\n\r\npartial');
+  await new Promise((r) => setTimeout(r, 200));
+  leaver.destroy();
+  await new Promise((r) => setTimeout(r, 300));
+  t.notRegex(web.logs(), /failed unexpectedly/);
 });

@@ -17,9 +17,11 @@ async function silentHop(t: import('ava').ExecutionContext) {
     s.resume();
     s.on('close', () => state.closed++);
   });
+  const sockets = new Set<net.Socket>();
+  server.on('connection', (s) => sockets.add(s));
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
-  t.teardown(() => server.close());
+  t.teardown(() => (sockets.forEach((s) => s.destroy()), server.close()));
   const port = (server.address() as net.AddressInfo).port;
   const connect = async () => {
     const s = net.connect(port, '127.0.0.1');
@@ -34,11 +36,11 @@ async function pair(t: import('ava').ExecutionContext) {
   const server = net.createServer();
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
-  t.teardown(() => server.close());
   const caller = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
   const [client] = (await once(server, 'connection')) as [net.Socket];
   client.on('error', () => {});
   caller.on('error', () => {});
+  t.teardown(() => (caller.destroy(), client.destroy(), server.close()));
   return { client, caller };
 }
 
