@@ -136,6 +136,7 @@ export class Sidecar {
 
     const material = this.#material(svid);
     this.#peers = new PeerConnector(material);
+    this.#peers.applyConfig(this.#config!);
     const config = () => this.#config!;
     this.#inbound = new InboundListener({ host: o.inboundHost, port: this.ports.inbound, appHost: o.appHost, appPort: o.appPort, config, log: o.log, policyHeader: o.policyHeader, observer: () => this.observer }, material);
     await this.#inbound.listen();
@@ -197,6 +198,7 @@ export class Sidecar {
     if (bundleChanged && this.#inbound) this.#retls(this.svid.current);
     this.#inbound?.closeRevoked(next.revokedSerials);
     this.#inbound?.applyConfig(next);
+    this.#peers?.applyConfig(next);
     this.#resilience.prune(next);
     void this.observer.applyConfig(next);
   }

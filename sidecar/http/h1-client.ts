@@ -40,9 +40,27 @@ export class H1Pool implements ConnectionOwner {
   #queue: Exchange[] = [];
   #closed = false;
   #sweep: NodeJS.Timeout | null = null;
+  /** at most this many sockets: options.connections, until resize */
+  #limit: number;
 
   constructor(options: H1PoolOptions) {
     this.#o = options;
+    this.#limit = options.connections;
+  }
+
+  /**
+   * A new connection limit (a TrafficPolicy change), in place: queued requests get the new room at once, and
+   * connections over a lower limit close as they come free; nothing in flight is cut.
+   */
+  resize(connections: number): void {
+    this.#limit = connections;
+    while (this.#idle.length > 0 && this.#all.size > this.#limit) this.#idle.shift()!.destroy(null);
+    for (let room = Math.min(this.#queue.length, this.#limit - this.#all.size); room > 0 && !this.#closed; room--) this.#open();
+  }
+
+  /** Closes the idle connections (the identities a peer may present changed: new ones are checked afresh). */
+  dropIdle(): void {
+    for (const conn of this.#idle.splice(0)) conn.destroy(null);
   }
 
   dispatch(req: H1Request, handler: H1Handler): void {
@@ -63,7 +81,7 @@ export class H1Pool implements ConnectionOwner {
       return;
     }
     this.#queue.push(ex);
-    if (this.#all.size < this.#o.connections) this.#open();
+    if (this.#all.size < this.#limit) this.#open();
   }
 
   #open(): void {
@@ -91,6 +109,7 @@ export class H1Pool implements ConnectionOwner {
     }
     const next = this.#queue.shift();
     if (next) conn.send(next);
+    else if (this.#all.size > this.#limit) conn.destroy(null); // over a lowered limit
     else {
       conn.idleSince = Date.now();
       this.#idle.push(conn);
@@ -125,7 +144,7 @@ export class H1Pool implements ConnectionOwner {
         this.#enqueue(ex);
       } else ex.fail(err);
     }
-    if (this.#queue.length > 0 && this.#all.size < this.#o.connections && !this.#closed) this.#open();
+    if (this.#queue.length > 0 && this.#all.size < this.#limit && !this.#closed) this.#open();
   }
 
   /** No new requests; idle connections close now, busy ones after their answer. */

@@ -7,24 +7,30 @@ import type { Duplex } from 'node:stream';
 import { spiffeIdOfCertificate } from '../../ca/svid.ts';
 import { H1Pool } from '../http/h1-client.ts';
 import { http2 as loadHttp2 } from '../http/node-http.ts';
-import type { UpstreamRuntime } from '../config/runtime.ts';
+import type { RuntimeConfig, UpstreamRuntime } from '../config/runtime.ts';
 import { ALPN, type TlsMaterial } from '../inbound/listener.ts';
 
 export class PeerIdentityError extends Error {
   readonly code = 'WEFT_PEER_IDENTITY';
 }
 
-function identityCheck(upstream: UpstreamRuntime): (host: string, cert: tls.PeerCertificate) => Error | undefined {
+/** Checks a peer's SPIFFE ID against what the service's config says now (`expected()`), not when the pool was made. */
+function identityCheck(key: string, expected: () => ReadonlySet<string>): (host: string, cert: tls.PeerCertificate) => Error | undefined {
   return (_host, cert) => {
     try {
       const id = spiffeIdOfCertificate(cert.raw).uri;
-      if (upstream.expectedIdentities.has(id)) return undefined;
-      return new PeerIdentityError(`peer for ${upstream.key} presented ${id}; expected ${[...upstream.expectedIdentities].join(' or ')}`);
+      const ids = expected();
+      if (ids.has(id)) return undefined;
+      return new PeerIdentityError(`peer for ${key} presented ${id}; expected ${[...ids].join(' or ')}`);
     } catch (err) {
-      return new PeerIdentityError(`peer for ${upstream.key}: ${(err as Error).message}`);
+      return new PeerIdentityError(`peer for ${key}: ${(err as Error).message}`);
     }
   };
 }
+
+const DEFAULT_CONNECTIONS = 128;
+const maxConnections = (upstream: UpstreamRuntime) => upstream.trafficPolicy?.connectionPool.maxConnections ?? DEFAULT_CONNECTIONS;
+const identityKey = (ids: ReadonlySet<string>) => [...ids].sort().join(' ');
 
 /** "host:port" or "[v6]:port" as endpoints are written in snapshots. */
 function splitAddress(address: string): { host: string; port: number } {
@@ -41,6 +47,8 @@ export class PeerConnector {
   #context: tls.SecureContext;
   #h1 = new Map<string, H1Pool>();
   #h2 = new Map<string, http2.ClientHttp2Session>();
+  /** each upstream's expected peer identities, as the last config applied says */
+  #expected = new Map<string, ReadonlySet<string>>();
 
   constructor(material: TlsMaterial) {
     this.#context = clientContext(material);
@@ -57,13 +65,51 @@ export class PeerConnector {
     for (const s of h2.values()) s.close();
   }
 
+  /**
+   * A new config: pools follow it without being torn down. A pool takes its upstream's new connection limit in
+   * place; when the identities a peer may present change, idle connections close (new ones are checked against
+   * the new list, busy ones finish what they carry); a pool or HTTP/2 session to an endpoint or service no
+   * longer in the config is closed. (Before, pools kept the settings they were made with until the next
+   * certificate renewal.)
+   */
+  applyConfig(config: RuntimeConfig): void {
+    const before = this.#expected;
+    this.#expected = new Map([...config.upstreams].map(([key, u]) => [key, u.expectedIdentities]));
+    const changed = (key: string) => {
+      const was = before.get(key);
+      const now = this.#expected.get(key);
+      return was !== undefined && now !== undefined && identityKey(was) !== identityKey(now);
+    };
+    const current = (key: string): UpstreamRuntime | null => {
+      const [service, address] = key.split('|') as [string, string];
+      const upstream = config.upstreams.get(service);
+      return upstream && upstream.endpoints.some((e) => e.address === address) ? upstream : null;
+    };
+    for (const [key, pool] of this.#h1) {
+      const upstream = current(key);
+      if (!upstream) {
+        this.#h1.delete(key);
+        void pool.close();
+        continue;
+      }
+      pool.resize(maxConnections(upstream));
+      if (changed(upstream.key)) pool.dropIdle();
+    }
+    for (const [key, session] of this.#h2) {
+      const upstream = current(key);
+      if (upstream && !changed(upstream.key)) continue;
+      this.#h2.delete(key);
+      session.close();
+    }
+  }
+
   tlsOptions(upstream: UpstreamRuntime, alpn: string): tls.ConnectionOptions {
     return {
       secureContext: this.#context,
       minVersion: 'TLSv1.3',
       ALPNProtocols: [alpn],
       // Node's hostname check ignores URI SANs: the SPIFFE ID is checked here, whole.
-      checkServerIdentity: identityCheck(upstream),
+      checkServerIdentity: identityCheck(upstream.key, () => this.#expected.get(upstream.key) ?? upstream.expectedIdentities),
     };
   }
 
@@ -75,7 +121,7 @@ export class PeerConnector {
       const options = { ...this.tlsOptions(upstream, ALPN.http1), host, port };
       pool = new H1Pool({
         // TrafficPolicy connectionPool.maxConnections bounds the connections to each endpoint.
-        connections: upstream.trafficPolicy?.connectionPool.maxConnections ?? 128,
+        connections: maxConnections(upstream),
         keepAliveMs: 30_000,
         connect: () => tls.connect(options),
         readyEvent: 'secureConnect',

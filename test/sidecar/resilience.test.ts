@@ -1,6 +1,6 @@
 // Resilience through real sidecars: circuit breakers (and what counts against them), retries within their
 // budget, a 4xx the retry policy names, the route timeout, and the pending limit given back by an answer that
-// breaks off; the HTTP/1 per-try timeout, from the end of the request.
+// breaks off; the HTTP/1 per-try timeout, from the end of the request; a new maxConnections on the next push.
 
 import test from 'ava';
 import http from 'node:http';
@@ -188,4 +188,31 @@ ${routeYaml('catalog', `    - destinations: [{subset: v1}]
   leaver.destroy();
   await new Promise((r) => setTimeout(r, 300));
   t.notRegex(web.logs(), /failed unexpectedly/);
+});
+
+test("a TrafficPolicy's new maxConnections holds from the next push, for endpoints already in use", async (t) => {
+  let inFlight = 0;
+  let peak = 0;
+  const app = http.createServer((req, res) => {
+    peak = Math.max(peak, ++inFlight);
+    setTimeout(() => (inFlight--, res.end('ok')), 150);
+  });
+  app.listen(0, '127.0.0.1');
+  await once(app, 'listening');
+  const policy = (n: number) => MESH(`---\n${trafficPolicyYaml('catalog', `  connectionPool: {maxConnections: ${n}}\n`)}`);
+  const mesh = await startMesh(policy(1));
+  t.teardown(async () => (await mesh.stop(), app.closeAllConnections(), app.close()));
+  await mesh.sidecar({ service: 'catalog', appPort: (app.address() as AddressInfo).port });
+  const web = await mesh.sidecar({ service: 'web', appPort: 1 });
+  await waitFor('catalog reachable', async () => (await get(web, '/warm')).status === 200 || undefined);
+  const burst = async () => {
+    peak = 0;
+    const answers = await many(8, 8, () => get(web, '/burst'));
+    t.true(answers.every((a) => a.status === 200));
+    return peak;
+  };
+  t.is(await burst(), 1, 'one connection from web to catalog');
+  await mesh.apply(policy(8));
+  await waitFor('the new policy in web', async () => JSON.parse((await web.admin('/config')).body).snapshot.upstreams.find((u: { service: { name: string } }) => u.service.name === 'catalog')?.trafficPolicy?.connectionPool.maxConnections === 8 || undefined);
+  t.true((await burst()) > 1, 'still one connection after maxConnections went to 8');
 });

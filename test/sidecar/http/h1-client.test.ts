@@ -229,3 +229,30 @@ test('a request body still streaming when the connection dies is destroyed, so i
   t.true(body.destroyed);
   t.false(body.readableEnded);
 });
+
+test('resize: queued requests get a raised limit at once; over a lowered one, connections close as they come free', async (t) => {
+  let inFlight = 0;
+  let peak = 0;
+  const origin = await httpOrigin(t, (req, res) => {
+    peak = Math.max(peak, ++inFlight);
+    setTimeout(() => (inFlight--, res.end(req.url)), 150);
+  });
+  const { pool } = poolTo(t, origin.port, { connections: 1 });
+  const first = Array.from({ length: 4 }, (_, i) => call(pool, { path: `/a${i}` }));
+  await sleep(50);
+  t.is(peak, 1);
+  pool.resize(4); // the three queued ones go now, not one after another
+  const started = Date.now();
+  for (const r of await Promise.all(first)) t.is(r.error, null);
+  t.is(peak, 4);
+  t.true(Date.now() - started < 400, `took ${Date.now() - started} ms after the resize`);
+  t.is(origin.connections, 4);
+
+  pool.resize(1);
+  await sleep(20);
+  const open = origin.sockets.filter((s) => !s.destroyed && !s.readableEnded);
+  t.true(open.length <= 1, `${open.length} connections still open over a limit of 1`);
+  peak = 0;
+  for (const r of await Promise.all(Array.from({ length: 3 }, (_, i) => call(pool, { path: `/b${i}` })))) t.is(r.error, null);
+  t.is(peak, 1);
+});
