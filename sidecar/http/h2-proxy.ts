@@ -53,6 +53,8 @@ export class ReplayableBody {
   #ended = false;
   #target: http2.ClientHttp2Stream | null = null;
   #onEnd: (() => void)[] = [];
+  /** waiting for decided(): told when the body ends, overflows, or the caller goes */
+  #deciders: (() => void)[] = [];
 
   constructor(inbound: ServerHttp2Stream, limit: number) {
     this.#inbound = inbound;
@@ -63,6 +65,7 @@ export class ReplayableBody {
         if (this.#size > this.#limit) {
           this.#overflowed = true;
           this.#chunks.length = 0;
+          this.#decide();
         } else this.#chunks.push(chunk);
       }
       const target = this.#target;
@@ -77,7 +80,24 @@ export class ReplayableBody {
       const waiting = this.#onEnd;
       this.#onEnd = [];
       for (const f of waiting) f();
+      this.#decide();
     });
+    inbound.once('close', () => this.#decide());
+  }
+
+  #decide(): void {
+    const waiting = this.#deciders;
+    this.#deciders = [];
+    for (const f of waiting) f();
+  }
+
+  /**
+   * Resolves once a retry can be decided: the whole request is in (or went past the limit), or the caller has
+   * gone. A try can fail while a client-streaming caller is between messages; it is not given up for that.
+   */
+  decided(): Promise<void> {
+    if (this.#ended || this.#overflowed || this.#inbound.destroyed || this.#inbound.closed) return Promise.resolve();
+    return new Promise((resolve) => this.#deciders.push(resolve));
   }
 
   /** Calls `f` once the caller has sent all of the request (now, if it has). */

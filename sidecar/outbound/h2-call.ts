@@ -164,7 +164,11 @@ async function attempts(call: H2Call, policy: RetryPolicy, subset: string | null
         meshReplyH2(stream, 502, 'peer-identity-mismatch', e.message, grpc);
         return;
       }
-      if ((policy.on.connectFailure || policy.on.reset) && canRetry(n)) continue;
+      if (policy.on.connectFailure || policy.on.reset) {
+        await body.decided();
+        if (expired() || stream.destroyed) return;
+        if (canRetry(n)) continue;
+      }
       meshReplyH2(stream, 503, e.code === 'EOPENBREAKER' ? 'circuit-open' : 'upstream-connect-failure', `upstream ${upstream.key} at ${health.address} failed: ${e.message}${n > 0 ? ` (after ${n} retr${n === 1 ? 'y' : 'ies'})` : ''}`, grpc);
       return;
     }

@@ -148,6 +148,18 @@ ${trafficPolicyYaml('quotes', '  loadBalancer: {type: round-robin}\n')}`,
   for (let i = 0; i < 8; i++) errors.push(await call(`after-${i}`));
   t.deepEqual(errors, Array(8).fill(null));
   t.is(b.seen.filter((s) => s.url.includes('sku=after-')).length, 8);
+  // A client-streaming call whose try fails while the caller is still between messages is made again once the
+  // caller has sent everything (not given up because the stream was still open).
+  const collect = (i: number) =>
+    new Promise<grpc.ServiceError | null>((resolve) => {
+      const c = quotes.Collect(new grpc.Metadata(), { deadline: Date.now() + 5000 }, (err: grpc.ServiceError | null) => resolve(err)) as grpc.ClientWritableStream<{ sku: string }>;
+      c.write({ sku: `streamed-${i}` });
+      setTimeout(() => (c.write({ sku: 'second' }), c.end()), 150);
+    });
+  const streamed = [];
+  for (let i = 0; i < 4; i++) streamed.push(await collect(i));
+  t.deepEqual(streamed.map((e) => e?.details ?? null), Array(4).fill(null));
+  t.is(b.seen.filter((s) => s.url.startsWith('/prices.Prices/Collect?skus=streamed-')).length, 4);
   const retries = Number(/^weft_retries_total\{[^}]*destination_service="quotes\.default"[^}]*\} (\d+)/m.exec((await web.admin('/metrics')).body)?.[1] ?? 0);
   t.true(retries > 0, 'some first tries went to the gone endpoint and were made again');
 });
