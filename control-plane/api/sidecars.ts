@@ -72,6 +72,12 @@ export class SidecarApi {
     if (holder && holder.identity !== peer.identity) {
       throw new WeftError('WEFT_AUTH_FORBIDDEN', `sidecar id ${reg.id} is registered by ${holder.identity}; a sidecar may only replace its own registration`, { id: reg.id });
     }
+    // One certificate, one sidecar: a second registration under another id would add a made-up endpoint to the
+    // service, pushed to every sidecar (a review registered 1000 with one certificate).
+    const sibling = this.#o.registry.list().find((e) => e.certSerial === peer.serial && e.id !== reg.id);
+    if (sibling) {
+      throw new WeftError('WEFT_AUTH_FORBIDDEN', `certificate ${peer.serial} already registered sidecar ${sibling.id}; a certificate registers one sidecar (each sidecar bootstraps its own)`, { id: sibling.id });
+    }
     const now = this.#o.clock();
     const entry = this.#o.registry.register({ ...reg, identity: peer.identity }, { serial: peer.serial, notAfter: peer.notAfter }, now);
     this.#streams.get(reg.id)?.end();

@@ -45,7 +45,7 @@ test('a certificate that expired is refused on a connection opened while it was 
   t.deepEqual((await op.request<{ sidecars: unknown[] }>('GET', '/v1/status')).sidecars, []);
 });
 
-test("a sidecar cannot register under another service's sidecar id", async (t) => {
+test("a sidecar cannot register under another service's sidecar id, nor a second one on its certificate", async (t) => {
   const cp = await startControlPlane();
   t.teardown(() => cp.cp.stop());
   const catalog = await stub(cp, 'catalog');
@@ -55,6 +55,10 @@ test("a sidecar cannot register under another service's sidecar id", async (t) =
   t.true(isWeftError(err, 'WEFT_AUTH_FORBIDDEN'), err?.message);
   t.is(err!.message, `sidecar id ${catalog.id} is registered by spiffe://shop.example/ns/default/sa/catalog; a sidecar may only replace its own registration`);
   await catalog.heartbeat(); // still its own
+  // Nor a second sidecar on its own certificate: one certificate, one registration.
+  const twice = await t.throwsAsync(web.client.stream('/v1/sidecars/stream', { id: 'made-up-1', service: 'web', namespace: 'default', labels: {}, address: '127.0.0.1:7201' }, () => {}));
+  t.true(isWeftError(twice, 'WEFT_AUTH_FORBIDDEN'), twice?.message);
+  t.regex(twice!.message, new RegExp(`already registered sidecar ${web.id}; a certificate registers one sidecar`));
   const op = cp.operator();
   t.teardown(() => op.close());
   const status = await op.request<{ sidecars: { id: string; identity: string }[] }>('GET', '/v1/status');
