@@ -37,9 +37,10 @@ export function totalsOf(text: string, source: string): Totals {
     const k = key(l.destination_service ?? '', l.destination_subset ?? '');
     if (name === 'weft_requests_total') {
       const entry = totals.requests.get(k) ?? { total: 0, failed: 0 };
-      const status = Number(l.status_code);
+      const code = l.status_code ?? '';
       entry.total += value;
-      if (status === 0 || status >= 500) entry.failed += value;
+      // 0 is no answer; "5xx" a status of that class no registry names (see sidecar/telemetry/metrics.ts).
+      if (code === '0' || code.startsWith('5')) entry.failed += value;
       totals.requests.set(k, entry);
     } else if (name === 'weft_request_duration_seconds_bucket') {
       // Summed over the labels top does not show (status code, caller).

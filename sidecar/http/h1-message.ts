@@ -285,13 +285,17 @@ export class H1Response extends EventEmitter {
   #finish(): void {
     if (this.#closed) return;
     this.#closed = true;
+    // What the caller got, read before the abort hook runs (what it sets on a closed response reached no one):
+    // a response closed before its head is status 0, no answer, as a caller that gave up sees it.
+    const status = this.headersSent ? this.statusCode : 0;
+    const reason = this.headersSent ? this.#set?.[REASON_HEADER] : undefined;
     this.#owner.responseDone(this);
     const onClose = this.onClose;
     if (onClose) {
       this.onClose = null;
       onClose();
     }
-    this.observation?.end({ status: this.statusCode, reason: this.#set?.[REASON_HEADER] });
+    this.observation?.end({ status, reason });
     this.emit('close');
   }
 }

@@ -20,6 +20,7 @@ export type MeshReason =
   | 'fault-injected';
 
 export function meshReply(res: H1Response, status: number, reason: MeshReason, message: string, extra: Record<string, string> = {}): void {
+  if (res.closed) return; // the caller has gone: nobody to answer
   if (res.headersSent) {
     res.destroy();
     return;

@@ -185,12 +185,13 @@ export class InboundListener {
   #tcpToApp(socket: Socket, peer: PeerIdentity | null): void {
     const config = this.#o.config();
     const decision = config.authorizer.authorize({ principal: peer?.identity ?? null, method: '', path: '', port: config.servicePort, header: () => undefined });
+    const conn = (this.#o.observer ?? (() => noopObserver))().connection('inbound', config.selfKey, peer?.identity ?? null);
     if (!decision.allowed) {
       this.#o.log({ msg: 'connection denied', source: peer?.identity ?? null, policy: decision.policy, rule: decision.rule, reason: decision.reason });
+      conn.end({ policy: decision.policy, rule: decision.rule });
       socket.destroy();
       return;
     }
-    const conn = (this.#o.observer ?? (() => noopObserver))().connection('inbound', config.selfKey, peer?.identity ?? null);
     // A TLS socket counts plaintext bytes: what the peer's app sent, and what this app sent back.
     socket.once('close', () => (conn.bytes(socket.bytesRead, socket.bytesWritten), conn.end()));
     this.#app.pipeTcp(socket, (err) => this.#o.log({ msg: 'app refused a TCP connection', error: err.message }));

@@ -165,11 +165,12 @@ export class MeshObserver implements Observer {
         sent += s;
         this.#metrics.connectionBytes(labels, r, s);
       },
-      end: () => {
+      end: (denied) => {
         if (ended) return;
         ended = true;
         this.inProgress--;
         this.#metrics.connectionClosed(labels);
+        if (denied) this.#metrics.denied(denied.policy ?? 'mesh-default', denied.rule === null ? '' : String(denied.rule));
         if (this.#accessLog) this.#o.log(connectionRecord(direction, source, destination, service, monotonicMs() - began, received, sent));
       },
     };

@@ -33,6 +33,21 @@ export interface ConnectionLabels {
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 const BREAKER_STATES: readonly BreakerState[] = ['closed', 'open', 'half-open'];
 
+/**
+ * The status codes a status_code label shows as themselves: the ones registered with IANA (RFC 9110 and
+ * kin). Any other an app makes up (299, 599, 777) is its class, "2xx" or "5xx", so that one app cannot grow a
+ * series per number it sends.
+ */
+const REGISTERED = [100, 101, 102, 103, 200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 300, 301, 302, 303, 304, 305, 307, 308,
+  ...Array.from({ length: 19 }, (_, i) => 400 + i), 421, 422, 423, 424, 425, 426, 428, 429, 431, 451,
+  500, 501, 502, 503, 504, 505, 506, 507, 508, 510, 511];
+const STATUS_TEXT = new Map(REGISTERED.map((s) => [s, String(s)]));
+
+/** The status_code label: a registered status as itself, 0 (no answer) as "0", any other by its class ("5xx"). */
+function statusLabel(status: number): string {
+  return STATUS_TEXT.get(status) ?? (status < 100 ? String(status) : `${Math.floor(status / 100)}xx`);
+}
+
 export class MeshMetrics {
   readonly registry = new Registry();
   readonly #requests: Counter<'direction' | 'source_identity' | 'destination_service' | 'destination_subset' | 'status_code' | 'mesh_reason'>;
@@ -130,10 +145,11 @@ export class MeshMetrics {
 
   requestEnded(series: RequestSeries, subset: string, status: number, reason: string, seconds: number): void {
     series.inFlight.dec();
-    const key = `${subset}\0${status}\0${reason}`;
+    const code = statusLabel(status);
+    const key = `${subset}\0${code}\0${reason}`;
     let outcome = series.outcomes.get(key);
     if (!outcome) {
-      const labels = { ...series.labels, destination_subset: subset, status_code: String(status) };
+      const labels = { ...series.labels, destination_subset: subset, status_code: code };
       outcome = { count: this.#requests.labels({ ...labels, mesh_reason: reason }), duration: this.#duration.labels(labels) };
       series.outcomes.set(key, outcome);
     }
@@ -182,7 +198,7 @@ export class MeshMetrics {
   }
 
   spansExported(n: number): void {
-    this.#spansExported.inc(n);
+    this.#spansExported.inc(undefined, n);
   }
 
   spansDropped(reason: 'queue_full' | 'export_failed', n: number): void {

@@ -49,7 +49,8 @@ export interface RequestObservation {
 
 export interface ConnectionObservation {
   bytes(received: number, sent: number): void;
-  end(): void;
+  /** `denied`: the policy refused the connection (counted in weft_policy_denials_total, as a request's denial is) */
+  end(denied?: { readonly policy: string | null; readonly rule: number | null }): void;
 }
 
 export type BreakerState = 'closed' | 'open' | 'half-open';

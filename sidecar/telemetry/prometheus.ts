@@ -122,6 +122,8 @@ export class Counter<L extends string = never> extends Family<L, CounterChild> {
     return new CounterChild();
   }
   inc(values?: LabelValues<L>, n = 1): void {
+    // A number here is a count given where the labels go (inc(5) on an unlabelled counter would add 1).
+    if (typeof values === 'number') throw new TypeError(`${this.name}: inc(labels, n); the count is the second argument`);
     this.labels(values as LabelValues<L>).inc(n);
   }
   protected renderChild(out: string[], labels: string, c: CounterChild): void {

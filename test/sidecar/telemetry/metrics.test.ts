@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { samplesOf } from '../../../cli/top/exposition.ts';
+import { sample } from '../../helpers/metrics.ts';
 import { tcpEcho, type App } from '../../helpers/apps.ts';
 import { MeshMetrics } from '../../../sidecar/telemetry/metrics.ts';
 import { weft } from '../../helpers/cli.ts';
@@ -111,13 +112,6 @@ function promtool(text: string): Promise<{ code: number; output: string }> {
     });
     child.stdin!.end(text);
   });
-}
-
-/** The value of one sample: `name` with exactly these labels (NaN when there is no such series). */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number {
-  const want = Object.entries(labels);
-  const found = samplesOf(text, 'test').find((s) => s.name === name && Object.keys(s.labels).length === want.length && want.every(([k, v]) => s.labels[k] === v));
-  return found ? found.value : NaN;
 }
 
 const accessLines = (p: SidecarProc) =>

@@ -192,6 +192,17 @@ test.serial('B3 multi headers in: joined, passed on as multi headers, and a stal
   t.is(app.traceparent, `00-${traceId}-${server.spanId}-01`);
 });
 
+test.serial('weft_trace_spans_exported_total counts spans, as many as the collector received from that sidecar', async (t) => {
+  for (let i = 0; i < 5; i++) t.is((await call(`/counted-${i}`)).status, 200);
+  const fromWeb = () => receiver.spans.filter((s) => s.resource['service.name'] === 'web').length;
+  await receiver.waitFor('web\'s spans of the five calls', (spans) => (spans.filter((s) => s.resource['service.name'] === 'web' && String(s.attributes['url.path'] ?? s.name).includes('counted-4')).length ? true : undefined)).catch(() => {});
+  const exported = await waitFor('the counter to match what arrived', async () => {
+    const n = await metric(web, /^weft_trace_spans_exported_total (\d+)/m);
+    return n === fromWeb() && n >= 5 ? n : undefined;
+  }, 10_000).catch(async () => `counter ${await metric(web, /^weft_trace_spans_exported_total (\d+)/m)}, received ${fromWeb()}`);
+  t.is(exported, fromWeb());
+});
+
 test.serial('a request with no trace context starts a trace at sidecar A', async (t) => {
   t.is((await call('/fresh')).status, 200);
   const m = /^00-([0-9a-f]{32})-([0-9a-f]{16})-01$/.exec(String(seenBy(catalogApp, '/fresh').traceparent));
