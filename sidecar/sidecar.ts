@@ -79,6 +79,7 @@ export class Sidecar {
       this.#o.log({ msg: `circuit breaker ${state}`, upstream: service, endpoint });
       this.observer.breakerState(service, endpoint, state);
     },
+    onEjected: (service, endpoint, ms) => this.#o.log({ msg: 'outlier ejected', upstream: service, endpoint, forMs: ms }),
   });
   #stage = 'starting';
   readonly #compactor: IdleCompactor;

@@ -1,9 +1,14 @@
 // What the outbound side knows about each peer endpoint across config pushes: its circuit breaker (opossum),
 // consecutive failures, an EWMA of its latency and its requests in flight, for balancing and ejection.
+//
+// Outlier detection (a TrafficPolicy's outlierDetection), as Envoy's consecutive_5xx: after that many failures in
+// a row (5xx answers, connect failures, resets, timeouts) the endpoint is ejected for baseEjectionTime times the
+// number of its ejections (at most 300 s, or the base if longer); every `interval` without an ejection takes one
+// off that count. Which endpoints stay out is ResilienceState's call (maxEjectionPercent; never all of them).
 
 import { monotonicMs } from '../clock.ts';
 import CircuitBreaker from 'opossum';
-import type { CircuitBreakerConfig } from '../../control-plane/config/types.ts';
+import type { CircuitBreakerConfig, OutlierDetectionConfig } from '../../control-plane/config/types.ts';
 
 export type BreakerState = 'closed' | 'open' | 'half-open';
 
@@ -27,10 +32,18 @@ export class EndpointHealth {
   inFlight = 0;
   /** this endpoint as the only candidate (ResilienceState.available's common case, with no array per request) */
   readonly alone: readonly EndpointHealth[] = Object.freeze([this]);
+  readonly outlier: OutlierDetectionConfig | null;
+  #outlierFailures = 0;
+  #ejections = 0;
+  /** monotonic ms until which outlier detection keeps this endpoint out; 0 when it never was */
+  ejectedUntil = 0;
+  readonly #onEjected: (ms: number) => void;
 
-  constructor(address: string, config: CircuitBreakerConfig | null, onState: (state: BreakerState) => void) {
+  constructor(address: string, config: CircuitBreakerConfig | null, onState: (state: BreakerState) => void, outlier: OutlierDetectionConfig | null = null, onEjected: (ms: number) => void = () => {}) {
     this.address = address;
     this.#config = config;
+    this.outlier = outlier;
+    this.#onEjected = onEjected;
     if (!config) {
       this.breaker = null;
       return;
@@ -105,10 +118,33 @@ export class EndpointHealth {
     return monotonicMs();
   }
 
+  /** Outlier detection has this endpoint out now. */
+  get ejected(): boolean {
+    return this.ejectedUntil !== 0 && this.ejectedUntil > monotonicMs();
+  }
+
+  #outlierSettle(od: OutlierDetectionConfig, err: Error | null, now: number): void {
+    if (!err) {
+      this.#outlierFailures = 0;
+      return;
+    }
+    // Refused by its own open breaker: the endpoint was not tried.
+    if ((err as Error & { code?: string }).code === 'EOPENBREAKER') return;
+    if (++this.#outlierFailures < od.consecutive5xx || this.ejectedUntil > now) return;
+    this.#outlierFailures = 0;
+    if (this.ejectedUntil !== 0) this.#ejections = Math.max(0, this.#ejections - Math.floor((now - this.ejectedUntil) / od.intervalMs));
+    this.#ejections++;
+    const ms = Math.min(od.baseEjectionTimeMs * this.#ejections, Math.max(300_000, od.baseEjectionTimeMs));
+    this.ejectedUntil = now + ms;
+    this.#onEjected(ms);
+  }
+
   #settle(started: number, err: Error | null): void {
     this.inFlight--;
-    const ms = monotonicMs() - started;
+    const now = monotonicMs();
+    const ms = now - started;
     this.ewmaMs = this.ewmaMs === 0 ? ms : this.ewmaMs * (1 - EWMA_ALPHA) + ms * EWMA_ALPHA;
+    if (this.outlier) this.#outlierSettle(this.outlier, err, now);
     if (!err) {
       this.#consecutive = 0;
       return;

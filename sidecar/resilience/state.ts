@@ -7,6 +7,20 @@ import { RetryBudget } from './retry-budget.ts';
 
 const NONE: readonly EndpointHealth[] = Object.freeze([]);
 
+/**
+ * `open` without the endpoints outlier detection ejected: at most maxEjectionPercent of the service's endpoints
+ * (at least one, as Envoy), the earliest ejected first; and never all of them (with none left, all are used, as
+ * Envoy's panic mode: a lone endpoint is never ejected).
+ */
+function withoutOutliers(open: EndpointHealth[], total: number, maxEjectionPercent: number): EndpointHealth[] {
+  const out = open.filter((h) => h.ejected);
+  if (out.length === 0) return open;
+  const cap = Math.max(1, Math.floor((total * maxEjectionPercent) / 100));
+  const kept = new Set(out.sort((a, b) => a.ejectedUntil - b.ejectedUntil).slice(0, cap));
+  const left = open.filter((h) => !kept.has(h));
+  return left.length ? left : open;
+}
+
 export class ResilienceState {
   /** upstream key → endpoint address → its health: keyed by the config's own strings, with no key built per request */
   readonly #endpoints = new Map<string, Map<string, { health: EndpointHealth; config: string }>>();
@@ -15,21 +29,23 @@ export class ResilienceState {
   /** each applied upstream's breaker settings as a string to compare: made once per push, not per request */
   readonly #breakerKeys = new WeakMap<UpstreamRuntime, string>();
   readonly #onBreaker: (service: string, endpoint: string, state: BreakerState) => void;
+  readonly #onEjected: (service: string, endpoint: string, ms: number) => void;
 
-  constructor(opts: { onBreaker?: (service: string, endpoint: string, state: BreakerState) => void } = {}) {
+  constructor(opts: { onBreaker?: (service: string, endpoint: string, state: BreakerState) => void; onEjected?: (service: string, endpoint: string, ms: number) => void } = {}) {
     this.#onBreaker = opts.onBreaker ?? (() => {});
+    this.#onEjected = opts.onEjected ?? (() => {});
   }
 
   endpoint(upstream: UpstreamRuntime, address: string): EndpointHealth {
     let config = this.#breakerKeys.get(upstream);
-    if (config === undefined) this.#breakerKeys.set(upstream, (config = JSON.stringify(upstream.trafficPolicy?.circuitBreaker ?? null)));
+    if (config === undefined) this.#breakerKeys.set(upstream, (config = JSON.stringify([upstream.trafficPolicy?.circuitBreaker ?? null, upstream.trafficPolicy?.outlierDetection ?? null])));
     let byAddress = this.#endpoints.get(upstream.key);
     if (!byAddress) this.#endpoints.set(upstream.key, (byAddress = new Map()));
     const have = byAddress.get(address);
     if (have && have.config === config) return have.health;
     const breaker = upstream.trafficPolicy?.circuitBreaker ?? null;
     have?.health.shutdown();
-    const health = new EndpointHealth(address, breaker, (state) => this.#onBreaker(upstream.key, address, state));
+    const health = new EndpointHealth(address, breaker, (state) => this.#onBreaker(upstream.key, address, state), upstream.trafficPolicy?.outlierDetection ?? null, (ms) => this.#onEjected(upstream.key, address, ms));
     byAddress.set(address, { health, config });
     return health;
   }
@@ -41,7 +57,9 @@ export class ResilienceState {
       const health = this.endpoint(upstream, endpoints[0]!.address);
       return health.available ? health.alone : NONE;
     }
-    const open = endpoints.map((e) => this.endpoint(upstream, e.address)).filter((h) => h.available);
+    let open = endpoints.map((e) => this.endpoint(upstream, e.address)).filter((h) => h.available);
+    const od = upstream.trafficPolicy?.outlierDetection;
+    if (od) open = withoutOutliers(open, endpoints.length, od.maxEjectionPercent);
     const fresh = tried ? open.filter((h) => !tried.has(h.address)) : open;
     return fresh.length ? fresh : open;
   }

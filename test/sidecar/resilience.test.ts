@@ -216,3 +216,21 @@ test("a TrafficPolicy's new maxConnections holds from the next push, for endpoin
   await waitFor('the new policy in web', async () => JSON.parse((await web.admin('/config')).body).snapshot.upstreams.find((u: { service: { name: string } }) => u.service.name === 'catalog')?.trafficPolicy?.connectionPool.maxConnections === 8 || undefined);
   t.true((await burst()) > 1, 'still one connection after maxConnections went to 8');
 });
+
+test('outlier detection ejects an endpoint after consecutive 5xx: traffic goes to the other until the ejection ends', async (t) => {
+  const v1 = await controllable('v1');
+  const v2 = await controllable('v2');
+  v1.state.failing = true;
+  const mesh = await startMesh(MESH(`---\n${trafficPolicyYaml('catalog', '  loadBalancer: {type: round-robin}\n  outlierDetection: {consecutive5xx: 2, interval: 1s, baseEjectionTime: 30s, maxEjectionPercent: 50}\n')}`));
+  t.teardown(async () => (await mesh.stop(), await v1.close(), await v2.close()));
+  await mesh.sidecar({ service: 'catalog', labels: { version: 'v1' }, appPort: v1.port });
+  await mesh.sidecar({ service: 'catalog', labels: { version: 'v2' }, appPort: v2.port });
+  const web = await mesh.sidecar({ service: 'web', appPort: 1 });
+  await waitFor('both endpoints in web\'s config', async () => JSON.parse((await web.admin('/config')).body).snapshot.upstreams.find((u: { service: { name: string } }) => u.service.name === 'catalog')?.endpoints.length === 2 || undefined);
+  const statuses: number[] = [];
+  for (let i = 0; i < 20; i++) statuses.push((await get(web, `/items/${i}`)).status);
+  // Round robin alternates; v1's second 503 in a row ejects it, and every later call goes to v2.
+  t.is(statuses.filter((s) => s === 503).length, 2, statuses.join(' '));
+  t.deepEqual(statuses.slice(-14), Array(14).fill(200));
+  t.regex(web.logs(), /"msg":"outlier ejected","upstream":"catalog\.default","endpoint":"127\.0\.0\.1:\d+","forMs":30000/);
+});
