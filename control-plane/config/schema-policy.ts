@@ -41,7 +41,7 @@ const Condition = Strict({
 const PolicyRule = Strict({
   from: list(Source, 'who calls: any one entry must match; omit for anyone'),
   to: list(Operation, 'what is called: any one entry must match; omit for anything'),
-  when: list(Condition, 'conditions on the request: any one entry must match; omit for always'),
+  when: list(Condition, 'conditions on the request: every entry must match (as in Istio); omit for always'),
 });
 
 export const AuthorizationPolicySpec = Strict({
@@ -55,7 +55,7 @@ export const TrafficPolicySpec = Strict({
   loadBalancer: Type.Optional(Strict({ type: Type.Optional(Enum(['p2c-ewma', 'round-robin'], { default: 'p2c-ewma' })) })),
   connectionPool: Type.Optional(
     Strict({
-      maxConnections: Type.Optional(Count('connections to the service, per sidecar', 1, 1024)),
+      maxConnections: Type.Optional(Count('connections to each endpoint of the service, per calling sidecar', 1, 1024)),
       maxPendingRequests: Type.Optional(Count('requests waiting for a connection, per sidecar; more are refused with 503', 0, 1024)),
     }),
   ),

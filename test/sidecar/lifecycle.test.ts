@@ -2,6 +2,7 @@
 // a failed request, the app started after readiness with its exit status and signals, and draining.
 
 import test from 'ava';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -76,7 +77,13 @@ test('killing the control plane does not interrupt traffic; the sidecars stay re
 test('before a certificate and a config the inbound port does not serve and /ready says why', async (t) => {
   const mesh = await startMesh(YAML);
   t.teardown(() => mesh.stop());
-  const deadPort = await freePort();
+  // A port that is held (so that no other test's process can take it) and answers nothing: every connection is
+  // dropped at once, as an absent control plane's would be.
+  const dead = net.createServer((s) => s.destroy());
+  dead.listen(0, '127.0.0.1');
+  await once(dead, 'listening');
+  t.teardown(() => dead.close());
+  const deadPort = (dead.address() as net.AddressInfo).port;
   const catalog = await mesh.sidecar({ service: 'catalog', appPort: 1, noWait: true, env: {} });
   // Point a second sidecar at a control plane that is not there.
   const { run } = await import('../helpers/mesh.ts');
@@ -85,9 +92,10 @@ test('before a certificate and a config the inbound port does not serve and /rea
   const lonely = run(['sidecar', '--control-plane', `https://127.0.0.1:${deadPort}`, '--trust-bundle', mesh.bundleFile, '--token', await mesh.token('web'), '--service', 'web', '--app-port', '1', '--inbound-port', String(inbound), '--outbound-port', String(await freePort()), '--admin-port', String(admin)]);
   t.teardown(() => lonely.kill('SIGKILL'));
   const ready = await waitFor('the admin port', async () => {
+    if (lonely.child.exitCode !== null) throw new Error(`the sidecar exited ${lonely.child.exitCode}: ${lonely.logs().slice(-1500)}`);
     const res = await fetch(`http://127.0.0.1:${admin}/ready`);
     return { status: res.status, body: await res.text() };
-  });
+  }, 30_000);
   t.is(ready.status, 503);
   t.regex(ready.body, /not ready: waiting for a certificate/);
   const refused = await new Promise<boolean>((resolve) => {

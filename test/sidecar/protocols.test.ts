@@ -12,10 +12,11 @@ import { run as runTool } from '../helpers/ca.ts';
 import { startMesh, waitFor, type SidecarProc, type TestMesh } from '../helpers/mesh.ts';
 import { meshYaml } from '../helpers/mesh-yaml.ts';
 
-// prices has a route timeout, so a slow call ends with DEADLINE_EXCEEDED from the mesh.
+// prices has a route timeout (1 s: room for a first call on a loaded machine), so a slow call (2 s) ends with
+// DEADLINE_EXCEEDED from the mesh.
 const YAML = meshYaml({
   services: { web: '{port: 8080}', catalog: '{port: 8081}', prices: '{port: 8082, protocol: grpc}', echo: '{port: 8083, protocol: tcp}' },
-  extra: 'apiVersion: weft/v1\nkind: Route\nmetadata: {name: prices}\nspec:\n  service: prices\n  rules:\n    - destinations: [{weight: 100}]\n      timeout: 500ms\n',
+  extra: 'apiVersion: weft/v1\nkind: Route\nmetadata: {name: prices}\nspec:\n  service: prices\n  rules:\n    - destinations: [{weight: 100}]\n      timeout: 1s\n',
 });
 
 const WEB_ID = 'spiffe://shop.example/ns/default/sa/web';
@@ -124,7 +125,7 @@ test('gRPC unary, server-streaming and client-streaming calls work through the m
   // The route's timeout ends a slow call with the gRPC status a deadline gives.
   const slow = await new Promise<grpc.ServiceError>((resolve) => client.Get({ sku: 'slow' }, (e: grpc.ServiceError) => resolve(e)));
   t.is(slow.code, grpc.status.DEADLINE_EXCEEDED);
-  t.regex(slow.details, /within the route's timeout of 500 ms/);
+  t.regex(slow.details, /within the route's timeout of 1000 ms/);
 });
 
 test('a WebSocket echoes through the mesh', async (t) => {
