@@ -17,6 +17,7 @@ import { InboundListener, type TlsMaterial } from './inbound/listener.ts';
 import { OutboundListener } from './outbound/listener.ts';
 import { PeerConnector } from './outbound/peers.ts';
 import { IdleCompactor } from './memory.ts';
+import { withoutUserinfo } from './telemetry/redact.ts';
 import { MeshObserver } from './telemetry/mesh-observer.ts';
 import { ResilienceState } from './resilience/state.ts';
 
@@ -62,6 +63,13 @@ async function resolvePort(host: string, port: number): Promise<number> {
   });
 }
 
+/** The snapshot as /config shows it: a tracing endpoint without its user and password. */
+function shown(body: RuntimeConfig['body']): RuntimeConfig['body'] {
+  const tracing = body.mesh.tracing;
+  if (!tracing || withoutUserinfo(tracing.endpoint) === tracing.endpoint) return body;
+  return { ...body, mesh: { ...body.mesh, tracing: { ...tracing, endpoint: withoutUserinfo(tracing.endpoint) } } };
+}
+
 export class Sidecar {
   readonly #o: SidecarOptions;
   readonly svid: SvidSource;
@@ -99,7 +107,7 @@ export class Sidecar {
     this.#compactor = new IdleCompactor(this.observer);
     this.#admin = new AdminServer({
       notReady: () => (this.#ready ? null : this.#stage),
-      config: () => (this.#config ? { version: this.#config.version, snapshot: this.#config.body } : { version: null }),
+      config: () => (this.#config ? { version: this.#config.version, snapshot: shown(this.#config.body) } : { version: null }),
       certs: () => this.#certs(),
       metrics: () => this.observer.metrics(),
     });

@@ -3,7 +3,7 @@
 
 import type { Server } from 'node:http';
 import { http } from '../http/node-http.ts';
-import type { AddressInfo } from 'node:net';
+import { isIP, type AddressInfo } from 'node:net';
 import { httpDate } from '../clock.ts';
 
 export interface AdminSources {
@@ -12,6 +12,12 @@ export interface AdminSources {
   config(): unknown;
   certs(): unknown;
   metrics(): Promise<string>;
+}
+
+/** Whether a Host header names this machine by an address (or localhost), not by a DNS name. */
+export function addressHost(host: string): boolean {
+  const name = host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d*$/, '');
+  return name.toLowerCase() === 'localhost' || isIP(name) !== 0;
 }
 
 export class AdminServer {
@@ -28,6 +34,12 @@ export class AdminServer {
         res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
         res.end(data);
       };
+      // A page in a browser on this host could reach the admin port through a DNS name it points at 127.0.0.1
+      // (DNS rebinding), and read /config: the port answers only to an IP address or localhost as Host.
+      if (req.headers.host !== undefined && !addressHost(req.headers.host)) {
+        res.writeHead(421, { 'content-type': 'text/plain' }).end(`admin port: Host ${JSON.stringify(req.headers.host)} is not an IP address or localhost\n`);
+        return;
+      }
       if (req.method !== 'GET') {
         res.writeHead(405, { allow: 'GET' }).end();
         return;

@@ -7,6 +7,7 @@ import type { RuntimeConfig } from '../config/runtime.ts';
 import { connectionRecord, requestRecord } from './access-log.ts';
 import { MeshMetrics, type ConnectionLabels, type RequestSeries, type SidecarState } from './metrics.ts';
 import type { BreakerState, ConnectionObservation, Direction, Observer, RequestEnd, RequestFacts, RequestObservation, RequestStart } from './observer.ts';
+import { withoutUserinfo } from './redact.ts';
 import { Tracing, type TraceSpan, type TracingSettings } from './tracing.ts';
 
 export interface MeshObserverOptions {
@@ -101,9 +102,9 @@ export class MeshObserver implements Observer {
       if (settings) {
         try {
           next = await Tracing.start(settings, { resource: this.#resource(), account: this.#account() });
-          this.#o.log({ msg: 'tracing on', endpoint: settings.endpoint, sampling: settings.sampling });
+          this.#o.log({ msg: 'tracing on', endpoint: withoutUserinfo(settings.endpoint), sampling: settings.sampling });
         } catch (err) {
-          this.#o.log({ msg: 'tracing could not start; requests go on untraced', endpoint: settings.endpoint, error: (err as Error).message });
+          this.#o.log({ msg: 'tracing could not start; requests go on untraced', endpoint: withoutUserinfo(settings.endpoint), error: (err as Error).message });
         }
       }
       const previous = this.#tracing;
