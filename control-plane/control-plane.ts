@@ -1,6 +1,5 @@
 // The control plane: loads config and the CA, serves the identity, sidecar and operator APIs, pushes snapshots.
 
-import { constants as cryptoConstants } from 'node:crypto';
 import { existsSync, readFileSync, type FSWatcher } from 'node:fs';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
@@ -16,6 +15,7 @@ import type { AuthContext } from './api/authenticate.ts';
 import { bootstrap, renew } from './api/identity.ts';
 import { getConfig, getStatus, postRevocation, postToken, putConfig, type OperatorDeps, type StatusReport } from './api/operator.ts';
 import { healthz, router } from './api/router.ts';
+import { controlPlaneServer } from './api/server.ts';
 import { SidecarApi } from './api/sidecars.ts';
 import { loadMeshConfig, parseMeshConfigOrThrow } from './config/load.ts';
 import { ConfigError, formatIssue } from './config/issues.ts';
@@ -25,7 +25,7 @@ import { built, SnapshotPusher, type BuiltResource } from './push/pusher.ts';
 import { describeSidecar, Registry } from './registry.ts';
 import { Revocations } from './revocations.ts';
 import { buildSnapshot, buildUpstreams, serviceIdentity, type SnapshotInputs } from './snapshot/build.ts';
-import { SYSTEM_NAMESPACE } from './config/names.ts';
+import { SYSTEM_NAMESPACE, workloadNamespace } from './config/names.ts';
 import type { Upstream } from './snapshot/types.ts';
 import { toResources } from './snapshot/resources.ts';
 import { StateDir } from './state-dir.ts';
@@ -233,12 +233,7 @@ export class ControlPlane {
       log: this.#log,
       apply: (text, file) => this.apply(text, file),
       configText: () => this.#config.source,
-      issueToken: (service, namespace, ttl) => {
-        if (namespace === SYSTEM_NAMESPACE) {
-          throw new WeftError('WEFT_AUTH_FORBIDDEN', `no bootstrap token for the ${SYSTEM_NAMESPACE} namespace: its identities are the control plane's and operators' (an operator certificate comes from weft ca issue)`);
-        }
-        return this.#tokens.issue(serviceIdentity(this.#config, service, namespace), ttl);
-      },
+      issueToken: (service, namespace, ttl) => this.#tokens.issue(serviceIdentity(this.#config, service, workloadNamespace(namespace)), ttl),
       revoke: (what) => this.#revoke(what),
       status: () => this.status(),
     };
@@ -261,22 +256,7 @@ export class ControlPlane {
       'POST /v1/revocations': (req, res) => postRevocation(req, res, operator),
       'GET /v1/status': (req, res) => getStatus(req, res, operator),
     }, this.#log);
-    const server = http2.createSecureServer({
-      key: own.key,
-      cert: own.cert,
-      ca: own.ca,
-      // Client certificates are optional at the TLS layer (a bootstrapping sidecar has none yet); every
-      // handler that needs one checks it was sent and verified.
-      requestCert: true,
-      rejectUnauthorized: false,
-      minVersion: 'TLSv1.3',
-      allowHTTP1: true,
-      handshakeTimeout: 10_000,
-      // No TLS session resumption: a resumed session skips the certificate's verification, expiry included.
-      secureOptions: cryptoConstants.SSL_OP_NO_TICKET,
-      sessionTimeout: 0,
-      settings: { maxConcurrentStreams: 64, maxHeaderListSize: 16 * 1024 },
-    }, handler);
+    const server = controlPlaneServer(own, handler, idleTimeoutMs);
     server.on('session', (s) => {
       this.#sessions.add(s);
       s.on('close', () => this.#sessions.delete(s));
@@ -286,12 +266,6 @@ export class ControlPlane {
       this.#http1.add(socket);
       socket.on('close', () => this.#http1.delete(socket));
     });
-    server.on('tlsClientError', () => {});
-    // A connection that does nothing is closed, so that idle ones (anyone can complete a handshake: a sidecar
-    // bootstraps without a certificate) cannot pile up until the process runs out of file descriptors. A
-    // sidecar's stream writes a keepalive every few seconds and its heartbeats keep their connection busy.
-    server.setTimeout(idleTimeoutMs);
-    server.on('timeout', (idle: { destroy(): void }) => idle.destroy());
     this.#server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

@@ -1,8 +1,8 @@
 // The naming rules of mesh config: Kubernetes names, service references, HTTP header and method names.
 
+import { WeftError } from '../../errors.ts';
 import type { ServiceRef } from './types.ts';
 
-/** A DNS-1123 label, as Kubernetes names namespaces and services: lowercase letters, digits and '-', at most 63. */
 /**
  * The mesh's own namespace: the control plane (…/ns/weft-system/sa/control-plane) and operators (…/sa/operator)
  * have their identities there. No workload may: a Service there would be refused, and so is a bootstrap token or
@@ -10,6 +10,13 @@ import type { ServiceRef } from './types.ts';
  */
 export const SYSTEM_NAMESPACE = 'weft-system';
 
+/** `namespace`, if a workload may have an identity there (for a bootstrap token); throws for the system's own. */
+export function workloadNamespace(namespace: string): string {
+  if (namespace !== SYSTEM_NAMESPACE) return namespace;
+  throw new WeftError('WEFT_AUTH_FORBIDDEN', `no bootstrap token for the ${SYSTEM_NAMESPACE} namespace: its identities are the control plane's and operators' (an operator certificate comes from weft ca issue)`);
+}
+
+/** A DNS-1123 label, as Kubernetes names namespaces and services: lowercase letters, digits and '-', at most 63. */
 export const DNS_LABEL_PATTERN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
 export const DNS_LABEL_HINT = "is not a valid name; use lowercase letters, digits and '-', starting and ending with a letter or digit (at most 63)";
 /** A DNS-1123 subdomain (dot-separated labels), as Kubernetes names service accounts. */

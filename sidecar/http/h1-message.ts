@@ -21,6 +21,11 @@ export interface ResponseOwner {
 
 /** A request body as a stream; made only for requests that have one. */
 export class RequestBody extends Readable {
+  /** Something has started reading this body (as node's req._consuming). */
+  get beingRead(): boolean {
+    return this.readableDidRead || this.readableFlowing === true || this.listenerCount('data') > 0 || this.listenerCount('readable') > 0;
+  }
+
   readonly #resume: () => void;
   constructor(resume: () => void) {
     super();

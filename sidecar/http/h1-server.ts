@@ -254,7 +254,7 @@ class ServerConnection implements ResponseOwner {
       // Answered before the body was all in. The next request waits for the body to end (#onComplete). If
       // something is reading it (a relay still sending it upstream: the upstream may answer early), it goes
       // on reading it; if nothing is (a denial, a mesh error), the body is read and dropped (#onBody).
-      if (!isBeingRead(req.body)) {
+      if (!req.body?.beingRead) {
         this.#dumping = true;
         this.#resumeBody();
       }
@@ -345,9 +345,4 @@ class ServerConnection implements ResponseOwner {
     this.#current = null;
     this.#active?.abandon();
   }
-}
-
-/** Whether anything has started reading a request body (as node's req._consuming). */
-function isBeingRead(body: RequestBody | null): boolean {
-  return body !== null && (body.readableDidRead || body.readableFlowing === true || body.listenerCount('data') > 0 || body.listenerCount('readable') > 0);
 }
