@@ -39,8 +39,10 @@ export function totalsOf(text: string, source: string): Totals {
       const entry = totals.requests.get(k) ?? { total: 0, failed: 0 };
       const code = l.status_code ?? '';
       entry.total += value;
-      // 0 is no answer; "5xx" a status of that class no registry names (see sidecar/telemetry/metrics.ts).
-      if (code === '0' || code.startsWith('5')) entry.failed += value;
+      // 0 is no answer; "5xx" a status of that class no registry names (see sidecar/telemetry/metrics.ts); a gRPC
+      // call fails on any status but OK (0), whatever its HTTP status (200 for nearly all of them).
+      const grpc = l.grpc_status ?? '';
+      if (code === '0' || code.startsWith('5') || (grpc !== '' && grpc !== '0')) entry.failed += value;
       totals.requests.set(k, entry);
     } else if (name === 'weft_request_duration_seconds_bucket') {
       // Summed over the labels top does not show (status code, caller).

@@ -32,7 +32,7 @@ import { forwardUpgrade } from '../http/upgrade.ts';
 import { replaySocket } from './replay-socket.ts';
 import { enforce, type Verdict } from '../policy/enforce.ts';
 import { pathOf } from '../policy/normalize.ts';
-import { noopObserver, type Observer, type RequestObservation } from '../telemetry/observer.ts';
+import { noopObserver, sentGrpcStatus, type Observer, type RequestObservation } from '../telemetry/observer.ts';
 import { REASON_HEADER } from '../http/headers.ts';
 
 export const ALPN = { h2: 'h2', http1: 'http/1.1', tcp: 'weft-tcp' } as const;
@@ -307,7 +307,13 @@ export class InboundListener {
     const grpc = String(headers['content-type'] ?? '').startsWith('application/grpc');
     const verdict = this.#authorize(peer, String(headers[':method'] ?? ''), String(headers[':path'] ?? ''), (n) => headers[n]);
     const obs = this.#observe(grpc ? 'grpc' : 'http2', String(headers[':method'] ?? ''), verdict.target, (n) => headers[n], peer, verdict);
-    stream.once('close', () => obs.end({ status: Number(stream.sentHeaders?.[':status'] ?? 0), reason: stream.sentHeaders?.[REASON_HEADER] as string | undefined }));
+    stream.once('close', () =>
+      obs.end({
+        status: Number(stream.sentHeaders?.[':status'] ?? 0),
+        reason: (stream.sentHeaders?.[REASON_HEADER] ?? stream.sentTrailers?.[REASON_HEADER]) as string | undefined,
+        grpcStatus: grpc ? sentGrpcStatus(stream) : undefined,
+      }),
+    );
     if (!verdict.ok) {
       meshReplyH2(stream, verdict.status, verdict.reason!, verdict.message, grpc, verdict.headers);
       return;

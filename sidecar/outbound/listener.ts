@@ -26,7 +26,7 @@ import { pathOf } from '../policy/normalize.ts';
 import { callHttp } from './http-call.ts';
 import { callH2 } from './h2-call.ts';
 import type { ResilienceState } from '../resilience/state.ts';
-import { noopObserver, type Observer, type RequestObservation } from '../telemetry/observer.ts';
+import { noopObserver, sentGrpcStatus, type Observer, type RequestObservation } from '../telemetry/observer.ts';
 import { REASON_HEADER } from '../http/headers.ts';
 
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n');
@@ -202,7 +202,13 @@ export class OutboundListener {
     const bare = pathOf(String(headers[':path'] ?? '/'));
     const facts = { method, path: bare, header: (n: string) => headers[n] };
     const obs = this.#observe(upstream, grpc ? 'grpc' : 'http2', method, bare, facts.header);
-    stream.once('close', () => obs.end({ status: Number(stream.sentHeaders?.[':status'] ?? 0), reason: stream.sentHeaders?.[REASON_HEADER] as string | undefined }));
+    stream.once('close', () =>
+      obs.end({
+        status: Number(stream.sentHeaders?.[':status'] ?? 0),
+        reason: (stream.sentHeaders?.[REASON_HEADER] ?? stream.sentTrailers?.[REASON_HEADER]) as string | undefined,
+        grpcStatus: grpc ? sentGrpcStatus(stream) : undefined,
+      }),
+    );
     callH2({ upstream, stream, headers: h2RequestHeaders(headers, { ...obs.propagate }), facts, grpc, peers: this.#o.peers, state: this.#o.state, obs }, headers).catch((err: Error) => {
       this.#o.log({ msg: 'outbound stream failed unexpectedly', upstream: upstream.key, error: err.stack ?? err.message });
       meshReplyH2(stream, 503, 'upstream-connect-failure', `internal error: ${err.message}`, grpc);

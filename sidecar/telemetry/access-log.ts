@@ -14,6 +14,8 @@ export type AccessRecord = {
   readonly method?: string;
   readonly path?: string;
   readonly status?: number;
+  /** a gRPC call's grpc-status (0 OK) */
+  readonly grpcStatus?: number;
   readonly durationMs: number;
   /** null when tracing is off */
   readonly traceId: string | null;
@@ -45,6 +47,7 @@ export function requestRecord(start: RequestStart, facts: RequestFacts, outcome:
     method: start.method,
     path: start.path.length > MAX_PATH ? `${start.path.slice(0, MAX_PATH)}…` : start.path,
     status: outcome.status,
+    grpcStatus: outcome.grpcStatus,
     durationMs: Math.round(durationMs * 1000) / 1000,
     traceId: trace?.traceId ?? null,
     spanId: trace?.spanId ?? null,

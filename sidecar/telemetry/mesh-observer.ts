@@ -139,7 +139,7 @@ export class MeshObserver implements Observer {
       facts.destination ??= config?.self.identity;
       facts.subset ??= config ? this.#subsetOf(config) || null : null;
     }
-    this.#metrics.requestEnded(series, facts.subset ?? '', outcome.status, outcome.reason ?? '', ms / 1000);
+    this.#metrics.requestEnded(series, facts.subset ?? '', outcome.status, outcome.reason ?? '', ms / 1000, outcome.grpcStatus);
     if (facts.policy && !facts.policy.allowed) this.#metrics.denied(facts.policy.policy ?? 'mesh-default', facts.policy.rule === null ? '' : String(facts.policy.rule));
     if (facts.retries) this.#metrics.retries(start.service, facts.subset ?? '', facts.retries);
     if (facts.retryBudgetExhausted) this.#metrics.retryBudgetExhausted(start.service);

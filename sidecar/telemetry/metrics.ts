@@ -50,7 +50,7 @@ function statusLabel(status: number): string {
 
 export class MeshMetrics {
   readonly registry = new Registry();
-  readonly #requests: Counter<'direction' | 'source_identity' | 'destination_service' | 'destination_subset' | 'status_code' | 'mesh_reason'>;
+  readonly #requests: Counter<'direction' | 'source_identity' | 'destination_service' | 'destination_subset' | 'status_code' | 'grpc_status' | 'mesh_reason'>;
   readonly #duration: Histogram<'direction' | 'source_identity' | 'destination_service' | 'destination_subset' | 'status_code'>;
   readonly #inFlight: Gauge<'direction' | 'source_identity' | 'destination_service'>;
   readonly #tcpOpened: Counter<'direction' | 'source_identity' | 'destination_service'>;
@@ -69,11 +69,12 @@ export class MeshMetrics {
   constructor(state: () => SidecarState) {
     const registry = this.registry;
     const request = ['direction', 'source_identity', 'destination_service', 'destination_subset', 'status_code'] as const;
+    const requestCount = [...request, 'grpc_status', 'mesh_reason'] as const;
     const connection = ['direction', 'source_identity', 'destination_service'] as const;
     this.#requests = new Counter({
       name: 'weft_requests_total',
-      help: 'HTTP requests and gRPC calls handled, by direction, caller identity, destination service and subset, status code, and the reason when the mesh answered itself.',
-      labelNames: [...request, 'mesh_reason'],
+      help: 'HTTP requests and gRPC calls handled, by direction, caller identity, destination service and subset, status code, gRPC status, and the reason when the mesh answered itself.',
+      labelNames: requestCount,
       registry,
     });
     this.#duration = new Histogram({ name: 'weft_request_duration_seconds', help: 'Time from the request arriving at the sidecar to the end of its response.', labelNames: request, buckets: LATENCY_BUCKETS, registry });
@@ -143,14 +144,16 @@ export class MeshMetrics {
     return series;
   }
 
-  requestEnded(series: RequestSeries, subset: string, status: number, reason: string, seconds: number): void {
+  requestEnded(series: RequestSeries, subset: string, status: number, reason: string, seconds: number, grpcStatus?: number): void {
     series.inFlight.dec();
     const code = statusLabel(status);
-    const key = `${subset}\0${code}\0${reason}`;
+    // gRPC's 17 codes (0 OK); anything else a server sends is 2, UNKNOWN, as gRPC reads it.
+    const grpc = grpcStatus === undefined ? '' : Number.isInteger(grpcStatus) && grpcStatus >= 0 && grpcStatus <= 16 ? String(grpcStatus) : '2';
+    const key = `${subset}\0${code}\0${reason}\0${grpc}`;
     let outcome = series.outcomes.get(key);
     if (!outcome) {
       const labels = { ...series.labels, destination_subset: subset, status_code: code };
-      outcome = { count: this.#requests.labels({ ...labels, mesh_reason: reason }), duration: this.#duration.labels(labels) };
+      outcome = { count: this.#requests.labels({ ...labels, grpc_status: grpc, mesh_reason: reason }), duration: this.#duration.labels(labels) };
       series.outcomes.set(key, outcome);
     }
     outcome.count.inc();

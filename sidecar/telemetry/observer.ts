@@ -38,6 +38,14 @@ export interface RequestEnd {
   readonly status: number;
   /** set when the mesh answered itself (x-weft-reason) */
   readonly reason?: string;
+  /** a gRPC call's status (grpc-status: 0 is OK), as sent to the caller; undefined for other requests */
+  readonly grpcStatus?: number;
+}
+
+/** The grpc-status a stream sent its caller: in its trailers, or in a trailers-only answer's headers. */
+export function sentGrpcStatus(stream: { sentHeaders?: Record<string, unknown>; sentTrailers?: Record<string, unknown> }): number | undefined {
+  const value = stream.sentTrailers?.['grpc-status'] ?? stream.sentHeaders?.['grpc-status'];
+  return value === undefined ? undefined : Number(value);
 }
 
 export interface RequestObservation {

@@ -75,7 +75,16 @@ export function endAttributes(facts: RequestFacts, outcome: RequestEnd): Attribu
     if (facts.policy.rule !== null) a['weft.policy.rule'] = facts.policy.rule;
   }
   if (outcome.reason) a['weft.reason'] = outcome.reason;
+  if (outcome.grpcStatus !== undefined) a['rpc.grpc.status_code'] = outcome.grpcStatus;
   return a;
+}
+
+/** gRPC statuses a server span fails on (OpenTelemetry's gRPC conventions): UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS. */
+const GRPC_SERVER_ERRORS = new Set([2, 4, 12, 13, 14, 15]);
+
+/** A gRPC call fails as a client span on any status but OK, as a server span on the server-side errors above. */
+export function isGrpcSpanError(direction: RequestStart['direction'], grpcStatus: number): boolean {
+  return direction === 'outbound' ? grpcStatus !== 0 : GRPC_SERVER_ERRORS.has(grpcStatus);
 }
 
 /** OpenTelemetry's HTTP conventions: a server span fails on 5xx, a client span on 4xx too; 0 is no response at all. */
@@ -121,6 +130,7 @@ export class Tracing {
       end(facts, outcome) {
         span.setAttributes(endAttributes(facts, outcome));
         if (isSpanError(start.direction, outcome.status)) span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.reason ?? `HTTP ${outcome.status}` });
+        else if (outcome.grpcStatus !== undefined && isGrpcSpanError(start.direction, outcome.grpcStatus)) span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.reason ?? `gRPC status ${outcome.grpcStatus}` });
         span.end();
       },
     };

@@ -155,9 +155,9 @@ test.serial('/metrics passes promtool and its counters match the requests sent, 
     t.is(check.code, 0, `promtool on ${name}'s /metrics: ${check.output}`);
   }
   const grew = (side: keyof typeof now, name: string, labels: Record<string, string>) => (sample(now[side], name, labels) || 0) - (sample(before[side], name, labels) || 0);
-  const out = (subset: string, status: string, reason = '') => ({ direction: 'outbound', source_identity: WEB_ID, destination_service: 'catalog.default', destination_subset: subset, status_code: status, mesh_reason: reason });
-  const inb = (subset: string, status: string, reason = '') => ({ direction: 'inbound', source_identity: WEB_ID, destination_service: 'catalog.default', destination_subset: subset, status_code: status, mesh_reason: reason });
-  const { mesh_reason: _, ...noReason } = out('v1', '200');
+  const out = (subset: string, status: string, reason = '') => ({ direction: 'outbound', source_identity: WEB_ID, destination_service: 'catalog.default', destination_subset: subset, status_code: status, grpc_status: '', mesh_reason: reason });
+  const inb = (subset: string, status: string, reason = '') => ({ direction: 'inbound', source_identity: WEB_ID, destination_service: 'catalog.default', destination_subset: subset, status_code: status, grpc_status: '', mesh_reason: reason });
+  const { mesh_reason: _, grpc_status: __, ...noReason } = out('v1', '200');
 
   // The caller's side: by subset and status; the 403 came from catalog's sidecar, so web relayed it (no reason).
   t.is(grew('web', 'weft_requests_total', out('v1', '200')), 7);
