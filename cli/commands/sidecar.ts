@@ -111,7 +111,10 @@ Every flag can come from the environment: WEFT_CONTROL_PLANE, WEFT_TRUST_BUNDLE,
 WEFT_SERVICE, WEFT_NAMESPACE, WEFT_LABELS, WEFT_APP_PORT, WEFT_INBOUND_PORT, WEFT_OUTBOUND_PORT,
 WEFT_ADMIN_PORT, WEFT_UPSTREAMS, WEFT_DRAIN (and *_HOST for each address). Logs are JSON lines on stderr.
 --policy-header off (WEFT_POLICY_HEADER) leaves the deciding policy out of 403 answers (it is always logged).
---renew-every 30s (WEFT_RENEW_EVERY) renews the certificate that often instead of at half-life (rotation drills).`,
+--renew-every 30s (WEFT_RENEW_EVERY) renews the certificate that often instead of at half-life (rotation drills).
+--drain 5s (WEFT_DRAIN): how long in-flight requests may finish on SIGTERM before the rest are closed.
+--control-plane-identity ID (WEFT_CONTROL_PLANE_IDENTITY): the SPIFFE ID the control plane must present; by
+default spiffe://<the trust bundle's trust domain>/ns/weft-system/sa/control-plane.`,
   async run(argv) {
     const split = argv.indexOf('--');
     const own = split === -1 ? argv : argv.slice(0, split);
