@@ -279,17 +279,24 @@ export class InboundListener {
   #onUpgrade(req: H1Request, socket: Socket, head: Buffer): void {
     socket.on('error', () => {});
     if (refuseUpgrade(req, socket)) return;
-    const verdict = this.#authorize(this.#peerOf(req.socket), req.method, req.url, (n) => req.headers[n]);
-    if (!verdict.ok) {
-      answerOnSocket(socket, verdict.status, verdict.reason!, verdict.message, verdict.headers);
-      return;
-    }
+    const peer = this.#peerOf(req.socket);
+    const header = (n: string) => req.headers[n];
+    const verdict = this.#authorize(peer, req.method, req.url, header);
+    // An upgrade is observed as a request until its answer (a 101, or a refusal): counted, traced, logged.
+    const obs = this.#observe('http', req.method, verdict.target, header, peer, verdict);
+    const refuse = (status: number, reason: string, message: string, extra: Record<string, string> = {}) => (answerOnSocket(socket, status, reason, message, extra), obs.end({ status, reason }));
+    if (!verdict.ok) return refuse(verdict.status, verdict.reason!, verdict.message, verdict.headers);
     req.url = verdict.target;
-    forwardUpgrade(req, socket, head, this.#appHeaders(req), () => this.#app.connectTcp()).catch((err: Error & { code?: string }) => {
-      if (err.code === 'WEFT_UPGRADE_TIMEOUT') answerOnSocket(socket, 504, 'timeout', `the app at ${this.#o.appHost}:${this.#o.appPort}: ${err.message}`);
-      else answerOnSocket(socket, 503, 'app-unavailable', `the app at ${this.#o.appHost}:${this.#o.appPort} did not answer: ${err.message}`);
-      this.#o.log({ msg: 'upgrade to the app failed', error: err.message });
-    });
+    const headers = this.#appHeaders(req);
+    for (const name in obs.propagate) headers[name] = obs.propagate[name]!;
+    forwardUpgrade(req, socket, head, headers, () => this.#app.connectTcp()).then(
+      (status) => obs.end({ status }),
+      (err: Error & { code?: string }) => {
+        this.#o.log({ msg: 'upgrade to the app failed', error: err.message });
+        if (err.code === 'WEFT_UPGRADE_TIMEOUT') refuse(504, 'timeout', `the app at ${this.#o.appHost}:${this.#o.appPort}: ${err.message}`);
+        else refuse(503, 'app-unavailable', `the app at ${this.#o.appHost}:${this.#o.appPort} did not answer: ${err.message}`);
+      },
+    );
   }
 
   #h2(): http2.Http2Server {

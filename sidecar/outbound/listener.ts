@@ -16,7 +16,7 @@ import { upstreamForHost, type RuntimeConfig, type UpstreamRuntime } from '../co
 import { h2RequestHeaders, meshReplyH2 } from '../http/h2-proxy.ts';
 import { forwardHeaders } from '../http/headers.ts';
 import { answerOnSocket, hardenedH1Server, hardenedH2Server, refuseAmbiguousHead, refuseUpgrade } from '../http/servers.ts';
-import { meshReply } from '../http/mesh-reply.ts';
+import { meshReply, type MeshReason } from '../http/mesh-reply.ts';
 import { forwardUpgrade } from '../http/upgrade.ts';
 import { ALPN } from '../inbound/listener.ts';
 import type { RequestFacts } from '../routing/route-table.ts';
@@ -170,19 +170,25 @@ export class OutboundListener {
       answerOnSocket(socket, 404, 'no-route', `${host || '(no Host header)'} is not a service in this mesh`);
       return;
     }
-    const sel = select(upstream, this.#facts(req, path));
-    if (!sel.ok) {
-      answerOnSocket(socket, sel.status, sel.reason, sel.message);
-      return;
-    }
+    const facts = this.#facts(req, path);
+    // An upgrade is observed as a request until its answer (a 101, or a refusal): counted, traced, logged.
+    const obs = this.#observe(upstream, 'http', facts.method, facts.path, facts.header);
+    const refuse = (status: number, reason: MeshReason, message: string) => (answerOnSocket(socket, status, reason, message), obs.end({ status, reason }));
+    const sel = select(upstream, facts);
+    if (!sel.ok) return refuse(sel.status, sel.reason, sel.message);
+    obs.set({ subset: sel.subset, endpoint: sel.address });
     const headers = forwardHeaders(req.headers);
+    for (const name in obs.propagate) headers[name] = obs.propagate[name]!;
     headers.host = host;
     req.url = path;
-    forwardUpgrade(req, socket, head, headers, () => this.#o.peers.connect(upstream, sel.address, ALPN.http1)).catch((err: Error) => {
-      if ((err as Error & { code?: string }).code === 'WEFT_UPGRADE_TIMEOUT') return answerOnSocket(socket, 504, 'timeout', `${upstream.key} at ${sel.address}: ${err.message}`);
-      const f = failure(err);
-      answerOnSocket(socket, f.status, f.reason, f.message);
-    });
+    forwardUpgrade(req, socket, head, headers, () => this.#o.peers.connect(upstream, sel.address, ALPN.http1)).then(
+      (status) => obs.end({ status }),
+      (err: Error) => {
+        if ((err as Error & { code?: string }).code === 'WEFT_UPGRADE_TIMEOUT') return refuse(504, 'timeout', `${upstream.key} at ${sel.address}: ${err.message}`);
+        const f = failure(err);
+        refuse(f.status, f.reason, f.message);
+      },
+    );
   }
 
   #h2(): http2.Http2Server {

@@ -15,6 +15,7 @@ import { tcpEcho, type App } from '../helpers/apps.ts';
 import { svidFromCa } from '../helpers/ca.ts';
 import { startMesh, waitFor, type SidecarProc, type TestMesh } from '../helpers/mesh.ts';
 import { meshYaml, policyYaml } from '../helpers/mesh-yaml.ts';
+import { sample } from '../helpers/metrics.ts';
 
 const WEB = 'spiffe://shop.example/ns/default/sa/web';
 const ROOT = 'spiffe://shop.example/ns/default/sa/root-admin';
@@ -135,6 +136,12 @@ test.serial('bytes after an upgrade head reach the app only once it answered 101
   t.regex(refused.answer, /^HTTP\/1\.1 200/);
   t.is((refused.answer.match(/HTTP\/1\.1/g) ?? []).length, 1, refused.answer);
   t.false(sawAdmin(), `the app read the bytes after a refused upgrade as a request: ${JSON.stringify(app.seen)}`);
+  // A denied upgrade is a denial like any other, counted by policy and rule.
+  const denials = async () => sample((await catalog.admin('/metrics')).body, 'weft_policy_denials_total', { policy: 'default/catalog-no-admin', rule: '0' }) || 0;
+  const before = await denials();
+  const denied = await overTls(catalog.ports.inbound, ['http/1.1'], upgrade('websocket').replace('/public/ws', '/admin/ws'));
+  t.regex(denied.answer, /^HTTP\/1\.1 403/);
+  t.is(await denials(), before + 1);
   // An app that does switch gets them, after its 101: a client may send its first frame with the head.
   const switched = await overTls(catalog.ports.inbound, ['http/1.1'], `${upgrade('test-echo')}first frame`, 1000);
   t.regex(switched.answer, /^HTTP\/1\.1 101/);

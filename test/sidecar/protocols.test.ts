@@ -11,6 +11,7 @@ import { grpcPrices, httpEcho, pricesProto, tcpEcho, type App } from '../helpers
 import { run as runTool } from '../helpers/ca.ts';
 import { startMesh, waitFor, type SidecarProc, type TestMesh } from '../helpers/mesh.ts';
 import { meshYaml } from '../helpers/mesh-yaml.ts';
+import { sample } from '../helpers/metrics.ts';
 
 // prices has a route timeout (1 s: room for a first call on a loaded machine), so a slow call (2 s) ends with
 // DEADLINE_EXCEEDED from the mesh.
@@ -138,6 +139,9 @@ test('a WebSocket echoes through the mesh', async (t) => {
   const [msg2] = await once(ws, 'message');
   t.is(msg2.toString(), `catalog echo: again (from ${WEB_ID})`);
   ws.close();
+  // The upgrade is counted as a request answered 101 by the caller's sidecar.
+  const upgrades = await waitFor('the upgrade in web\'s metrics', async () => sample((await web.admin('/metrics')).body, 'weft_requests_total', { direction: 'outbound', source_identity: WEB_ID, destination_service: 'catalog.default', destination_subset: '', status_code: '101', grpc_status: '', mesh_reason: '' }) || undefined, 5000).catch(() => 0);
+  t.is(upgrades, 1);
 });
 
 test('a refused upgrade is relayed as a response, not turned into a tunnel', async (t) => {
