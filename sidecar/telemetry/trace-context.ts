@@ -2,6 +2,7 @@
 // from B3 (the single `b3` header or the multi `x-b3-*` headers) when that is what the caller speaks; the next
 // hop always gets W3C, and B3 too, in the caller's own format, so a B3-only app downstream stays in the trace.
 
+import { randomBytes } from 'node:crypto';
 import type { Context, TextMapGetter, TextMapPropagator, TextMapSetter } from '@opentelemetry/api';
 import type { Otel } from './otel.ts';
 
@@ -14,6 +15,16 @@ const setter: TextMapSetter<Record<string, string>> = {
     carrier[key] = value;
   },
 };
+
+/**
+ * A B3 caller's "do not sample" sent alone, with no trace to join (`b3: 0`, or `x-b3-sampled: 0` without a trace
+ * ID): B3's way to say no trace. OpenTelemetry's B3 propagator drops such a header, so it is read here.
+ */
+function b3DenyOnly(header: HeaderLookup): boolean {
+  if (header('b3') === '0') return true;
+  const sampled = header('x-b3-sampled');
+  return (sampled === '0' || sampled === 'false') && header('x-b3-traceid') === undefined;
+}
 
 /** Which B3 encoding a request used, if any. */
 export function b3Format(header: HeaderLookup): B3Format {
@@ -42,7 +53,13 @@ export class TraceContextCodec {
     const b3 = b3Format(header);
     let parent = this.#w3c.extract(root, header, getter);
     if (b3 && !this.#api.trace.getSpanContext(parent)) parent = this.#b3Single.extract(root, header, getter);
-    return { parent, b3 };
+    if (!this.#api.trace.getSpanContext(parent) && (b3 !== null || header('x-b3-sampled') !== undefined) && b3DenyOnly(header)) {
+      // Not sampled, as the caller asked: a parent that is not sampled makes the span a non-recording one (the
+      // sampler is parent-based), and the next hop is told the same.
+      const context = { traceId: randomBytes(16).toString('hex'), spanId: randomBytes(8).toString('hex'), traceFlags: this.#api.TraceFlags.NONE, isRemote: true };
+      parent = this.#api.trace.setSpanContext(root, context);
+    }
+    return { parent, b3: b3 ?? (header('x-b3-sampled') !== undefined ? 'multi' : null) };
   }
 
   /**

@@ -203,6 +203,17 @@ test.serial('weft_trace_spans_exported_total counts spans, as many as the collec
   t.is(exported, fromWeb());
 });
 
+test.serial('a B3 "do not sample" sent alone (b3: 0) is kept: no span is recorded, and the next hop is told the same', async (t) => {
+  t.is((await call('/b3-deny', { b3: '0' })).status, 200);
+  const seen = seenBy(catalogApp, '/b3-deny');
+  t.regex(String(seen.b3), /^[0-9a-f]{32}-[0-9a-f]{16}-0$/);
+  t.regex(String(seen.traceparent), /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
+  // A later request's spans arrive; none came for the one that asked not to be sampled.
+  t.is((await call('/after-deny')).status, 200);
+  await receiver.waitFor("the later request's spans", (spans) => (spans.some((s) => String(s.attributes['url.path'] ?? '') === '/after-deny') ? true : undefined));
+  t.false(receiver.spans.some((s) => String(s.attributes['url.path'] ?? '') === '/b3-deny'));
+});
+
 test.serial('a request with no trace context starts a trace at sidecar A', async (t) => {
   t.is((await call('/fresh')).status, 200);
   const m = /^00-([0-9a-f]{32})-([0-9a-f]{16})-01$/.exec(String(seenBy(catalogApp, '/fresh').traceparent));
