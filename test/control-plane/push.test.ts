@@ -153,8 +153,12 @@ test('weft apply: a bad file exits 1 listing file:line:col; a good one is pushed
   const state = join(cp.dir, 'state');
   const bad = join(cp.dir, 'bad.yaml');
   writeFileSync(bad, MESH_YAML.replace('weight: 10', 'weight: 0'));
+  const none = await weft(['apply', '--state', state]);
+  t.is(none.code, 2);
+  t.regex(none.stderr, /weft apply: -f\/--file is required/);
   const r = await weft(['apply', '-f', bad, '--state', state]);
   t.is(r.code, 1);
+  t.regex(r.stderr, /1 error; nothing was applied; fix it and retry/);
   t.regex(r.stderr, /bad\.yaml:\d+:\d+: .*weights sum to 90/);
   const good = join(cp.dir, 'good.yaml');
   writeFileSync(good, MESH_YAML.replace('weight: 90', 'weight: 75').replace('weight: 10', 'weight: 25'));

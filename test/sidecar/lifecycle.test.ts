@@ -87,15 +87,25 @@ test('before a certificate and a config the inbound port does not serve and /rea
   const catalog = await mesh.sidecar({ service: 'catalog', appPort: 1, noWait: true, env: {} });
   // Point a second sidecar at a control plane that is not there.
   const { run } = await import('../helpers/mesh.ts');
-  const admin = await freePort();
-  const inbound = await freePort();
-  const lonely = run(['sidecar', '--control-plane', `https://127.0.0.1:${deadPort}`, '--trust-bundle', mesh.bundleFile, '--token', await mesh.token('web'), '--service', 'web', '--app-port', '1', '--inbound-port', String(inbound), '--outbound-port', String(await freePort()), '--admin-port', String(admin)]);
-  t.teardown(() => lonely.kill('SIGKILL'));
-  const ready = await waitFor('the admin port', async () => {
-    if (lonely.child.exitCode !== null) throw new Error(`the sidecar exited ${lonely.child.exitCode}: ${lonely.logs().slice(-1500)}`);
-    const res = await fetch(`http://127.0.0.1:${admin}/ready`);
-    return { status: res.status, body: await res.text() };
-  }, 30_000);
+  // Its ports are picked free here and bound by the sidecar later: another test's process can take one in
+  // between (EADDRINUSE), and then the sidecar is started again on others.
+  let admin = 0;
+  let inbound = 0;
+  let ready: { status: number; body: string } | null = null;
+  for (let attempt = 0; attempt < 3 && !ready; attempt++) {
+    [admin, inbound] = [await freePort(), await freePort()];
+    const lonely = run(['sidecar', '--control-plane', `https://127.0.0.1:${deadPort}`, '--trust-bundle', mesh.bundleFile, '--token', await mesh.token('web'), '--service', 'web', '--app-port', '1', '--inbound-port', String(inbound), '--outbound-port', String(await freePort()), '--admin-port', String(admin)]);
+    t.teardown(() => lonely.kill('SIGKILL'));
+    ready = await waitFor('the admin port', async () => {
+      if (lonely.child.exitCode !== null) {
+        if (lonely.logs().includes('EADDRINUSE')) return null; // try other ports
+        throw new Error(`the sidecar exited ${lonely.child.exitCode}: ${lonely.logs().slice(-1500)}`);
+      }
+      const res = await fetch(`http://127.0.0.1:${admin}/ready`);
+      return { status: res.status, body: await res.text() };
+    }, 30_000);
+  }
+  if (!ready) return t.fail('the sidecar could not bind its ports in three tries');
   t.is(ready.status, 503);
   t.regex(ready.body, /not ready: waiting for a certificate/);
   const refused = await new Promise<boolean>((resolve) => {

@@ -71,6 +71,10 @@ spec:
   const background = many(100_000, 8, async () => (stop ? { status: 200, body: '' } : get(web, '/items', {}, agent)));
   const r = await weft(['canary', 'catalog', '--subset', 'v2', '--weight', '50', '--state', mesh.state]);
   t.is(r.code, 0, r.stderr);
+  // A misspelt service is named, with the closest one there is.
+  const typo = await weft(['canary', 'catalogue', '--subset', 'v2', '--weight', '50', '--state', mesh.state]);
+  t.is(typo.code, 2);
+  t.regex(typo.stderr, /no Service catalogue\.default in the live config; did you mean catalog\?/);
   t.regex(r.stdout, /catalog\.default: v1 50%, v2 50% \(config version \d+, pushed\)/);
   await waitFor('the new split', async () => {
     const sample = await many(200, 8, () => get(web, '/items', {}, agent));
