@@ -81,18 +81,22 @@ test.after.always(async () => {
   await echoApp?.close();
 });
 
-/** Connects over mTLS as web offering `alpn` (none: no ALPN at all), writes `bytes`, returns what came back. */
-async function overTls(port: number, alpn: string[] | null, bytes: string, waitMs = 1500): Promise<{ alpn: string | false | null; answer: string; refused: boolean }> {
+/**
+ * Connects over mTLS as web offering `alpn` (none: no ALPN at all), writes `bytes`, returns what came back: once
+ * the connection closes, `done(answer)` holds, or `waitMs` has passed.
+ */
+async function overTls(port: number, alpn: string[] | null, bytes: string, waitMs = 1500, done: (answer: string) => boolean = () => false): Promise<{ alpn: string | false | null; answer: string; refused: boolean }> {
   const s = tls.connect({ host: '127.0.0.1', port, ...web, ...(alpn ? { ALPNProtocols: alpn } : {}), checkServerIdentity: () => undefined });
   let refused = false;
   s.on('error', () => (refused = true));
   let answer = '';
-  s.setEncoding('latin1').on('data', (d: string) => (answer += d));
+  let finished: () => void = () => {};
+  s.setEncoding('latin1').on('data', (d: string) => ((answer += d), done(answer) && finished()));
   // (not events.once: it rejects on the 'error' a refused handshake emits)
   const connected = await new Promise<boolean>((resolve) => (s.once('secureConnect', () => resolve(true)), s.once('close', () => resolve(false))));
   if (connected) {
     s.write(bytes);
-    await new Promise((r) => (s.once('close', r), setTimeout(r, waitMs)));
+    await new Promise<void>((r) => ((finished = r), s.once('close', () => r()), setTimeout(r, waitMs)));
   }
   refused ||= !connected || (s.destroyed && answer === '');
   const negotiated = connected ? s.alpnProtocol : null;
@@ -117,7 +121,7 @@ test.serial("an HTTP service's inbound does not take weft-tcp: raw bytes never r
 });
 
 test.serial("a tcp service's inbound takes weft-tcp only: HTTP over http/1.1, h2 or no ALPN is refused", async (t) => {
-  const ok = await overTls(echo.ports.inbound, ['weft-tcp'], 'hello\n', 1000);
+  const ok = await overTls(echo.ports.inbound, ['weft-tcp'], 'hello\n', 10_000, (a) => a.endsWith('\n'));
   t.is(ok.alpn, 'weft-tcp');
   t.is(ok.answer, 'echo: hello\n');
   const connections = echoApp.seen.length;
@@ -143,7 +147,7 @@ test.serial('bytes after an upgrade head reach the app only once it answered 101
   t.regex(denied.answer, /^HTTP\/1\.1 403/);
   t.is(await denials(), before + 1);
   // An app that does switch gets them, after its 101: a client may send its first frame with the head.
-  const switched = await overTls(catalog.ports.inbound, ['http/1.1'], `${upgrade('test-echo')}first frame`, 1000);
+  const switched = await overTls(catalog.ports.inbound, ['http/1.1'], `${upgrade('test-echo')}first frame`, 10_000, (a) => a.endsWith('first frame'));
   t.regex(switched.answer, /^HTTP\/1\.1 101/);
   t.true(switched.answer.endsWith('\r\n\r\nfirst frame'), switched.answer);
 });
