@@ -169,3 +169,28 @@ test('a mirrored request\'s Host gets "-shadow" after the name, before any port'
   t.is(shadowHost('[::1]:8080'), '[::1]-shadow:8080');
   t.is(shadowHost('[::1]'), '[::1]-shadow');
 });
+
+test('a path regex that would backtrack exponentially still matches at once: a hostile path cannot stall the sidecar', async (t) => {
+  const v1 = await controllable('v1');
+  const v2 = await controllable('v2');
+  // `(a+)+` against "aaa…a!" takes 2^n steps in a backtracking engine: 60 a's would take centuries.
+  const mesh = await startMesh(MESH(`---
+apiVersion: weft/v1
+kind: Route
+metadata: {name: catalog}
+spec:
+  service: catalog
+  rules:
+    - match: [{path: {regex: "/static/(a+)+"}}]
+      destinations: [{subset: v2}]
+    - destinations: [{subset: v1}]
+`));
+  t.teardown(async () => (await mesh.stop(), await v1.close(), await v2.close()));
+  await mesh.sidecar({ service: 'catalog', labels: { version: 'v1' }, appPort: v1.port });
+  await mesh.sidecar({ service: 'catalog', labels: { version: 'v2' }, appPort: v2.port });
+  const web = await mesh.sidecar({ service: 'web', appPort: 1 });
+  await waitFor('both versions reachable', async () => (await get(web, '/static/aaa')).body === 'v2' || undefined);
+  const [hostile, ordinary] = await Promise.all([get(web, `/static/${'a'.repeat(60)}!`), get(web, '/static/aaaa')]);
+  t.deepEqual([hostile.status, hostile.body], [200, 'v1'], 'no match: the default rule');
+  t.deepEqual([ordinary.status, ordinary.body], [200, 'v2']);
+});

@@ -162,12 +162,14 @@ const cases: [string, string, Expected[]][] = [
         - path: {regex: "/api/(v1"}
         - headers: {x-user: {regex: "(a)\\\\1"}}
         - headers: {x-env: {regex: "(?!prod)"}}
+        - path: {regex: "/\\\\p{L}+"}
       destinations: [{subset: v1}]`),
     ),
     [
       { near: '"/api/(v1"', path: 'spec.rules[0].match[0].path.regex', message: /^"\/api\/\(v1" is not a usable regex: it does not compile/ },
       { near: '"(a)', path: 'spec.rules[0].match[1].headers.x-user.regex', message: /backreferences are not supported/ },
       { near: '"(?!prod)"', path: 'spec.rules[0].match[2].headers.x-env.regex', message: /lookahead and lookbehind are not supported/ },
+      { near: '"/\\\\p', path: 'spec.rules[0].match[3].path.regex', message: /Unicode escapes \(\\p\{…\}, \\P\{…\}, \\u\{…\}\) are not supported/ },
     ],
   ],
   [
