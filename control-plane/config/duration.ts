@@ -32,14 +32,21 @@ export function formatDuration(ms: number): string {
   return parts.join('');
 }
 
+/**
+ * The longest duration any field takes unless it says otherwise. Timers in the sidecar cannot run past 2^31-1 ms
+ * (~24.8 days; Node fires a longer one after 1 ms), and no timeout, delay or ejection is meant to last a day.
+ */
+export const MAX_DURATION_MS = 24 * 3_600_000;
+
 export type CheckedDuration = { readonly ok: true; readonly ms: number } | { readonly ok: false; readonly reason: string };
 
-/** `text` as milliseconds, within [min, max] (both in ms; min defaults to 1, as a zero duration is never meant). */
+/** `text` as milliseconds, within [min, max] (both in ms; min defaults to 1, as a zero duration is never meant; max to MAX_DURATION_MS). */
 export function durationWithin(text: string, bounds: { readonly min?: number; readonly max?: number } = {}): CheckedDuration {
   const ms = parseDurationMs(text);
   if (ms === null) return { ok: false, reason: `${JSON.stringify(text)} ${DURATION_HINT}` };
   const min = bounds.min ?? 1;
   if (ms < min) return { ok: false, reason: min === 1 ? `${text} is zero; give a positive duration or remove the field` : `${text} is too short; the minimum is ${formatDuration(min)}` };
-  if (bounds.max !== undefined && ms > bounds.max) return { ok: false, reason: `${text} is too long; the maximum is ${formatDuration(bounds.max)}` };
+  const max = bounds.max ?? MAX_DURATION_MS;
+  if (ms > max) return { ok: false, reason: `${text} is too long; the maximum is ${formatDuration(max)}` };
   return { ok: true, ms };
 }

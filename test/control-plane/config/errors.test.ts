@@ -142,7 +142,7 @@ const cases: [string, string, Expected[]][] = [
     file(
       MESH.replace('trustDomain: shop.example', 'trustDomain: shop.example\n  certificates: {workloadTtl: 48h}'),
       CATALOG,
-      route('    - destinations: [{subset: v1}]\n      timeout: 2 seconds\n    - destinations: [{subset: v1}]\n      timeout: 1m1h\n    - destinations: [{subset: v1}]\n      timeout: 1.5s\n    - destinations: [{subset: v1}]\n      timeout: 0s\n      fault: {delay: {fixed: 10}}'),
+      route('    - destinations: [{subset: v1}]\n      timeout: 2 seconds\n    - destinations: [{subset: v1}]\n      timeout: 1m1h\n    - destinations: [{subset: v1}]\n      timeout: 1.5s\n    - destinations: [{subset: v1}]\n      timeout: 0s\n      fault: {delay: {fixed: 10}}\n    - destinations: [{subset: v1}]\n      timeout: 600h'),
     ),
     [
       { near: '48h', path: 'spec.certificates.workloadTtl', message: /^48h is too long; the maximum is 24h$/ },
@@ -151,6 +151,8 @@ const cases: [string, string, Expected[]][] = [
       { near: '1.5s', path: 'spec.rules[2].timeout', message: /^"1.5s" is not a duration/ },
       { near: '0s', path: 'spec.rules[3].timeout', message: /^0s is zero; give a positive duration or remove the field$/ },
       { near: '10}', path: 'spec.rules[3].fault.delay.fixed', message: /^must be a string, not the number 10; quote it: "10"$/ },
+      // Node's timers cannot count past ~24.8 days: a longer one fired after 1 ms.
+      { near: '600h', path: 'spec.rules[4].timeout', message: /^600h is too long; the maximum is 24h$/ },
     ],
   ],
   [
