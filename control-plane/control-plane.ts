@@ -1,6 +1,6 @@
 // The control plane: loads config and the CA, serves the identity, sidecar and operator APIs, pushes snapshots.
 
-import { existsSync, readFileSync, type FSWatcher } from 'node:fs';
+import { readFileSync, type FSWatcher } from 'node:fs';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -49,7 +49,9 @@ export interface ControlPlaneOptions {
   readonly idleTimeoutMs?: number;
   readonly log?: (event: Record<string, unknown>) => void;
   /** told of each change of the watched config file: applied (its version), or refused (why) */
-  readonly onConfigFile?: (event: { readonly file: string; readonly version: number; readonly warnings: readonly string[] } | { readonly file: string; readonly error: string }) => void;
+  readonly onConfigFile?: (
+    event: { readonly file: string; readonly version: number; readonly warnings: readonly string[] } | { readonly file: string; readonly error: string } | { readonly file: string; readonly note: string },
+  ) => void;
 }
 
 /** Where a running control plane listens, written to the state dir so the CLI finds it. */
@@ -320,15 +322,35 @@ export class ControlPlane {
     const onChange = (file: string, action: () => void) => this.#watchers.push(watchFile(file, action));
     if (this.#configPath) {
       const path = this.#configPath;
+      // What the operator was last told about the file, so that a problem is told once and its end is told too.
+      let told: string | null = null;
+      const tell = (note: string) => {
+        if (note === told) return;
+        told = note;
+        this.#log({ msg: `config file ${note}`, file: path });
+        this.#onConfigFile?.({ file: path, note });
+      };
       onChange(path, () => {
-        if (!existsSync(path)) return;
-        const text = readFileSync(path, 'utf8');
-        if (text === this.#config.source) return;
+        let text: string;
+        try {
+          text = readFileSync(path, 'utf8');
+        } catch (err) {
+          // A save by another user (sudo) can leave a file this process cannot read; a directory, or nothing.
+          const code = (err as NodeJS.ErrnoException).code;
+          tell(code === 'ENOENT' ? 'was removed; the last good config stays live' : `cannot be read (${code ?? (err as Error).message}); the last good config stays live`);
+          return;
+        }
+        if (text === this.#config.source) {
+          if (told !== null) tell('is the live config again');
+          return;
+        }
         try {
           const r = this.apply(text, path);
+          told = null;
           this.#log({ msg: 'config file changed; applied', file: path, version: r.version });
           this.#onConfigFile?.({ file: path, version: r.version, warnings: r.warnings });
         } catch (err) {
+          told = (err as Error).message;
           this.#log({ msg: 'config file changed but is invalid; the last good config stays live', file: path, error: (err as Error).message });
           this.#onConfigFile?.({ file: path, error: (err as Error).message });
         }

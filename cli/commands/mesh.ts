@@ -28,7 +28,13 @@ ${DEFAULT_STATE_DIR}) and survives restarts. Logs are JSON lines on stderr.
     if (!m) throw new WeftError('WEFT_CLI_USAGE', `--listen ${JSON.stringify(listen)} must be HOST:PORT`);
     // A change to the watched file is told on stdout too, where whoever edits it is looking (weft up relays it).
     const onConfigFile: ControlPlaneOptions['onConfigFile'] = (e) =>
-      process.stdout.write('version' in e ? `config ${e.file} changed: applied as version ${e.version}\n${e.warnings.map((w) => `  warning: ${w}\n`).join('')}` : `config ${e.file} changed but is not valid; the last good config stays live:\n${e.error.replace(/^/gm, '  ')}\n`);
+      process.stdout.write(
+        'version' in e
+          ? `config ${e.file} changed: applied as version ${e.version}\n${e.warnings.map((w) => `  warning: ${w}\n`).join('')}`
+          : 'note' in e
+            ? `config ${e.file} ${e.note}\n`
+            : `config ${e.file} changed but is not valid; the last good config stays live:\n${e.error.replace(/^/gm, '  ')}\n`,
+      );
     const cp = await ControlPlane.start({ stateDir: optional(values, 'state') ?? DEFAULT_STATE_DIR, configPath: optional(values, 'config'), host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]), onConfigFile });
     process.stdout.write(`control plane ${cp.identity} listening on ${cp.url}\n`);
     await new Promise<void>((resolve) => {

@@ -1,10 +1,11 @@
 import test from 'ava';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isWeftError } from '../../errors.ts';
 import type { Snapshot } from '../../control-plane/snapshot/types.ts';
 import { MESH_YAML, startControlPlane, type TestControlPlane } from '../helpers/control-plane.ts';
 import { weft } from '../helpers/cli.ts';
+import { waitFor } from '../helpers/mesh.ts';
 import { bootstrap, StubSidecar, type StubOptions } from '../helpers/stub-sidecar.ts';
 
 async function stub(cp: TestControlPlane, service: string, opts: Partial<StubOptions> = {}): Promise<StubSidecar> {
@@ -269,6 +270,32 @@ test('the watched config file: a valid edit is pushed, an invalid one is ignored
   const s = await web.waitFor((x) => catalogWeights(x)?.[0] === 60);
   t.deepEqual(catalogWeights(s), [60, 40]);
   t.is(readFileSync(join(cp.dir, 'state', 'config.yaml'), 'utf8'), readFileSync(cp.configPath, 'utf8'));
+});
+
+test('the watched config file removed, replaced by a directory, or saved back: told once each, the last good config stays live', async (t) => {
+  const events: string[] = [];
+  const cp = await startControlPlane({ onConfigFile: (e) => void events.push('note' in e ? e.note : 'error' in e ? 'refused' : `applied ${e.version}`) });
+  t.teardown(() => cp.cp.stop());
+  const web = await stub(cp, 'web');
+  t.teardown(() => web.close());
+  await web.waitFor(() => true);
+  const told = (what: string) => waitFor(what, () => events.at(-1) === what || undefined, 5000);
+  rmSync(cp.configPath);
+  await told('was removed; the last good config stays live');
+  // A directory where the file was (or a file this process may not read): an error that used to end the process.
+  mkdirSync(cp.configPath);
+  await told('cannot be read (EISDIR); the last good config stays live');
+  rmSync(cp.configPath, { recursive: true });
+  writeFileSync(cp.configPath, MESH_YAML);
+  await told('is the live config again');
+  writeFileSync(cp.configPath, MESH_YAML.replace('weight: 10', 'weight: 5'));
+  await told('refused');
+  writeFileSync(cp.configPath, MESH_YAML);
+  await told('is the live config again');
+  t.deepEqual(events, ['was removed; the last good config stays live', 'cannot be read (EISDIR); the last good config stays live', 'is the live config again', 'refused', 'is the live config again']);
+  // Still the control plane it was: a valid save applies and reaches the sidecar.
+  writeFileSync(cp.configPath, MESH_YAML.replace('weight: 90', 'weight: 70').replace('weight: 10', 'weight: 30'));
+  t.deepEqual(catalogWeights(await web.waitFor((x) => catalogWeights(x)?.[0] === 70)), [70, 30]);
 });
 
 test('state survives a restart: same CA, spent tokens stay spent, sidecars reconnect and converge', async (t) => {
