@@ -17,6 +17,7 @@ import { getConfig, getStatus, postRevocation, postToken, putConfig, type Operat
 import { healthz, router } from './api/router.ts';
 import { controlPlaneServer } from './api/server.ts';
 import { SidecarApi } from './api/sidecars.ts';
+import type { LiveMesh } from './config/live.ts';
 import { loadMeshConfig, parseMeshConfigOrThrow } from './config/load.ts';
 import { ConfigError, formatIssue } from './config/issues.ts';
 import type { MeshConfig } from './config/types.ts';
@@ -174,12 +175,9 @@ export class ControlPlane {
    * Warnings (./config/warnings.ts: allowed, but most often typos) come back with the version, formatted.
    */
   apply(text: string, file: string): { version: number; summary: Record<string, number>; warnings: string[] } {
-    const loaded = loadMeshConfig(text, file);
+    const loaded = loadMeshConfig(text, file, this.#live());
     if (!loaded.ok) throw new ConfigError(loaded.errors);
     const config = loaded.config;
-    if (config.mesh.trustDomain !== this.#config.mesh.trustDomain) {
-      throw new WeftError('WEFT_CONFIG_INVALID', `${file}: Mesh trustDomain ${config.mesh.trustDomain} differs from the running trust domain ${this.#config.mesh.trustDomain}; it cannot change live`);
-    }
     writeFileAtomic(this.state.path('config.yaml'), text, 0o600);
     this.#config = config;
     this.#pusher.pushNow();
@@ -188,6 +186,22 @@ export class ControlPlane {
       version: this.#configVersion,
       summary: { services: config.services.length, routes: config.routes.length, authorizationPolicies: config.authorizationPolicies.length, trafficPolicies: config.trafficPolicies.length },
       warnings: loaded.warnings.map(formatIssue),
+    };
+  }
+
+  /** The running mesh, for what a config cannot change while it runs (./config/live.ts). */
+  #live(): LiveMesh {
+    const sidecars = this.#registry.list();
+    return {
+      trustDomain: this.#config.mesh.trustDomain,
+      runningAs: (service) => {
+        const mine = sidecars.filter((e) => e.service === service.name && e.namespace === service.namespace);
+        const first = mine[0];
+        if (!first) return null;
+        // Any other identity than the first's is the one to tell of (mixed identities only come from a change).
+        const identity = (mine.find((e) => e.identity !== first.identity) ?? first).identity;
+        return { identity, sidecars: mine.filter((e) => e.identity === identity).length };
+      },
     };
   }
 

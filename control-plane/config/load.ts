@@ -11,6 +11,7 @@ import { compileService } from './compile-service.ts';
 import { compileTrafficPolicy } from './compile-traffic-policy.ts';
 import { documentLabel, isEmptyDocument, readEnvelope } from './envelope.ts';
 import { ConfigError, sortIssues, type ConfigIssue, type FieldPath } from './issues.ts';
+import { checkLive, type LiveMesh } from './live.ts';
 import { positionOf } from './positions.ts';
 import { checkReferences, type Compiled, type DocumentHeader, type ReferenceInput } from './references.ts';
 import { besideProblems, documentReporter, fileIssue, type Reporter } from './reporter.ts';
@@ -134,14 +135,18 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
-/** Parses and validates a whole config file: a compiled, defaulted, frozen MeshConfig, or every issue, sorted by line. */
-export function loadMeshConfig(text: string, file: string): LoadResult {
+/**
+ * Parses and validates a whole config file: a compiled, defaulted, frozen MeshConfig, or every issue, sorted by line.
+ * `live`: the running mesh it is to replace, for what cannot change while it runs (./live.ts).
+ */
+export function loadMeshConfig(text: string, file: string, live?: LiveMesh): LoadResult {
   if (text.length > MAX_CONFIG_CHARS) return { ok: false, errors: [fileIssue(file, `the file is larger than ${MAX_CONFIG_CHARS} characters; a mesh config is far smaller, so check that this is the right file`)] };
   const issues: ConfigIssue[] = [];
   const { documents, unreadable } = checkDocuments(text, file, issues);
   const input = compileAll(file, documents);
   // With a document unreadable, "no Mesh" or "no such Service" may be false: those checks wait until the YAML parses.
   if (!unreadable) issues.push(...checkReferences(input));
+  if (live && issues.length === 0) checkLive(input, live);
   if (issues.length > 0 || !input.mesh) return { ok: false, errors: sortIssues(issues) };
   const items = <T>(list: readonly Compiled<T>[]) => list.filter((c) => c.valid).map((c) => c.item);
   const config: MeshConfig = {
