@@ -313,8 +313,26 @@ export function grpcStatusForHttp(status: number): number {
 }
 
 /** The gRPC status of a mesh answer: PERMISSION_DENIED (7), DEADLINE_EXCEEDED (4), else UNAVAILABLE (14). */
+/**
+ * The gRPC status of a mesh answer: gRPC's HTTP-to-gRPC mapping (doc/http-grpc-status-mapping.md), as Envoy's
+ * local replies use it (400 INTERNAL, 401 UNAUTHENTICATED, 403 PERMISSION_DENIED, 404 UNIMPLEMENTED, the rest
+ * UNAVAILABLE), except a timeout (504), which is DEADLINE_EXCEEDED, as Envoy's router sends for one.
+ */
 function meshGrpcStatus(status: number): number {
-  return status === 403 ? 7 : status === 504 ? GRPC_DEADLINE_EXCEEDED : 14;
+  switch (status) {
+    case 400:
+      return 13;
+    case 401:
+      return 16;
+    case 403:
+      return 7;
+    case 404:
+      return 12;
+    case 504:
+      return GRPC_DEADLINE_EXCEEDED;
+    default:
+      return 14;
+  }
 }
 
 /**

@@ -117,9 +117,13 @@ export class OutboundListener {
       socket.pause();
       socket.unshift(first);
       const h2 = first.subarray(0, Math.min(first.length, H2_PREFACE.length)).equals(H2_PREFACE.subarray(0, Math.min(first.length, H2_PREFACE.length)));
+      // The HTTP/2 session reads what was put back itself, then the socket's handle; a flowing JS stream would
+      // take bytes meant for it. The HTTP/1 server reads them as 'data' events.
       if (h2) this.#h2().emit('connection', socket);
-      else this.#h1.serve(socket);
-      socket.resume();
+      else {
+        this.#h1.serve(socket);
+        socket.resume();
+      }
     });
   }
 

@@ -129,6 +129,22 @@ test('gRPC unary, server-streaming and client-streaming calls work through the m
   t.regex(slow.details, /within the route's timeout of 1000 ms/);
 });
 
+test('gRPC with prior knowledge on the main outbound port: routed by :authority, an unknown one answered', async (t) => {
+  const proto = pricesProto();
+  const Client = proto.Prices as unknown as grpc.ServiceClientConstructor;
+  const call = (authority: string) => {
+    const client = new Client(`127.0.0.1:${web.ports.outbound}`, grpc.credentials.createInsecure(), { 'grpc.default_authority': authority }) as unknown as { Get: Function } & grpc.Client;
+    return new Promise<{ err: grpc.ServiceError | null; r?: unknown }>((resolve) => client.Get({ sku: 'apple' }, (err: grpc.ServiceError | null, r: unknown) => (client.close(), resolve({ err, r }))));
+  };
+  const ok = await call('prices');
+  t.is(ok.err, null, ok.err?.message);
+  t.deepEqual(ok.r, { sku: 'apple', cents: 1299, caller: WEB_ID });
+  const named = await call('prices.default');
+  t.is(named.err, null, named.err?.message);
+  const unknown = await call('nowhere');
+  t.is(unknown.err?.code, grpc.status.UNIMPLEMENTED, unknown.err?.message);
+});
+
 test('a WebSocket echoes through the mesh', async (t) => {
   const ws = new WebSocket(`ws://127.0.0.1:${web.ports.upstreams.catalog}/chat`);
   await once(ws, 'open');
