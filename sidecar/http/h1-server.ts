@@ -280,8 +280,12 @@ class ServerConnection implements ResponseOwner {
 
   /** The timeouts, once a second. */
   check(tick: number): void {
-    if (this.#done) return;
     const o = this.#server.options;
+    if (this.#done) {
+      // Refused behind a request still coming in: its response may not wait for ever either.
+      if (this.#active && this.#activeReq?.complete === false && (tick - this.#requestTick) * 1000 > o.requestTimeoutMs) this.#active.destroy();
+      return;
+    }
     if (this.#headTick >= 0 && (tick - this.#headTick) * 1000 > o.headersTimeoutMs) {
       this.#refuse(Object.assign(new Error('request head timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }));
     } else if (this.#current && (tick - this.#requestTick) * 1000 > o.requestTimeoutMs) {
@@ -306,7 +310,20 @@ class ServerConnection implements ResponseOwner {
     if (this.#done) return;
     this.#done = true;
     this.#queue.length = 0;
-    if (this.#active) this.keepAlive = false;
+    const active = this.#active;
+    const req = this.#current;
+    if (active && req?.body && !req.complete && req === this.#activeReq) {
+      // The body being relayed broke its framing (a bad chunk, a coding it cannot read): it would never end, and
+      // its relay would hold the caller and a pooled connection to the app for ever. The caller gets the 400 if
+      // nothing of an answer has gone yet (else the connection closes under it), and the body's end as an error
+      // makes the relay abort its upstream exchange, as Envoy resets the upstream stream on a codec error.
+      if (active.headersSent) active.destroy();
+      else {
+        this.#server.onClientError(err, this.socket);
+        active.abandon();
+      }
+      req.body.destroy(err);
+    } else if (active) this.keepAlive = false;
     else {
       // A request answered before its body was read (#dumping) gets no second answer: just the close.
       if (!this.#dumping) this.#server.onClientError(err, this.socket);

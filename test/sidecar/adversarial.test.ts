@@ -135,6 +135,14 @@ test.serial('controls: allowed requests arrive with the normalized path the poli
   }
 });
 
+test.serial('a body that breaks its framing after its head went on: the caller gets a 400 at once, not a hang', async (t) => {
+  // The head is allowed and relayed before the bad chunk is read; the relay must not wait for a body end that
+  // never comes (it held the caller and a pooled connection to the app for good).
+  const answer = await exchange(web.ports.outbound, 'GET /public/chunky HTTP/1.1\r\nHost: catalog\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nZZ\r\n', 10_000);
+  t.deepEqual(statuses(answer), [400], answer);
+  t.regex(answer, /x-weft-reason: bad-request/i);
+});
+
 test.serial('a pipelined second request is judged on its own and denied', async (t) => {
   const answer = await exchange(web.ports.outbound, `GET /public/one HTTP/1.1\r\nHost: catalog\r\n\r\nGET /admin/keys HTTP/1.1\r\nHost: catalog\r\nConnection: close\r\n\r\n`);
   t.deepEqual(statuses(answer), [200, 403]);

@@ -103,6 +103,29 @@ test('a body still unfinished after requestTimeoutMs: the connection is closed a
   t.true(closed);
 });
 
+test('a body that breaks its framing while being relayed: the caller gets the 400, the reader an error, and the connection closes', async (t) => {
+  let bodyError = '';
+  let closed = false;
+  // A relay: reads the body on and answers only once it has all of it (which never happens here).
+  const origin = await h1Server(t, (req, res) => {
+    res.on('close', () => (closed = true));
+    req.body!.on('error', (e: Error & { code?: string }) => (bodyError = e.code ?? e.message)).on('data', () => {}).on('end', () => res.end('all in'));
+  });
+  for (const [request, code] of [
+    ['POST / HTTP/1.1\r\nhost: weft.test\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\nZZ\r\n', 'HPE_INVALID_CHUNK_SIZE'],
+    ['POST / HTTP/1.1\r\nhost: weft.test\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabcX', 'HPE_STRICT'],
+  ] as const) {
+    bodyError = '';
+    closed = false;
+    const c = await rawClient(t, origin.port);
+    c.send(request);
+    const answer = await c.untilClosed(3000);
+    t.is(answer, refused('400 Bad Request', code), request);
+    t.is(bodyError, code);
+    t.true(closed);
+  }
+});
+
 test('a request answered before its body was read gets no second answer when that body then stalls or breaks: only the close', async (t) => {
   const origin = await h1Server(t, (_req, res) => res.writeHead(403, { 'content-length': '0' }).end(), { options: { ...FAST, requestTimeoutMs: 1000 } });
   const denied = 'HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\ndate: D\r\n\r\n';
