@@ -271,6 +271,12 @@ export class Connection {
     }
     this.#headersDone = true;
     this.#keepAlive = keepAlive;
+    const coding = otherCoding(raw);
+    if (coding !== null) {
+      // Relayed as chunked, the coding would be lost and the caller would read coded bytes as the body.
+      this.destroy(new ConnectionLostError(`the upstream answered with transfer coding ${JSON.stringify(coding)}; only chunked is supported`, 'UND_ERR_SOCKET'));
+      return 1;
+    }
     if (!ex.done) {
       try {
         ex.handler.onHeaders(status, raw, this.#resume);
@@ -326,3 +332,11 @@ export class Connection {
   }
 }
 
+/** A Transfer-Encoding other than chunked in a response's raw headers (the name compared by length first), or null. */
+function otherCoding(raw: readonly string[]): string | null {
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 17 && name.toLowerCase() === 'transfer-encoding' && raw[i + 1]!.trim().toLowerCase() !== 'chunked') return raw[i + 1]!;
+  }
+  return null;
+}

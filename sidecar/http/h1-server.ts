@@ -172,7 +172,14 @@ class ServerConnection implements ResponseOwner {
       return 0;
     }
     const cl = h['content-length'];
-    const hasBody = !upgrade && (h['transfer-encoding'] !== undefined || (cl !== undefined && Number(cl) > 0));
+    const te = h['transfer-encoding'];
+    if (te !== undefined && te.toLowerCase() !== 'chunked') {
+      // RFC 9112 §6.1: a coding the server does not know is 501. Passed on as chunked, a gzip coding would be lost
+      // and the app would read coded bytes as the body (Envoy also takes chunked alone).
+      this.#refuse(Object.assign(new Error(`transfer coding ${JSON.stringify(te)}: only chunked is supported`), { code: 'WEFT_UNSUPPORTED_TRANSFER_CODING' }));
+      return 0;
+    }
+    const hasBody = !upgrade && (te !== undefined || (cl !== undefined && Number(cl) > 0));
     const name = METHOD_NAMES[method];
     if (name === undefined) {
       this.#refuse(Object.assign(new Error(`method ${method} has no name`), { code: 'HPE_INVALID_METHOD' }));

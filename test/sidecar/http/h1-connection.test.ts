@@ -204,6 +204,9 @@ test('invalid answers fail the exchange once with an llhttp error, and the pool 
     // RFC 9112 §6.1: both at once is how request smuggling starts; llhttp's strict mode refuses it.
     '/length-and-chunked': 'HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
     '/bad-chunk': 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n',
+    // A coding other than chunked (RFC 9112 §6.1): relayed as chunked, it would reach the caller undone.
+    '/gzip-chunked': 'HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n',
+    '/gzip': 'HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\nabc',
     '/good': 'HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\ngood',
   };
   const origin = await rawOrigin(t, (s, head) => s.write(answers[pathOf(head)]!));
@@ -216,6 +219,8 @@ test('invalid answers fail the exchange once with an llhttp error, and the pool 
     '/garbage': 'HPE_INVALID_CONSTANT',
     '/length-and-chunked': 'HPE_INVALID_TRANSFER_ENCODING',
     '/bad-chunk': 'HPE_INVALID_CHUNK_SIZE',
+    '/gzip-chunked': 'UND_ERR_SOCKET',
+    '/gzip': 'UND_ERR_SOCKET',
   };
   const results: [string, Outcome][] = [];
   for (const path of Object.keys(expected)) results.push([path, await call(pool, { path })]);
@@ -231,7 +236,7 @@ test('invalid answers fail the exchange once with an llhttp error, and the pool 
   const good = await call(pool, { path: '/good' });
   t.is(good.error, null);
   t.is(good.body.toString(), 'good');
-  t.is(origin.connections, 6); // no connection is reused after a parse error
+  t.is(origin.connections, 8); // no connection is reused after a parse error
 });
 
 test('backpressure: onData returning false pauses the socket until resume; a 5 MB body arrives intact', async (t) => {

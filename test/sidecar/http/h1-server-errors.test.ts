@@ -41,6 +41,13 @@ test('requests the parser refuses get a 400 with the mesh\'s reason, and the con
     c.send(request);
     t.is(await c.untilClosed(), refused(status, code), JSON.stringify(request));
   }
+  // RFC 9112 §6.1: a transfer coding other than chunked is one the mesh does not implement.
+  for (const coding of ['gzip, chunked', 'gzip']) {
+    const c = await rawClient(t, origin.port);
+    c.send(`POST / HTTP/1.1\r\nhost: weft.test\r\ntransfer-encoding: ${coding}\r\n\r\n3\r\nabc\r\n0\r\n\r\n`);
+    const body = `weft: transfer coding "${coding}": only chunked is supported\n`;
+    t.is(await c.untilClosed(), `HTTP/1.1 501 Not Implemented\r\ncontent-type: text/plain\r\nx-weft-reason: bad-request\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
+  }
   t.deepEqual(seen, []);
 
   // Just under the limit, and HTTP/1.0 without Host, are fine.
