@@ -17,7 +17,8 @@ export function headersObject(raw: readonly string[]): IncomingHttpHeaders {
     if (name === '__proto__') continue; // would set the object's prototype, not a header
     const value = raw[i + 1]!;
     const seen = out[name];
-    if (seen === undefined) out[name] = name === 'set-cookie' ? [value] : value;
+    // (a function: Object.prototype's, for a header named constructor, toString, valueOf…: not seen yet)
+    if (seen === undefined || typeof seen === 'function') out[name] = name === 'set-cookie' ? [value] : value;
     else if (name === 'set-cookie') (seen as string[]).push(value);
     else if (FIRST_WINS.has(name)) continue;
     else out[name] = `${seen as string}${name === 'cookie' ? '; ' : ', '}${value}`;

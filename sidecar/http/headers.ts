@@ -9,6 +9,14 @@ export const PEER_IDENTITY_HEADER = 'x-weft-peer-identity';
 export const REASON_HEADER = 'x-weft-reason';
 const INTERNAL_PREFIX = 'x-weft-';
 
+/**
+ * A request header by lower-case name, for names that come from config (policy and route header matches): never
+ * a member a headers object inherits (`constructor`, `toString`, `__proto__` are valid header names).
+ */
+export function headerOf(headers: IncomingHttpHeaders, name: string): string | string[] | undefined {
+  return Object.hasOwn(headers, name) ? headers[name] : undefined;
+}
+
 // RFC 9110 §7.6.1, plus the proxy-era names that must not be forwarded either.
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'http2-settings']);
 

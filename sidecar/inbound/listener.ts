@@ -25,7 +25,7 @@ import type { RuntimeConfig } from '../config/runtime.ts';
 import { AppConnector } from './app.ts';
 import { relayH1 } from '../http/h1-proxy.ts';
 import { forwardH2, h2RequestHeaders, meshReplyH2 } from '../http/h2-proxy.ts';
-import { forwardHeaders, PEER_IDENTITY_HEADER } from '../http/headers.ts';
+import { forwardHeaders, headerOf, PEER_IDENTITY_HEADER } from '../http/headers.ts';
 import { answerOnSocket, hardenedH1Server, hardenedH2Server, refuseAmbiguousHead, refuseUpgrade } from '../http/servers.ts';
 import { meshReply } from '../http/mesh-reply.ts';
 import { forwardUpgrade } from '../http/upgrade.ts';
@@ -261,7 +261,7 @@ export class InboundListener {
   #onRequest(req: H1Request, res: H1Response): void {
     if (refuseAmbiguousHead(req, res)) return;
     const peer = this.#peerOf(req.socket);
-    const header = (n: string) => req.headers[n];
+    const header = (n: string) => headerOf(req.headers, n);
     const verdict = this.#authorize(peer, req.method, req.url, header);
     const obs = this.#observe('http', req.method, verdict.target, header, peer, verdict);
     res.observation = obs;
@@ -280,7 +280,7 @@ export class InboundListener {
     socket.on('error', () => {});
     if (refuseUpgrade(req, socket)) return;
     const peer = this.#peerOf(req.socket);
-    const header = (n: string) => req.headers[n];
+    const header = (n: string) => headerOf(req.headers, n);
     const verdict = this.#authorize(peer, req.method, req.url, header);
     // An upgrade is observed as a request until its answer (a 101, or a refusal): counted, traced, logged.
     const obs = this.#observe('http', req.method, verdict.target, header, peer, verdict);
@@ -312,8 +312,8 @@ export class InboundListener {
   #onStream(stream: ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
     const peer = stream.session ? (this.#sessionPeers.get(stream.session) ?? null) : null;
     const grpc = String(headers['content-type'] ?? '').startsWith('application/grpc');
-    const verdict = this.#authorize(peer, String(headers[':method'] ?? ''), String(headers[':path'] ?? ''), (n) => headers[n]);
-    const obs = this.#observe(grpc ? 'grpc' : 'http2', String(headers[':method'] ?? ''), verdict.target, (n) => headers[n], peer, verdict);
+    const verdict = this.#authorize(peer, String(headers[':method'] ?? ''), String(headers[':path'] ?? ''), (n) => headerOf(headers, n));
+    const obs = this.#observe(grpc ? 'grpc' : 'http2', String(headers[':method'] ?? ''), verdict.target, (n) => headerOf(headers, n), peer, verdict);
     stream.once('close', () =>
       obs.end({
         status: Number(stream.sentHeaders?.[':status'] ?? 0),

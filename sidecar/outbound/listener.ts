@@ -14,7 +14,7 @@ import type { ServerHttp2Stream } from 'node:http2';
 import net, { type Socket } from 'node:net';
 import { upstreamForHost, type RuntimeConfig, type UpstreamRuntime } from '../config/runtime.ts';
 import { h2RequestHeaders, meshReplyH2 } from '../http/h2-proxy.ts';
-import { forwardHeaders } from '../http/headers.ts';
+import { forwardHeaders, headerOf } from '../http/headers.ts';
 import { answerOnSocket, hardenedH1Server, hardenedH2Server, refuseAmbiguousHead, refuseUpgrade } from '../http/servers.ts';
 import { meshReply, type MeshReason } from '../http/mesh-reply.ts';
 import { forwardUpgrade } from '../http/upgrade.ts';
@@ -140,7 +140,7 @@ export class OutboundListener {
   }
 
   #facts(req: H1Request, path: string): RequestFacts {
-    return { method: req.method, path: pathOf(path), header: (n) => req.headers[n] };
+    return { method: req.method, path: pathOf(path), header: (n) => headerOf(req.headers, n) };
   }
 
   #onRequest(req: H1Request, res: H1Response): void {
@@ -210,7 +210,7 @@ export class OutboundListener {
     }
     const method = String(headers[':method']);
     const bare = pathOf(String(headers[':path'] ?? '/'));
-    const facts = { method, path: bare, header: (n: string) => headers[n] };
+    const facts = { method, path: bare, header: (n: string) => headerOf(headers, n) };
     const obs = this.#observe(upstream, grpc ? 'grpc' : 'http2', method, bare, facts.header);
     stream.once('close', () =>
       obs.end({

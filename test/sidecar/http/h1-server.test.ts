@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { answerClientError } from '../../../sidecar/http/client-error.ts';
 import type { H1Request } from '../../../sidecar/http/h1-message.ts';
 import { H1Server } from '../../../sidecar/http/h1-server.ts';
+import { headerOf } from '../../../sidecar/http/headers.ts';
 import { run } from '../../helpers/ca.ts';
 import { listen } from '../../helpers/h1-origins.ts';
 import { atLeast, get, h1Server, rawClient, SLOW } from '../../helpers/h1-server.ts';
@@ -228,7 +229,7 @@ test('a socket whose first bytes a listener peeked at and unshifted is parsed in
   t.true((served[0] as unknown as { _handle: { _consumed?: boolean } })._handle._consumed);
 });
 
-test('repeated headers combine as node does; a __proto__ header does not change the object\'s prototype', async (t) => {
+test('repeated headers combine as node does; __proto__, constructor and toString headers are plain headers', async (t) => {
   let req: H1Request | undefined;
   const origin = await h1Server(t, (r, res) => ((req = r), res.end()));
   const c = await rawClient(t, origin.port);
@@ -236,6 +237,8 @@ test('repeated headers combine as node does; a __proto__ header does not change 
     ['Host', 'first.test'], ['Set-Cookie', 'a=1'], ['Cookie', 'x=1'], ['X-Multi', 'one'], ['Content-Type', 'text/plain'],
     ['host', 'second.test'], ['set-cookie', 'b=2'], ['cookie', 'y=2'], ['x-multi', 'two'], ['content-type', 'application/json'],
     ['__proto__', 'polluted'], ['Authorization', 'Bearer 1'], ['authorization', 'Bearer 2'], ['Accept', 'text/html'], ['accept', '*/*'],
+    // Names of Object.prototype's members: once read as already seen (the function's text joined in front).
+    ['Constructor', 'x'], ['toString', 'y'],
   ];
   c.send(`GET / HTTP/1.1\r\n${fields.map(([n, v]) => `${n}: ${v}\r\n`).join('')}\r\n`);
   await c.until((s) => s.endsWith('\r\n\r\n'));
@@ -248,8 +251,15 @@ test('repeated headers combine as node does; a __proto__ header does not change 
     'content-type': 'text/plain',
     authorization: 'Bearer 1',
     accept: 'text/html, */*',
+    constructor: 'x',
+    tostring: 'y',
   });
   t.is(Object.getPrototypeOf(req!.headers), Object.prototype);
+  // What policy and route matches read by a name from config: only the request's own headers.
+  t.is(headerOf(req!.headers, 'constructor'), 'x');
+  t.is(headerOf(req!.headers, 'valueof'), undefined);
+  t.is(headerOf(req!.headers, 'hasOwnProperty'), undefined);
+  t.is(headerOf(req!.headers, '__proto__'), undefined);
   t.false(Object.hasOwn(req!.headers, '__proto__'));
   t.is((req!.headers as Record<string, unknown>).polluted, undefined);
 });
