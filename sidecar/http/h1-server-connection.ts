@@ -1,0 +1,304 @@
+// One connection of the sidecar's HTTP/1 server (./h1-server.ts): llhttp fed from the socket, the requests it
+// parses answered one at a time in order, pipelined ones queued, and the connection's timeouts.
+
+import type { Socket } from 'node:net';
+import { headersObject } from './h1-headers.ts';
+import { H1Request, H1Response, RequestBody, type ResponseOwner } from './h1-message.ts';
+import type { H1Server } from './h1-server.ts';
+import { HTTPParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageBegin, kOnMessageComplete, METHOD_NAMES } from './llhttp.ts';
+import { ParserFeed } from './parser-feed.ts';
+
+/** Parsed requests waiting behind the one being answered; more, and the socket stops being read. */
+const MAX_QUEUED = 16;
+/** A body nobody read (the answer came first) is read and dropped up to this much; past it the connection closes. */
+const MAX_DUMP = 1 << 20;
+
+export class ServerConnection implements ResponseOwner {
+  readonly socket: Socket;
+  keepAlive = true;
+  readonly #server: H1Server;
+  readonly #feed: ParserFeed;
+  /** the request whose head is parsed and whose body is still being read */
+  #current: H1Request | null = null;
+  readonly #queue: H1Request[] = [];
+  #active: H1Response | null = null;
+  #activeReq: H1Request | null = null;
+  #upgrade: H1Request | null = null;
+  /** tick at which a head began to arrive, -1 between requests */
+  #headTick = -1;
+  #requestTick = 0;
+  #idleTick: number;
+  #rawHeaders: string[] = [];
+  #url = '';
+  #dumped = 0;
+  /** the current request was answered before its body was read: the rest is read and dropped */
+  #dumping = false;
+  #queuePaused = false;
+  /** nothing more is read: a refused request, an upgrade handed over, or the socket closed */
+  #done = false;
+
+  constructor(server: H1Server, socket: Socket) {
+    this.#server = server;
+    this.socket = socket;
+    this.#idleTick = server.tick;
+    const parser = new HTTPParser();
+    parser.initialize(HTTPParser.REQUEST, {}, server.options.maxHeaderSize, HTTPParser.kLenientNone);
+    // The head timer runs from a request's first byte to the end of its head.
+    parser[kOnMessageBegin] = () => {
+      this.#headTick = this.#server.tick;
+    };
+    parser[kOnHeaders] = (headers: string[], url: string) => {
+      if (this.#current) return; // trailers: not forwarded
+      for (let i = 0; i < headers.length; i++) this.#rawHeaders.push(headers[i]!);
+      this.#url += url;
+    };
+    parser[kOnHeadersComplete] = (major: number, minor: number, headers: string[] | undefined, method: number, url: string | undefined, _s: unknown, _m: unknown, upgrade: boolean, keepAlive: boolean) =>
+      this.#onHead(major, minor, headers, method, url, upgrade, keepAlive);
+    parser[kOnBody] = (chunk: Buffer) => this.#onBody(chunk);
+    parser[kOnMessageComplete] = () => this.#onComplete();
+    this.#feed = new ParserFeed(socket, parser, this.#onExecute);
+    socket.on('drain', () => this.#active?.emit('drain'));
+    socket.on('error', () => {});
+    socket.on('end', () => {
+      if (!this.#active && !this.#upgrade) socket.destroy();
+    });
+    socket.on('close', () => this.#onClose());
+  }
+
+  #onExecute = (r: number | Error, bytes: () => Buffer): void => {
+    if (this.#done) return;
+    if (r instanceof Error) {
+      this.#refuse(r as Error & { code?: string });
+      return;
+    }
+    const up = this.#upgrade;
+    if (up) {
+      this.#done = true;
+      const rest = bytes().subarray(r);
+      this.#detach();
+      this.#server.onUpgrade(up, this.socket, rest);
+    }
+  };
+
+  #onHead(major: number, minor: number, headers: string[] | undefined, method: number, url: string | undefined, upgrade: boolean, keepAlive: boolean): number {
+    if (this.#done) return 0;
+    if (major !== 1) {
+      // llhttp reads any digit.digit; "HTTP/2.0" over a plain HTTP/1 connection is no request this server knows.
+      this.#refuse(Object.assign(new Error(`HTTP/${major}.${minor}`), { code: 'HPE_UNSUPPORTED_VERSION' }));
+      return 0;
+    }
+    let raw = this.#rawHeaders;
+    if (headers && headers.length) {
+      if (raw.length) for (let i = 0; i < headers.length; i++) raw.push(headers[i]!);
+      else raw = headers;
+    }
+    if (raw === this.#rawHeaders) this.#rawHeaders = []; // it now belongs to the request
+    const target = url || this.#url;
+    this.#url = '';
+    this.#headTick = -1;
+    this.#requestTick = this.#server.tick;
+    const h = headersObject(raw);
+    if (minor === 1 && h.host === undefined) {
+      // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400.
+      this.#refuse(Object.assign(new Error('no Host header'), { code: 'HPE_MISSING_HOST' }));
+      return 0;
+    }
+    const cl = h['content-length'];
+    const te = h['transfer-encoding'];
+    if (te !== undefined && te.toLowerCase() !== 'chunked') {
+      // RFC 9112 §6.1: a coding the server does not know is 501. Passed on as chunked, a gzip coding would be lost
+      // and the app would read coded bytes as the body (Envoy also takes chunked alone).
+      this.#refuse(Object.assign(new Error(`transfer coding ${JSON.stringify(te)}: only chunked is supported`), { code: 'WEFT_UNSUPPORTED_TRANSFER_CODING' }));
+      return 0;
+    }
+    const hasBody = !upgrade && (te !== undefined || (cl !== undefined && Number(cl) > 0));
+    const name = METHOD_NAMES[method];
+    if (name === undefined) {
+      this.#refuse(Object.assign(new Error(`method ${method} has no name`), { code: 'HPE_INVALID_METHOD' }));
+      return 0;
+    }
+    const req = new H1Request(name, target, raw, h, minor, this.socket, hasBody ? new RequestBody(this.#resumeBody) : null);
+    req.keepAlive = keepAlive;
+    if (upgrade) {
+      if (this.#active || this.#queue.length) {
+        this.#refuse(Object.assign(new Error('an upgrade pipelined behind another request'), { code: 'HPE_PIPELINED_UPGRADE' }));
+        return 0;
+      }
+      this.#upgrade = req;
+      return 2; // llhttp stops at the end of the head; the rest of the bytes belong to the new protocol
+    }
+    this.#current = req;
+    if (this.#active === null && this.#queue.length === 0) this.#dispatch(req);
+    else {
+      this.#queue.push(req);
+      if (this.#queue.length >= MAX_QUEUED && !this.#queuePaused) {
+        this.#queuePaused = true;
+        this.#feed.pause();
+      }
+    }
+    return 0;
+  }
+
+  #onBody(chunk: Buffer): void {
+    const req = this.#current;
+    if (!req || !req.body) return;
+    // A body its reader destroyed (the upstream it was going to is gone) is read and dropped too.
+    if (!this.#dumping && !req.body.destroyed) {
+      if (!req.body.push(chunk)) this.#feed.pause();
+      return;
+    }
+    this.#dumped += chunk.length;
+    if (this.#dumped > MAX_DUMP) this.#close();
+  }
+
+  #onComplete(): void {
+    const req = this.#current;
+    if (!req) return;
+    this.#current = null;
+    req.complete = true;
+    req.body?.push(null);
+    this.#dumped = 0;
+    this.#dumping = false;
+    if (this.#active === null) this.#next();
+  }
+
+  #resumeBody = (): void => {
+    if (!this.#queuePaused && !this.#done) this.#feed.resume();
+  };
+
+  #dispatch(req: H1Request): void {
+    const res = new H1Response(this, req);
+    this.#active = res;
+    this.#activeReq = req;
+    this.keepAlive = req.keepAlive && !this.#server.closing;
+    const expect = req.headers.expect;
+    if (req.httpVersionMinor === 1 && typeof expect === 'string' && expect.toLowerCase() === '100-continue') this.socket.write('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
+    try {
+      this.#server.onRequest(req, res);
+    } catch {
+      res.destroy();
+    }
+  }
+
+  responseDone(res: H1Response): void {
+    if (this.#active !== res) return;
+    const req = this.#activeReq!;
+    this.#active = null;
+    this.#activeReq = null;
+    if (this.#done || !this.keepAlive) {
+      this.#close();
+      return;
+    }
+    if (!req.complete) {
+      // Answered before the body was all in. The next request waits for the body to end (#onComplete). If
+      // something is reading it (a relay still sending it upstream: the upstream may answer early), it goes
+      // on reading it; if nothing is (a denial, a mesh error), the body is read and dropped (#onBody).
+      if (!req.body?.beingRead) {
+        this.#dumping = true;
+        this.#resumeBody();
+      }
+      return;
+    }
+    this.#next();
+  }
+
+  #next(): void {
+    if (this.#done || this.#active) return;
+    const req = this.#queue.shift();
+    if (req) {
+      if (this.#queuePaused && this.#queue.length < MAX_QUEUED / 2) {
+        this.#queuePaused = false;
+        this.#feed.resume();
+      }
+      this.#dispatch(req);
+      return;
+    }
+    this.#idleTick = this.#server.tick;
+    if (this.#server.closing && this.#current === null) this.#close();
+  }
+
+  /** The timeouts, once a second. */
+  check(tick: number): void {
+    const o = this.#server.options;
+    if (this.#done) {
+      // Refused behind a request still coming in: its response may not wait for ever either.
+      if (this.#active && this.#activeReq?.complete === false && (tick - this.#requestTick) * 1000 > o.requestTimeoutMs) this.#active.destroy();
+      return;
+    }
+    if (this.#headTick >= 0 && (tick - this.#headTick) * 1000 > o.headersTimeoutMs) {
+      this.#refuse(Object.assign(new Error('request head timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }));
+    } else if (this.#current && (tick - this.#requestTick) * 1000 > o.requestTimeoutMs) {
+      if (this.#active) this.#active.destroy();
+      else this.#refuse(Object.assign(new Error('request timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }));
+    } else if (this.#idle() && (tick - this.#idleTick) * 1000 > o.keepAliveTimeoutMs) {
+      this.socket.destroy();
+    }
+  }
+
+  closeIfIdle(): void {
+    if (this.#idle()) this.#close();
+    else this.keepAlive = false; // a response not yet begun says connection: close
+  }
+
+  #idle(): boolean {
+    return !this.#active && !this.#current && this.#headTick < 0 && this.#queue.length === 0 && !this.#upgrade;
+  }
+
+  /** The parser refused what came in: answer it (unless a response is under way or given) and close. */
+  #refuse(err: Error & { code?: string }): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#queue.length = 0;
+    const active = this.#active;
+    const req = this.#current;
+    if (active && req?.body && !req.complete && req === this.#activeReq) {
+      // The body being relayed broke its framing (a bad chunk, a coding it cannot read): it would never end, and
+      // its relay would hold the caller and a pooled connection to the app for ever. The caller gets the 400 if
+      // nothing of an answer has gone yet (else the connection closes under it), and the body's end as an error
+      // makes the relay abort its upstream exchange, as Envoy resets the upstream stream on a codec error.
+      if (active.headersSent) active.destroy();
+      else {
+        this.#server.onClientError(err, this.socket);
+        active.abandon();
+      }
+      req.body.destroy(err);
+    } else if (active) this.keepAlive = false;
+    else {
+      // A request answered before its body was read (#dumping) gets no second answer: just the close.
+      if (!this.#dumping) this.#server.onClientError(err, this.socket);
+      this.#close();
+    }
+  }
+
+  /** Ends the connection once what was written has gone. */
+  #close(): void {
+    this.#done = true;
+    const s = this.socket as Socket & { destroySoon?: () => void };
+    if (s.destroySoon) s.destroySoon();
+    else s.end();
+  }
+
+  #detach(): void {
+    // Bytes that arrive before the upgrade handler reads (it may connect somewhere first) wait in the socket.
+    this.#feed.detach();
+    this.#server.forget(this);
+    this.#feed.close();
+  }
+
+  #onClose(): void {
+    const wasDone = this.#done;
+    this.#done = true;
+    if (!wasDone || !this.#upgrade) {
+      this.#server.forget(this);
+      this.#feed.close();
+    }
+    this.#queue.length = 0;
+    const body = this.#current?.body;
+    if (body && !body.readableEnded) {
+      if (body.listenerCount('error') > 0) body.destroy(Object.assign(new Error('aborted'), { code: 'ECONNRESET' }));
+      else body.destroy();
+    }
+    this.#current = null;
+    this.#active?.abandon();
+  }
+}
