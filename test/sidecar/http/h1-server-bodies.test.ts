@@ -110,3 +110,22 @@ test('a body its reader destroys (its upstream went away) is read and dropped; t
   t.is(await atLeast(c, expected), expected);
   t.is(origin.connections, 1);
 });
+
+test('a chunked body of tiny chunks reaches its reader joined, not as one Buffer per chunk, and intact', async (t) => {
+  let pieces = 0;
+  const origin = await h1Server(t, (req, res) => {
+    const chunks: Buffer[] = [];
+    req.body!.on('data', (c: Buffer) => (pieces++, chunks.push(c)));
+    req.body!.on('end', () => res.end(`${Buffer.concat(chunks).length} bytes, ${new Set(Buffer.concat(chunks).toString()).size} letters`));
+  });
+  const c = await rawClient(t, origin.port);
+  // 20,000 one-byte chunks (a 5-byte frame each): ~100 KB on the wire, in a handful of reads.
+  const letters = 'abcdefghijklmnopqrstuvwxyz';
+  let body = '';
+  for (let i = 0; i < 20_000; i++) body += `1\r\n${letters[i % 26]}\r\n`;
+  c.send(`POST /tiny HTTP/1.1\r\nhost: weft.test\r\ntransfer-encoding: chunked\r\n\r\n${body}0\r\n\r\n`);
+  const expected = 'HTTP/1.1 200 OK\r\ncontent-length: 23\r\ndate: D\r\n\r\n20000 bytes, 26 letters';
+  t.is(await atLeast(c, expected, 5000), expected);
+  // At most one piece per 16 KiB held or per read (a read is at most 64 KiB of the ~100 KB sent).
+  t.true(pieces <= 10, `${pieces} pieces`);
+});
