@@ -12,6 +12,8 @@ import { ParserFeed } from './parser-feed.ts';
 const MAX_QUEUED = 16;
 /** A body nobody read (the answer came first) is read and dropped up to this much; past it the connection closes. */
 const MAX_DUMP = 1 << 20;
+/** See H1ServerOptions.sendTimeoutMs. */
+const SEND_TIMEOUT_MS = 60_000;
 /** Body chunks smaller than this are joined before they are pushed to the body stream (see #onBody). */
 const HOLD_BYTES = 16 * 1024;
 
@@ -38,6 +40,8 @@ export class ServerConnection implements ResponseOwner {
   #queuePaused = false;
   /** nothing more is read: a refused request, an upgrade handed over, or the socket closed */
   #done = false;
+  /** tick at which the response's writes were first seen waiting for the caller to read; -1 when they are not */
+  #blockedTick = -1;
   /** body chunks of this read not pushed yet (see #onBody) */
   #held: Buffer[] = [];
   #heldBytes = 0;
@@ -62,7 +66,10 @@ export class ServerConnection implements ResponseOwner {
     parser[kOnBody] = (chunk: Buffer) => this.#onBody(chunk);
     parser[kOnMessageComplete] = () => this.#onComplete();
     this.#feed = new ParserFeed(socket, parser, this.#onExecute);
-    socket.on('drain', () => this.#active?.emit('drain'));
+    socket.on('drain', () => {
+      this.#blockedTick = -1;
+      this.#active?.emit('drain');
+    });
     socket.on('error', () => {});
     socket.on('end', () => {
       if (!this.#active && !this.#upgrade) socket.destroy();
@@ -259,6 +266,10 @@ export class ServerConnection implements ResponseOwner {
       else this.#refuse(Object.assign(new Error('request timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }));
     } else if (this.#idle() && (tick - this.#idleTick) * 1000 > o.keepAliveTimeoutMs) {
       this.socket.destroy();
+    } else if (this.#active && this.socket.writableNeedDrain) {
+      // The caller has stopped reading its answer: the first check that sees it starts the clock, a drain stops it.
+      if (this.#blockedTick < 0) this.#blockedTick = tick;
+      else if ((tick - this.#blockedTick) * 1000 > (o.sendTimeoutMs ?? SEND_TIMEOUT_MS)) this.#active.destroy();
     }
   }
 

@@ -16,6 +16,12 @@ export interface H1ServerOptions {
   readonly headersTimeoutMs: number;
   readonly requestTimeoutMs: number;
   readonly keepAliveTimeoutMs: number;
+  /**
+   * How long a response may wait for its caller to read (the socket's buffer full, no drain) before the connection
+   * is closed; default 60 s, as nginx's send_timeout. A caller that stops reading otherwise holds its request's
+   * connection to the app, and the app pool with enough of them, for ever.
+   */
+  readonly sendTimeoutMs?: number;
 }
 
 export type RequestHandler = (req: H1Request, res: H1Response) => void;

@@ -4,7 +4,7 @@
 
 import test from 'ava';
 import { once } from 'node:events';
-import type { Socket } from 'node:net';
+import net, { type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { H1Request, H1Response } from '../../../sidecar/http/h1-message.ts';
 import { within } from '../../helpers/h1-origins.ts';
@@ -131,6 +131,57 @@ test('a body that breaks its framing while being relayed: the caller gets the 40
     t.is(bodyError, code);
     t.true(closed);
   }
+});
+
+test('a caller that stops reading its answer is cut off after sendTimeoutMs; one that reads slowly gets all of it', async (t) => {
+  // More than loopback's socket buffers hold, so the server's writes wait on the caller.
+  const big = Buffer.alloc(48 << 20, 'x');
+  // Written as a relay writes: 64 KiB at a time, waiting for drain when the socket says so.
+  const answer = (res: H1Response) => {
+    let sent = 0;
+    const pump = () => {
+      while (sent < big.length) {
+        const ok = res.write(big.subarray(sent, sent + 65_536));
+        sent += 65_536;
+        if (!ok) return void res.once('drain', pump);
+      }
+      res.end();
+    };
+    res.writeHead(200, { 'content-length': String(big.length) });
+    pump();
+  };
+  const origin = await h1Server(t, (_req, res) => answer(res), { options: { ...FAST, sendTimeoutMs: 1500 } });
+  const connect = async () => {
+    const s = net.connect(origin.port, '127.0.0.1');
+    t.teardown(() => s.destroy());
+    s.on('error', () => {});
+    await once(s, 'connect');
+    s.write(get('/big'));
+    return s;
+  };
+  const stalled = await connect();
+  stalled.pause();
+  const slow = await connect();
+  let got = 0;
+  let sincePause = 0;
+  slow.on('data', (d: Buffer) => {
+    got += d.length;
+    sincePause += d.length;
+    // Reads 4 MB, stops for 300 ms, reads again: never for as long as the send timeout.
+    if (sincePause < 4 << 20) return;
+    sincePause = 0;
+    slow.pause();
+    setTimeout(() => slow.resume(), 300);
+  });
+  await Promise.race([once(slow, 'end'), sleep(60_000)]);
+  // The stalled caller, reading at last: what its socket buffers held, then the close (not the whole answer).
+  await sleep(4000);
+  let stalledGot = 0;
+  stalled.on('data', (d: Buffer) => (stalledGot += d.length)).resume();
+  await Promise.race([once(stalled, 'close'), sleep(20_000)]);
+  t.true(stalledGot < big.length, `the stalled caller got ${stalledGot} of ${big.length} bytes`);
+  t.true(stalled.closed, 'and its connection closed');
+  t.true(got > big.length, `the slow reader got ${got} bytes`);
 });
 
 test('a request answered before its body was read gets no second answer when that body then stalls or breaks: only the close', async (t) => {
