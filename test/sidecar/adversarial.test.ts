@@ -246,3 +246,13 @@ test.serial('a request head that never finishes is cut off (slowloris): 408 afte
   t.regex(answer, /^HTTP\/1\.1 408/);
   t.true(Date.now() - started < 15_000);
 });
+
+test.serial('a connection to the outbound port that never sends a byte is closed, as an unfinished head is', async (t) => {
+  // Before its first bytes the port cannot tell HTTP/1 from HTTP/2, so neither server's timeouts applied.
+  const s = net.connect(web.ports.outbound, '127.0.0.1');
+  s.on('error', () => {});
+  await once(s, 'connect');
+  const closed = await Promise.race([once(s, 'close').then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 20_000))]);
+  s.destroy();
+  t.true(closed, 'closed within 20 s (the limit is 10 s)');
+});
