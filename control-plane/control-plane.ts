@@ -15,7 +15,7 @@ import type { AuthContext } from './api/authenticate.ts';
 import { bootstrap, renew } from './api/identity.ts';
 import { getConfig, getStatus, postRevocation, postToken, putConfig, type OperatorDeps, type StatusReport } from './api/operator.ts';
 import { healthz, router } from './api/router.ts';
-import { controlPlaneServer } from './api/server.ts';
+import { controlPlaneServer, type ServerLimits } from './api/server.ts';
 import { SidecarApi } from './api/sidecars.ts';
 import type { LiveMesh } from './config/live.ts';
 import { loadMeshConfig, parseMeshConfigOrThrow } from './config/load.ts';
@@ -48,6 +48,8 @@ export interface ControlPlaneOptions {
   readonly keepaliveMs?: number;
   /** a connection with nothing going on (no request, no stream writing) for this long is closed; default 60 s */
   readonly idleTimeoutMs?: number;
+  /** open connections from one address (a node's sidecars share theirs); more are refused; default 256 */
+  readonly maxConnectionsPerClient?: number;
   readonly log?: (event: Record<string, unknown>) => void;
   /** told of each change of the watched config file: applied (its version), or refused (why) */
   readonly onConfigFile?: (
@@ -152,7 +154,7 @@ export class ControlPlane {
     }
     writeFileAtomic(state.path('config.yaml'), text, 0o600);
     const cp = new ControlPlane(opts, state, config, store);
-    await cp.#listen(opts.host ?? '127.0.0.1', opts.port ?? 15010, opts.idleTimeoutMs ?? 60_000);
+    await cp.#listen(opts.host ?? '127.0.0.1', opts.port ?? 15010, { idleTimeoutMs: opts.idleTimeoutMs ?? 60_000, maxConnectionsPerClient: opts.maxConnectionsPerClient ?? 256, log: cp.#log });
     cp.#startTimers(opts.heartbeatTimeoutMs ?? 15_000);
     cp.#watch();
     return cp;
@@ -242,7 +244,7 @@ export class ControlPlane {
     return { key: privateKeyToPem(keys.privateKey), cert: svid.chainPem, ca: svid.bundlePem, notAfter: svid.notAfter.getTime() };
   }
 
-  async #listen(host: string, port: number, idleTimeoutMs: number): Promise<void> {
+  async #listen(host: string, port: number, limits: ServerLimits): Promise<void> {
     const own = await this.#issueOwnSvid();
     const operator: OperatorDeps = {
       auth: this.#auth,
@@ -272,7 +274,7 @@ export class ControlPlane {
       'POST /v1/revocations': (req, res) => postRevocation(req, res, operator),
       'GET /v1/status': (req, res) => getStatus(req, res, operator),
     }, this.#log);
-    const server = controlPlaneServer(own, handler, idleTimeoutMs);
+    const server = controlPlaneServer(own, handler, limits);
     server.on('session', (s) => {
       this.#sessions.add(s);
       s.on('close', () => this.#sessions.delete(s));

@@ -3,8 +3,17 @@
 
 import { constants as cryptoConstants } from 'node:crypto';
 import http2 from 'node:http2';
+import type { Socket } from 'node:net';
 
-export function controlPlaneServer(own: { key: string; cert: string; ca: string }, handler: Parameters<typeof http2.createSecureServer>[1], idleTimeoutMs: number): http2.Http2SecureServer {
+export interface ServerLimits {
+  /** a connection with nothing going on for this long is closed */
+  readonly idleTimeoutMs: number;
+  /** open connections from one address; more are closed at once */
+  readonly maxConnectionsPerClient: number;
+  readonly log: (event: Record<string, unknown>) => void;
+}
+
+export function controlPlaneServer(own: { key: string; cert: string; ca: string }, handler: Parameters<typeof http2.createSecureServer>[1], limits: ServerLimits): http2.Http2SecureServer {
   const server = http2.createSecureServer({
     key: own.key,
     cert: own.cert,
@@ -25,7 +34,39 @@ export function controlPlaneServer(own: { key: string; cert: string; ca: string 
   // A connection that does nothing is closed, so that idle ones (anyone can complete a handshake: a sidecar
   // bootstraps without a certificate) cannot pile up until the process runs out of file descriptors. A
   // sidecar's stream writes a keepalive every few seconds and its heartbeats keep their connection busy.
-  server.setTimeout(idleTimeoutMs);
+  server.setTimeout(limits.idleTimeoutMs);
   server.on('timeout', (idle: { destroy(): void }) => idle.destroy());
+  capPerClient(server, limits);
   return server;
+}
+
+/**
+ * At most maxConnectionsPerClient open connections from one address. The idle timeout alone does not stop one
+ * client from holding every file descriptor the process may open: it reconnects faster than they time out
+ * (2 x 10,000 handshakes took a control plane to its 20,000-descriptor limit, and sidecars could no longer
+ * reach it). Counted before the TLS handshake, which is where the cost is. Told once per address until it is
+ * back under the cap, so that a flood of refusals is not a flood of log lines.
+ */
+function capPerClient(server: http2.Http2SecureServer, limits: ServerLimits): void {
+  const open = new Map<string, number>();
+  const told = new Set<string>();
+  server.on('connection', (socket: Socket) => {
+    const address = socket.remoteAddress ?? '';
+    const n = (open.get(address) ?? 0) + 1;
+    if (n > limits.maxConnectionsPerClient) {
+      if (!told.has(address)) {
+        told.add(address);
+        limits.log({ msg: 'refusing connections from a client over its limit', client: address, limit: limits.maxConnectionsPerClient });
+      }
+      socket.destroy();
+      return;
+    }
+    open.set(address, n);
+    socket.once('close', () => {
+      const left = open.get(address)! - 1;
+      if (left === 0) open.delete(address);
+      else open.set(address, left);
+      if (left < limits.maxConnectionsPerClient) told.delete(address);
+    });
+  });
 }

@@ -113,3 +113,29 @@ test("a connection that does nothing is closed after the idle timeout; a sidecar
   t.teardown(() => op.close());
   t.is((await op.request<{ sidecars: { id: string }[] }>('GET', '/v1/status')).sidecars.filter((s) => s.id === web.id).length, 1);
 });
+
+test('one client may hold maxConnectionsPerClient connections; more are closed before any handshake, and it is told once', async (t) => {
+  const logs: Record<string, unknown>[] = [];
+  const cp = await startControlPlane({ maxConnectionsPerClient: 3, log: (e) => void logs.push(e) });
+  t.teardown(() => cp.cp.stop());
+  const url = new URL(cp.conn.url);
+  const open = () => {
+    const s = tls.connect({ host: url.hostname, port: Number(url.port), ca: cp.conn.ca, ALPNProtocols: ['h2'], checkServerIdentity: () => undefined });
+    s.on('error', () => {});
+    s.resume();
+    t.teardown(() => s.destroy());
+    // true: handshake done; false: closed without one
+    return { s, shook: new Promise<boolean>((resolve) => (s.once('secureConnect', () => resolve(true)), s.once('close', () => resolve(false)))) };
+  };
+  const held = [open(), open(), open()];
+  t.deepEqual(await Promise.all(held.map((c) => c.shook)), [true, true, true]);
+  t.deepEqual(await Promise.all([open().shook, open().shook]), [false, false]);
+  t.is(logs.filter((e) => e.msg === 'refusing connections from a client over its limit').length, 1);
+  // One closes: there is room for one more.
+  held[0]!.s.destroy();
+  await new Promise((resolve) => held[0]!.s.once('close', resolve));
+  // (the server sees the close a moment later: a few tries)
+  let room = false;
+  for (let i = 0; i < 50 && !room; i++) room = await open().shook || (await new Promise((r) => setTimeout(r, 100)), false);
+  t.true(room);
+});
