@@ -254,12 +254,17 @@ const cases: [string, string, Expected[]][] = [
   ],
   [
     'policy paths, empty sources and conditions without values',
-    file(MESH, CATALOG, policy('  service: catalog\n  rules:\n    - from: [{principals: [], namespaces: []}]\n      to: [{paths: [items, /a/*/b, /a/../b, "*"]}]\n      when: [{header: x-env}]')),
+    file(MESH, CATALOG, policy('  service: catalog\n  rules:\n    - from: [{principals: [], namespaces: []}]\n      to: [{paths: [items, /a/*/b, /a/../b, "*", "/%61dmin/*", "/caf%c3%a9", "/a%2fb", "/a%zz"]}]\n      when: [{header: x-env}]')),
     [
       { near: '{principals', path: 'spec.rules[0].from[0]', message: /has only empty lists, so it would match every caller/ },
       { near: 'items', path: 'spec.rules[0].to[0].paths[0]', message: /^path "items" is invalid: a path must start with '\/' \(or be \* for any path\)$/ },
       { near: '/a/*/b', path: 'spec.rules[0].to[0].paths[1]', message: /a \* may only end a prefix/ },
       { near: '/a/../b', path: 'spec.rules[0].to[0].paths[2]', message: /must not contain a ".." segment/ },
+      // A sidecar decodes unreserved escapes and upper-cases the rest before matching: these could never match.
+      { near: '"/%61dmin/*"', path: 'spec.rules[0].to[0].paths[4]', message: /could never match; write it as \/admin\/\*$/ },
+      { near: '"/caf%c3%a9"', path: 'spec.rules[0].to[0].paths[5]', message: /could never match; write it as \/caf%C3%A9$/ },
+      { near: '"/a%2fb"', path: 'spec.rules[0].to[0].paths[6]', message: /requests with %2F in their path are refused \(400\), so this could never match/ },
+      { near: '"/a%zz"', path: 'spec.rules[0].to[0].paths[7]', message: /malformed percent-encoding at "%zz"/ },
       { near: '{header: x-env}', path: 'spec.rules[0].when[0]', message: /^names header x-env but no values; give values or notValues$/ },
     ],
   ],
