@@ -42,6 +42,8 @@ export const ErrorCodes = {
   WEFT_CLI_SIDECAR_ADMIN: 502,
   // mesh config
   WEFT_CONFIG_INVALID: 400,
+  /** a config change made against a config that has changed since it was read (If-Match) */
+  WEFT_CONFIG_CONFLICT: 409,
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

@@ -1,10 +1,11 @@
 // weft canary / weft route show: shift a live traffic split, and show a service's routing as the sidecars see it.
 
 import { parseAllDocuments, type Document } from 'yaml';
-import { WeftError } from '../../errors.ts';
+import { isWeftError, WeftError } from '../../errors.ts';
 import { parseMeshConfigOrThrow } from '../../control-plane/config/load.ts';
 import { findService, routeFor } from '../../control-plane/config/lookup.ts';
-import type { MeshConfig, RouteRule } from '../../control-plane/config/types.ts';
+import type { MeshConfig, RouteRule, ServiceConfig } from '../../control-plane/config/types.ts';
+import { configTag } from '../../control-plane/api/config-tag.ts';
 import { suggest } from '../../control-plane/config/suggest.ts';
 import { parse, required } from '../args.ts';
 import type { Command } from '../command.ts';
@@ -87,13 +88,50 @@ function noService(config: MeshConfig, ref: { name: string; namespace: string })
   return new WeftError('WEFT_CLI_USAGE', `no Service ${ref.name}.${ref.namespace} in the live config; ${near ? `did you mean ${near}?` : `the Services: ${names.join(', ') || 'none'}`}`);
 }
 
+/** The live config's text with `ref`'s default split changed so that `subset` gets `weight`. */
+function canaryEdit(text: string, ref: { name: string; namespace: string }, subset: string, weight: number): { next: string; service: ServiceConfig; split: { subset: string; weight: number }[] } {
+  const config = parseMeshConfigOrThrow(text, 'live config');
+  const service = findService(config, ref.name, ref.namespace);
+  if (!service) throw noService(config, ref);
+  if (!service.subsets.some((s) => s.name === subset)) {
+    throw new WeftError('WEFT_CLI_USAGE', `${ref.name}.${ref.namespace} has no subset ${JSON.stringify(subset)}; its subsets: ${service.subsets.map((s) => s.name).join(', ') || 'none'}`);
+  }
+  const docs = parseAllDocuments(text) as Document.Parsed[];
+  const route = routeFor(config, service);
+  const evenly = () => rebalance(service.subsets.map((s) => ({ subset: s.name, weight: 0 })), subset, weight);
+  let split: { subset: string; weight: number }[];
+  if (route) {
+    const doc = docs.find((d) => d.get('kind') === 'Route' && d.getIn(['metadata', 'name']) === route.name && (d.getIn(['metadata', 'namespace']) ?? 'default') === route.namespace)!;
+    const index = route.rules.map((r, i) => [r, i] as const).filter(([r]) => r.match.length === 0).at(-1)?.[1];
+    if (index === undefined) {
+      // Every rule matches on something (a header, a path): none is the default split, and those are left alone.
+      // A default rule is added after them, for the requests none of them takes.
+      split = evenly();
+      (doc.getIn(['spec', 'rules']) as { add(v: unknown): void }).add(doc.createNode({ destinations: split }));
+    } else {
+      const current = route.rules[index]!.destinations;
+      if (current.length === 1 && current[0]!.subset === null) split = evenly();
+      else if (current.some((d) => d.subset === null)) {
+        const shown = current.map((d) => `${d.subset ?? '(any subset)'} ${d.weight}%`).join(', ');
+        throw new WeftError('WEFT_CLI_USAGE', `the default rule of Route ${route.namespace}/${route.name} (rule ${index}) splits ${shown}: a share for any subset cannot be rebalanced by name; give it a subset in the config (weft apply), then use weft canary`);
+      } else split = rebalance(current.map((d) => ({ subset: d.subset!, weight: d.weight })), subset, weight);
+      doc.setIn(['spec', 'rules', index, 'destinations'], doc.createNode(split));
+    }
+  } else {
+    split = evenly();
+    docs.push(parseAllDocuments(`apiVersion: weft/v1\nkind: Route\nmetadata: {name: ${service.name}, namespace: ${service.namespace}}\nspec:\n  service: ${service.name}\n  rules:\n    - destinations: ${JSON.stringify(split)}\n`)[0] as Document.Parsed);
+  }
+  return { next: docs.map((d) => String(d).replace(/^---\n/, '')).join('---\n'), service, split };
+}
+
 export const canary: Command = {
   name: 'canary',
   help: `Usage: weft canary SERVICE[.NAMESPACE] --subset NAME --weight PERCENT [connection flags]
 
 Changes the split of the service's default rule (its last rule that matches every request) live: the subset
 gets PERCENT, the other subsets share the rest as before. Rules that match on headers or paths (a canary for
-testers, say) are left as they are. Without a Route for the service, one is created. The change is validated
+testers, say) are left as they are; if every rule matches on something, a default rule is added after them.
+Without a Route for the service, one is created. The change is validated
 and pushed like any 'weft apply'; no connection is dropped.
 
 ${CONNECT_HELP}`,
@@ -103,33 +141,24 @@ ${CONNECT_HELP}`,
     const ref = splitServiceArg('canary', positionals[0]!);
     const subset = required('canary', values, 'subset');
     const weightText = required('canary', values, 'weight');
+    if (!/^\d{1,3}%?$/.test(weightText) || Number(weightText.replace(/%$/, '')) > 100) throw new WeftError('WEFT_CLI_USAGE', `--weight ${JSON.stringify(weightText)} must be a whole percentage from 0 to 100`);
     const weight = Number(weightText.replace(/%$/, ''));
-    if (!Number.isInteger(weight) || weight < 0 || weight > 100) throw new WeftError('WEFT_CLI_USAGE', `--weight ${JSON.stringify(weightText)} must be a whole percentage from 0 to 100`);
     const client = operatorClient(values);
     try {
-      const text = await client.request<string>('GET', '/v1/config');
-      const config = parseMeshConfigOrThrow(text, 'live config');
-      const service = findService(config, ref.name, ref.namespace);
-      if (!service) throw noService(config, ref);
-      if (!service.subsets.some((s) => s.name === subset)) {
-        throw new WeftError('WEFT_CLI_USAGE', `${ref.name}.${ref.namespace} has no subset ${JSON.stringify(subset)}; its subsets: ${service.subsets.map((s) => s.name).join(', ') || 'none'}`);
+      // Read, edit, write back only if nothing changed in between (If-Match): a change made meanwhile by another
+      // canary or apply is read again and kept, never overwritten.
+      for (let attempt = 1; ; attempt++) {
+        const text = await client.request<string>('GET', '/v1/config');
+        const edit = canaryEdit(text, ref, subset, weight);
+        try {
+          const r = await client.request<{ version: number }>('PUT', '/v1/config', edit.next, { contentType: 'application/yaml', headers: { 'x-weft-file': `weft canary ${ref.name}`, 'if-match': configTag(text) } });
+          const { service, split } = edit;
+          out.result({ service: `${service.name}.${service.namespace}`, split, version: r.version }, () => `${service.name}.${service.namespace}: ${split.map((d) => `${d.subset} ${d.weight}%`).join(', ')} (config version ${r.version}, pushed)`);
+          return;
+        } catch (err) {
+          if (!isWeftError(err, 'WEFT_CONFIG_CONFLICT') || attempt >= 5) throw err;
+        }
       }
-      const docs = parseAllDocuments(text) as Document.Parsed[];
-      const route = routeFor(config, service);
-      let split: { subset: string; weight: number }[];
-      if (route) {
-        const doc = docs.find((d) => d.get('kind') === 'Route' && d.getIn(['metadata', 'name']) === route.name && (d.getIn(['metadata', 'namespace']) ?? 'default') === route.namespace)!;
-        const index = route.rules.map((r, i) => [r, i] as const).filter(([r]) => r.match.length === 0).at(-1)?.[1] ?? route.rules.length - 1;
-        const current = route.rules[index]!.destinations.map((d) => ({ subset: d.subset ?? '', weight: d.weight }));
-        split = rebalance(current.length === 1 && current[0]!.subset === '' ? service.subsets.map((s) => ({ subset: s.name, weight: 0 })) : current, subset, weight);
-        doc.setIn(['spec', 'rules', index, 'destinations'], doc.createNode(split));
-      } else {
-        split = rebalance(service.subsets.map((s) => ({ subset: s.name, weight: 0 })), subset, weight);
-        docs.push(parseAllDocuments(`apiVersion: weft/v1\nkind: Route\nmetadata: {name: ${service.name}, namespace: ${service.namespace}}\nspec:\n  service: ${service.name}\n  rules:\n    - destinations: ${JSON.stringify(split)}\n`)[0] as Document.Parsed);
-      }
-      const next = docs.map((d) => String(d).replace(/^---\n/, '')).join('---\n');
-      const r = await client.request<{ version: number }>('PUT', '/v1/config', next, { contentType: 'application/yaml', headers: { 'x-weft-file': `weft canary ${ref.name}` } });
-      out.result({ service: `${service.name}.${service.namespace}`, split, version: r.version }, () => `${service.name}.${service.namespace}: ${split.map((d) => `${d.subset} ${d.weight}%`).join(', ')} (config version ${r.version}, pushed)`);
     } finally {
       client.close();
     }

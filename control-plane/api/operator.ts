@@ -4,6 +4,7 @@ import { WeftError } from '../../errors.ts';
 import type { Revocation } from '../revocations.ts';
 import { requireOperator, type AuthContext } from './authenticate.ts';
 import { field, readBody, readJson, sendJson, type Request, type Response } from './http.ts';
+import { configTag } from './config-tag.ts';
 
 export interface StatusReport {
   readonly version: number;
@@ -29,6 +30,11 @@ export async function putConfig(req: Request, res: Response, deps: OperatorDeps)
   const who = requireOperator(req, deps.auth);
   const text = (await readBody(req, CONFIG_LIMIT)).toString('utf8');
   const file = typeof req.headers['x-weft-file'] === 'string' ? req.headers['x-weft-file'].slice(0, 256) : 'request body';
+  // Checked with nothing awaited before the apply, so no other change can land in between.
+  const ifMatch = req.headers['if-match'];
+  if (typeof ifMatch === 'string' && ifMatch !== '*' && ifMatch !== configTag(deps.configText())) {
+    throw new WeftError('WEFT_CONFIG_CONFLICT', 'the live config changed since this change was made from it (another apply or canary); read it again and retry');
+  }
   const result = deps.apply(text, file);
   deps.log({ msg: 'config applied', by: who, file, version: result.version, ...(result.warnings.length ? { warnings: result.warnings } : {}) });
   sendJson(res, 200, result);
@@ -36,8 +42,9 @@ export async function putConfig(req: Request, res: Response, deps: OperatorDeps)
 
 export function getConfig(req: Request, res: Response, deps: OperatorDeps): void {
   requireOperator(req, deps.auth);
-  res.writeHead(200, { 'content-type': 'application/yaml', 'cache-control': 'no-store' });
-  res.end(deps.configText());
+  const text = deps.configText();
+  res.writeHead(200, { 'content-type': 'application/yaml', 'cache-control': 'no-store', etag: configTag(text) });
+  res.end(text);
 }
 
 export async function postToken(req: Request, res: Response, deps: OperatorDeps): Promise<void> {
