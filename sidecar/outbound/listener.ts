@@ -133,12 +133,13 @@ export class OutboundListener {
     });
   }
 
-  /** Which service an HTTP/1 request names, and its origin-form path. */
-  #target(req: H1Request): { upstream: UpstreamRuntime | undefined; host: string; path: string } {
+  /** Which service an HTTP/1 request names, and its origin-form path; null when its absolute URI is not one. */
+  #target(req: H1Request): { upstream: UpstreamRuntime | undefined; host: string; path: string } | null {
     const url = req.url;
     if (/^https?:\/\//i.test(url)) {
       // Absolute form (HTTP_PROXY style): the authority in the URI wins over Host (RFC 9112 §3.2.2).
-      const u = new URL(url);
+      const u = URL.parse(url);
+      if (!u) return null;
       return { upstream: this.#fixed() ?? upstreamForHost(this.#o.config(), u.host), host: u.host, path: `${u.pathname}${u.search}` };
     }
     const host = req.headers.host ?? '';
@@ -151,7 +152,12 @@ export class OutboundListener {
 
   #onRequest(req: H1Request, res: H1Response): void {
     if (refuseAmbiguousHead(req, res)) return;
-    const { upstream, host, path } = this.#target(req);
+    const target = this.#target(req);
+    if (!target) {
+      meshReply(res, 400, 'bad-request', `the request target ${JSON.stringify(req.url.slice(0, 200))} is not a valid absolute URI`);
+      return;
+    }
+    const { upstream, host, path } = target;
     if (!upstream) {
       meshReply(res, 404, 'no-route', `${host || '(no Host header)'} is not a service in this mesh; known: ${[...this.#o.config().hosts.keys()].join(', ')}`);
       return;
@@ -175,7 +181,12 @@ export class OutboundListener {
   #onUpgrade(req: H1Request, socket: Socket, head: Buffer): void {
     socket.on('error', () => {});
     if (refuseUpgrade(req, socket)) return;
-    const { upstream, host, path } = this.#target(req);
+    const target = this.#target(req);
+    if (!target) {
+      answerOnSocket(socket, 400, 'bad-request', `the request target ${JSON.stringify(req.url.slice(0, 200))} is not a valid absolute URI`);
+      return;
+    }
+    const { upstream, host, path } = target;
     if (!upstream) {
       answerOnSocket(socket, 404, 'no-route', `${host || '(no Host header)'} is not a service in this mesh`);
       return;

@@ -86,6 +86,7 @@ const cases: [string, string, number[]][] = [
   ['absolute URI to admin', req('GET http://catalog/admin/keys'), DENIED],
   ['absolute URI with dot-dot', req('GET http://catalog/public/../admin/keys'), DENIED],
   ['absolute URI beats a misleading Host', req('GET http://catalog/admin/keys', 'Host: web\r\n'), DENIED],
+  ['malformed absolute URI', req('GET http://[::1/admin'), REJECTED],
   ['upper-case Host', req('GET /admin/keys', 'Host: CATALOG\r\n'), DENIED],
   ['Host with trailing dot', req('GET /admin/keys', 'Host: catalog.default.\r\n'), DENIED],
   ['Host with port', req('GET /admin/keys', 'Host: catalog:80\r\n'), DENIED],
