@@ -1,8 +1,9 @@
 // Forwarding one HTTP/2 stream (a gRPC call, unary or streaming) to another HTTP/2 session, trailers included.
 
 import type * as http2 from 'node:http2';
-import type { ClientHttp2Session, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { REASON_HEADER } from './headers.ts';
+import type { ReplayableBody } from './replayable-body.ts';
 
 // node:http2's constants, spelled out so that this module does not load node:http2 (see ./node-http.ts).
 const HTTP2_HEADER_METHOD = ':method';
@@ -11,9 +12,11 @@ const HTTP2_HEADER_AUTHORITY = ':authority';
 const HTTP2_HEADER_SCHEME = ':scheme';
 const HTTP2_HEADER_STATUS = ':status';
 const NGHTTP2_NO_ERROR = 0;
+const NGHTTP2_INTERNAL_ERROR = 2;
 const NGHTTP2_CANCEL = 8;
 const NGHTTP2_FLAG_END_STREAM = 1;
 const GRPC_DEADLINE_EXCEEDED = 4;
+const GRPC_UNAVAILABLE = 14;
 const DROP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings', 'host']);
 
 /** Request headers for the next hop: pseudo-headers rebuilt, x-weft-* removed, `extra` added. */
@@ -40,96 +43,6 @@ function responseHeaders(incoming: IncomingHttpHeaders): http2.OutgoingHttpHeade
   return out;
 }
 
-/**
- * A request stream's body, read once and kept (up to `limit` bytes) so that a retry can send it again. Each try
- * attaches its upstream stream: it gets what has been read so far, then the rest as it comes, and the end.
- */
-export class ReplayableBody {
-  readonly #inbound: ServerHttp2Stream;
-  readonly #limit: number;
-  readonly #chunks: Buffer[] = [];
-  #size = 0;
-  #overflowed = false;
-  #ended = false;
-  #target: http2.ClientHttp2Stream | null = null;
-  #onEnd: (() => void)[] = [];
-  /** waiting for decided(): told when the body ends, overflows, or the caller goes */
-  #deciders: (() => void)[] = [];
-
-  constructor(inbound: ServerHttp2Stream, limit: number) {
-    this.#inbound = inbound;
-    this.#limit = limit;
-    inbound.on('data', (chunk: Buffer) => {
-      if (!this.#overflowed) {
-        this.#size += chunk.length;
-        if (this.#size > this.#limit) {
-          this.#overflowed = true;
-          this.#chunks.length = 0;
-          this.#decide();
-        } else this.#chunks.push(chunk);
-      }
-      const target = this.#target;
-      if (target && !target.destroyed && !target.write(chunk)) {
-        inbound.pause();
-        target.once('drain', () => inbound.resume());
-      }
-    });
-    inbound.on('end', () => {
-      this.#ended = true;
-      if (this.#target && !this.#target.destroyed) this.#target.end();
-      const waiting = this.#onEnd;
-      this.#onEnd = [];
-      for (const f of waiting) f();
-      this.#decide();
-    });
-    inbound.once('close', () => this.#decide());
-  }
-
-  #decide(): void {
-    const waiting = this.#deciders;
-    this.#deciders = [];
-    for (const f of waiting) f();
-  }
-
-  /**
-   * Resolves once a retry can be decided: the whole request is in (or went past the limit), or the caller has
-   * gone. A try can fail while a client-streaming caller is between messages; it is not given up for that.
-   */
-  decided(): Promise<void> {
-    if (this.#ended || this.#overflowed || this.#inbound.destroyed || this.#inbound.closed) return Promise.resolve();
-    return new Promise((resolve) => this.#deciders.push(resolve));
-  }
-
-  /** Calls `f` once the caller has sent all of the request (now, if it has). */
-  whenEnded(f: () => void): void {
-    if (this.#ended) f();
-    else this.#onEnd.push(f);
-  }
-
-  /** All of it was read, and kept: a new try can send it whole. */
-  get replayable(): boolean {
-    return this.#ended && !this.#overflowed;
-  }
-
-  /** Sends what was read so far to `upstream`, and what comes later (a try's first call only, or a replay). */
-  attach(upstream: http2.ClientHttp2Stream): void {
-    this.#target = upstream;
-    for (const c of this.#chunks) upstream.write(c);
-    if (this.#ended) upstream.end();
-  }
-
-  /** Sends all of it to `stream` (a mirror's copy): only once it is replayable. */
-  copyTo(stream: http2.ClientHttp2Stream): void {
-    for (const c of this.#chunks) stream.write(c);
-    stream.end();
-  }
-
-  detach(upstream: http2.ClientHttp2Stream): void {
-    if (this.#target === upstream) this.#target = null;
-    this.#inbound.resume();
-  }
-}
-
 export interface ForwardH2Options {
   /** the request body, when a retry may send it again; without it the client's stream is piped */
   readonly body?: ReplayableBody;
@@ -141,6 +54,11 @@ export interface ForwardH2Options {
    * in its trailers, any other is reset.
    */
   readonly answerTimeoutMs?: number | null;
+}
+
+/** Where forwardH2 opens the upstream stream: an HTTP/2 session, or a pool of them (../outbound/h2-pool.ts). */
+export interface H2Target {
+  request(headers: http2.OutgoingHttpHeaders, options?: http2.ClientSessionRequestOptions): http2.ClientHttp2Stream;
 }
 
 /** How a try ended: whether its answer was relayed, and whether the per-try timeout cut that answer off. */
@@ -159,7 +77,7 @@ const relaying = new WeakMap<ServerHttp2Stream, (grpcStatus: number, reason: str
  * Resolves with whether the answer was relayed: false if `accept` dropped it, or if the caller went away (or was
  * answered by the mesh, a route timeout) first; neither is the upstream's failure.
  */
-export function forwardH2(inbound: ServerHttp2Stream, session: ClientHttp2Session, headers: http2.OutgoingHttpHeaders, opts: ForwardH2Options = {}): Promise<H2Try> {
+export function forwardH2(inbound: ServerHttp2Stream, session: H2Target, headers: http2.OutgoingHttpHeaders, opts: ForwardH2Options = {}): Promise<H2Try> {
   return new Promise((resolve, reject) => {
     /** waiting for the answer's head; relaying it; or done (failed, dropped, or relayed to its end) */
     let state: 'waiting' | 'relaying' | 'done' = 'waiting';
@@ -220,6 +138,7 @@ export function forwardH2(inbound: ServerHttp2Stream, session: ClientHttp2Sessio
       body?.detach(upstream);
       upstream.unpipe(inbound);
       upstream.close(NGHTTP2_CANCEL);
+      upstreamGone = true;
       if (inbound.destroyed) {
         // nothing to tell the client
       } else if (grpcAnswer) {
@@ -255,16 +174,34 @@ export function forwardH2(inbound: ServerHttp2Stream, session: ClientHttp2Sessio
         // A trailers-only answer (how gRPC reports most errors): one header block that also ends the stream.
         if (timer) clearTimeout(timer);
         inbound.respond(responseHeaders(h), { endStream: true });
+        answered = true;
         return;
       }
       // Only the try whose answer is relayed sends the client trailers: this one's, when they come.
       grpcAnswer = String(h['content-type'] ?? '').startsWith('application/grpc');
-      inbound.once('wantTrailers', () => inbound.sendTrailers(trailers ?? {}));
+      inbound.once('wantTrailers', () => {
+        inbound.sendTrailers(trailers ?? {});
+        answered = true;
+        if (upstreamGone) endCall();
+      });
       inbound.respond(responseHeaders(h), { waitForTrailers: true });
       relaying.set(inbound, cutOff);
       upstream.pipe(inbound);
     });
     let trailers: http2.OutgoingHttpHeaders | null = null;
+    /** the caller has its whole answer (the head that ended it, or the trailers) */
+    let answered = false;
+    /** the upstream's stream is over: once the caller has its answer, a request still open is ended too */
+    let upstreamGone = false;
+    /**
+     * The upstream may end its stream once it has answered, before all of the request came (a reset with NO_ERROR,
+     * RFC 9113 §8.1); so is the caller, else its call never ends. node:http2 submits trailers from a setImmediate
+     * (sendTrailers): the reset is queued after them.
+     */
+    const endCall = () =>
+      setImmediate(() => {
+        if (!inbound.destroyed && !inbound.closed && !inbound.state.remoteClose) inbound.close(NGHTTP2_NO_ERROR);
+      });
     upstream.on('trailers', (t) => {
       if (state !== 'relaying') return;
       const out: http2.OutgoingHttpHeaders = {};
@@ -282,7 +219,21 @@ export function forwardH2(inbound: ServerHttp2Stream, session: ClientHttp2Sessio
       state = 'done';
       if (timer) clearTimeout(timer);
       relaying.delete(inbound);
-      if (upstream.rstCode && upstream.rstCode !== NGHTTP2_NO_ERROR && !inbound.destroyed) inbound.close(upstream.rstCode);
+      const code = upstream.rstCode ?? NGHTTP2_NO_ERROR;
+      // A gRPC answer is whole only with its trailers; any other, unless the upstream reset it with an error.
+      const whole = trailers !== null || (!grpcAnswer && code === NGHTTP2_NO_ERROR);
+      upstreamGone = true;
+      if (inbound.destroyed) {
+        // the caller went first (its reset was passed upstream): nothing to tell it
+      } else if (whole) {
+        if (answered) endCall();
+      } else if (grpcAnswer && !inbound.sentTrailers) {
+        // The upstream failed mid-answer (its connection died, or it reset the stream). The caller did not cancel,
+        // so it is not told CANCEL (gRPC's CANCELLED): the answer ends with UNAVAILABLE, as gRPC reports a lost peer.
+        upstream.unpipe(inbound);
+        trailers = { 'grpc-status': String(GRPC_UNAVAILABLE), 'grpc-message': grpcMessage(`weft: the upstream reset the stream before its answer ended (code ${code})`), [REASON_HEADER]: 'upstream-reset' };
+        if (!inbound.writableEnded) inbound.end();
+      } else inbound.close(NGHTTP2_INTERNAL_ERROR);
       resolve({ relayed: true });
     });
   });
@@ -312,7 +263,6 @@ export function grpcStatusForHttp(status: number): number {
   }
 }
 
-/** The gRPC status of a mesh answer: PERMISSION_DENIED (7), DEADLINE_EXCEEDED (4), else UNAVAILABLE (14). */
 /**
  * The gRPC status of a mesh answer: gRPC's HTTP-to-gRPC mapping (doc/http-grpc-status-mapping.md), as Envoy's
  * local replies use it (400 INTERNAL, 401 UNAUTHENTICATED, 403 PERMISSION_DENIED, 404 UNIMPLEMENTED, the rest

@@ -2,7 +2,7 @@
 // both make before anything else: one place for the limits a request must stay within.
 
 import { http2 } from './node-http.ts';
-import type { Http2Server, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import type { Http2Server, Http2Session, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import { answerClientError } from './client-error.ts';
 import { REASON_HEADER } from './headers.ts';
@@ -23,12 +23,27 @@ export function hardenedH1Server(onRequest: (req: H1Request, res: H1Response) =>
   return new H1Server({ headersTimeoutMs: 10_000, requestTimeoutMs: 300_000, keepAliveTimeoutMs: 60_000, maxHeaderSize: 16 * 1024 }, onRequest, onUpgrade, answerClientError);
 }
 
+/** Streams a peer may have open on one HTTP/2 session; a caller's pool opens another session past it (../outbound/h2-pool.ts). */
+export const MAX_CONCURRENT_STREAMS = 256;
+
 /** An HTTP/2 server fed by emit('connection'): bounded concurrent streams and header lists. */
 export function hardenedH2Server(onStream: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void): Http2Server {
-  const server = http2().createServer({ settings: { maxConcurrentStreams: 256, maxHeaderListSize: 64 * 1024 } });
+  const server = http2().createServer({ settings: { maxConcurrentStreams: MAX_CONCURRENT_STREAMS, maxHeaderListSize: 64 * 1024 } });
   server.on('stream', onStream);
   server.on('sessionError', () => {});
   return server;
+}
+
+/**
+ * Asks an HTTP/2 peer to open no more streams (a sidecar draining) without refusing any it has already sent, as
+ * RFC 9113 §6.8 advises: a GOAWAY naming the highest stream ID, then, once a PING has come back (every stream the
+ * peer opened before it read the GOAWAY has arrived), the final GOAWAY. Streams in flight finish; then it closes.
+ */
+export function goAway(session: Http2Session): void {
+  if (session.closed || session.destroyed) return;
+  session.goaway(0, 2 ** 31 - 1);
+  const close = () => session.close();
+  if (!session.ping(close)) close();
 }
 
 /** Why a request head is refused: too many headers, or more than one Host; null if it is not. */

@@ -26,7 +26,7 @@ import { AppConnector } from './app.ts';
 import { relayH1 } from '../http/h1-proxy.ts';
 import { forwardH2, h2RequestHeaders, meshReplyH2 } from '../http/h2-proxy.ts';
 import { forwardHeaders, headerOf, PEER_IDENTITY_HEADER } from '../http/headers.ts';
-import { answerOnSocket, hardenedH1Server, hardenedH2Server, refuseAmbiguousHead, refuseUpgrade } from '../http/servers.ts';
+import { answerOnSocket, goAway, hardenedH1Server, hardenedH2Server, refuseAmbiguousHead, refuseUpgrade } from '../http/servers.ts';
 import { meshReply } from '../http/mesh-reply.ts';
 import { forwardUpgrade } from '../http/upgrade.ts';
 import { replaySocket } from './replay-socket.ts';
@@ -86,6 +86,9 @@ export class InboundListener {
   /** HTTP/2 hides the TLS socket behind a proxy; the peer is attached to the session as it is created */
   readonly #sessionPeers = new WeakMap<http2.Http2Session, PeerIdentity>();
   #nextPeer: PeerIdentity | null = null;
+  /** open HTTP/2 sessions: draining sends each a GOAWAY, so that callers take new calls elsewhere */
+  readonly #h2Sessions = new Set<http2.ServerHttp2Session>();
+  #draining = false;
 
   constructor(opts: InboundOptions, material: TlsMaterial) {
     this.#o = opts;
@@ -142,10 +145,16 @@ export class InboundListener {
     for (const socket of this.#plain) if (!this.#h1.closeConnection(socket)) socket.destroy();
   }
 
-  /** Stops accepting, lets in-flight requests finish until `deadlineMs`, then closes what is left. */
+  /**
+   * Stops accepting, lets in-flight requests finish until `deadlineMs`, then closes what is left. HTTP/2 peers get
+   * a GOAWAY, so that their new calls go to other endpoints and their sessions close once the calls in flight end.
+   */
   async close(deadlineMs: number): Promise<void> {
     const closed = new Promise<void>((resolve) => this.#net.close(() => resolve()));
+    this.#draining = true;
+    this.#o.log({ msg: 'draining', h2Sessions: this.#h2Sessions.size });
     this.#h1.closeIdleConnections();
+    for (const session of this.#h2Sessions) goAway(session);
     const timer = setTimeout(() => {
       for (const s of this.#peers.keys()) s.destroy();
       for (const s of this.#plain) s.destroy();
@@ -304,6 +313,9 @@ export class InboundListener {
       this.#h2Server = hardenedH2Server((stream, headers) => this.#onStream(stream, headers));
       this.#h2Server.on('session', (session) => {
         if (this.#nextPeer) this.#sessionPeers.set(session, this.#nextPeer);
+        this.#h2Sessions.add(session);
+        session.once('close', () => this.#h2Sessions.delete(session));
+        if (this.#draining) goAway(session); // a handshake that was under way when draining began
       });
     }
     return this.#h2Server;

@@ -1,6 +1,7 @@
 // One outbound HTTP/2 (gRPC) call: the route rule and subset, fault injection (an abort, as the gRPC status
 // the HTTP status maps to; a delay), the route's total timeout (504, or DEADLINE_EXCEEDED for gRPC), the
-// pending limit (503 overflow, UNAVAILABLE for gRPC), an endpoint whose breaker lets it, then the stream
+// pending limit (503 overflow, UNAVAILABLE for gRPC), an endpoint whose breaker lets it (not one draining, while
+// another is open), a session to it with room for the stream (./h2-pool.ts; none: 503 overflow), then the stream
 // relayed under the endpoint's breaker.
 // Under a rule's retry policy, a try that failed before any answer reached the client is made again (see
 // attempts below); an answer already streaming to the client is never retried, and one that outruns the
@@ -10,7 +11,8 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { UpstreamRuntime } from '../config/runtime.ts';
 import type { RetryPolicy } from '../../control-plane/config/types.ts';
-import { forwardH2, grpcStatusForHttp, meshReplyH2, ReplayableBody } from '../http/h2-proxy.ts';
+import { forwardH2, grpcStatusForHttp, meshReplyH2 } from '../http/h2-proxy.ts';
+import { ReplayableBody } from '../http/replayable-body.ts';
 import { UpstreamFailure } from '../resilience/endpoint-health.ts';
 import type { ResilienceState } from '../resilience/state.ts';
 import { pickP2c } from '../routing/balancer.ts';
@@ -71,7 +73,7 @@ export async function callH2(call: H2Call, incoming: IncomingHttpHeaders): Promi
     try {
       const pool = upstream.subsets.get(subset ?? '');
       const endpoints = pool?.endpoints ?? [];
-      const open = call.state.available(upstream, endpoints);
+      const open = call.peers.h2Candidates(upstream, call.state.available(upstream, endpoints));
       if (open.length === 0) {
         const none = endpoints.length === 0;
         meshReplyH2(stream, 503, none ? 'no-healthy-upstream' : 'circuit-open', none ? `no endpoint of ${upstream.key} is available` : `every endpoint of ${upstream.key} has its circuit breaker open`, grpc);
@@ -84,7 +86,10 @@ export async function callH2(call: H2Call, incoming: IncomingHttpHeaders): Promi
       else {
         const health = upstream.trafficPolicy?.loadBalancer.type === 'round-robin' ? pool!.balancer.pick(open)! : pickP2c(open)!;
         call.obs.set({ subset, endpoint: health.address, breaker: health.state });
-        await health.run(() => forwardH2(stream, call.peers.h2Session(upstream, health.address), call.headers, { body }));
+        const peer = call.peers.h2Pool(upstream, health.address);
+        // Checked before the breaker: a full pool is this sidecar's limit, not the endpoint failing.
+        if (peer.full) return poolFull(call, health.address);
+        await health.run(() => forwardH2(stream, peer, call.headers, { body }));
       }
       if (mirrorTo) mirror(call, mirrorTo, body!, rule!.timeoutMs ?? MIRROR_TIMEOUT_MS);
     } finally {
@@ -93,10 +98,17 @@ export async function callH2(call: H2Call, incoming: IncomingHttpHeaders): Promi
   } catch (err) {
     const e = err as Error & { code?: string };
     if (e.code === 'WEFT_PEER_IDENTITY') meshReplyH2(stream, 502, 'peer-identity-mismatch', e.message, grpc);
+    else if (e.code === 'WEFT_H2_POOL_FULL') meshReplyH2(stream, 503, 'overflow', e.message, grpc);
     else meshReplyH2(stream, 503, e.code === 'EOPENBREAKER' ? 'circuit-open' : 'upstream-connect-failure', `upstream ${upstream.key} failed: ${e.message}`, grpc);
   } finally {
     if (deadline) clearTimeout(deadline);
   }
+}
+
+/** Every connection to the endpoint carries as many streams as its peer allows, and maxConnections allows no more. */
+function poolFull(call: H2Call, address: string): void {
+  const limit = call.upstream.trafficPolicy?.connectionPool.maxConnections;
+  meshReplyH2(call.stream, 503, 'overflow', `every connection to ${call.upstream.key} at ${address}${limit ? ` (maxConnections ${limit})` : ''} carries as many streams as the peer allows; try again later`, call.grpc);
 }
 
 /** gRPC statuses that Envoy's outlier detection counts as 5xx: DEADLINE_EXCEEDED (504), INTERNAL (500), UNAVAILABLE (503). */
@@ -127,7 +139,7 @@ async function attempts(call: H2Call, policy: RetryPolicy, subset: string | null
   /** Whether a dropped answer is the endpoint failing: a 5xx, or a gRPC status Envoy counts as one (504, 500, 503). */
   const failing = (h: IncomingHttpHeaders) => Number(h[':status']) >= 500 || (grpc && ENDPOINT_FAILURES.has(Number(h['grpc-status'])));
   for (let n = 0; ; n++) {
-    const open = call.state.available(upstream, endpoints, tried);
+    const open = call.peers.h2Candidates(upstream, call.state.available(upstream, endpoints, tried));
     if (open.length === 0) {
       meshReplyH2(stream, 503, 'circuit-open', `every endpoint of ${upstream.key} has its circuit breaker open`, grpc);
       return;
@@ -138,9 +150,11 @@ async function attempts(call: H2Call, policy: RetryPolicy, subset: string | null
     let again = false;
     let failed = false;
     let relayed = false;
+    const peer = call.peers.h2Pool(upstream, health.address);
+    if (peer.full) return poolFull(call, health.address);
     try {
       await health.run(async () => {
-        const outcome = await forwardH2(stream, call.peers.h2Session(upstream, health.address), call.headers, {
+        const outcome = await forwardH2(stream, peer, call.headers, {
           body,
           answerTimeoutMs: policy.perTryTimeoutMs,
           // A retryable answer is dropped (not relayed) only when a retry is sure to follow.
@@ -188,13 +202,13 @@ function mirror(call: H2Call, subset: string, body: ReplayableBody, timeoutMs: n
   const authority = call.headers[':authority'];
   const headers = typeof authority === 'string' ? { ...call.headers, ':authority': shadowHost(authority) } : call.headers;
   try {
-    const copy = call.peers.h2Session(call.upstream, endpoint.address).request(headers, { endStream: false });
+    const copy = call.peers.h2Pool(call.upstream, endpoint.address).request(headers, { endStream: false });
     copy.on('error', () => {});
     // A copy that hangs is given up, so that copies never pile up on the mirror's session.
     copy.setTimeout(timeoutMs, () => copy.close(NGHTTP2_CANCEL));
     copy.resume();
     body.copyTo(copy);
   } catch {
-    // no session to the mirror: the copy is skipped, as any failure of a mirror is
+    // no session to the mirror (or no room on it): the copy is skipped, as any failure of a mirror is
   }
 }

@@ -1,12 +1,12 @@
 // Connections to peer sidecars: mutual TLS 1.3 with this sidecar's certificate, and the peer's SPIFFE ID
 // checked against the identities expected for the service; pooled and kept alive per endpoint.
 
-import type * as http2 from 'node:http2';
 import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { spiffeIdOfCertificate } from '../../ca/svid.ts';
 import { H1Pool } from '../http/h1-client.ts';
 import { http2 as loadHttp2 } from '../http/node-http.ts';
+import { H2Pool, PEER_MAX_CONCURRENT_STREAMS } from './h2-pool.ts';
 import type { RuntimeConfig, UpstreamRuntime } from '../config/runtime.ts';
 import { ALPN, type TlsMaterial } from '../inbound/listener.ts';
 
@@ -46,7 +46,9 @@ export class PeerConnector {
   /** one OpenSSL context per certificate, shared by every connection (not a PEM parse per connection) */
   #context: tls.SecureContext;
   #h1 = new Map<string, H1Pool>();
-  #h2 = new Map<string, http2.ClientHttp2Session>();
+  #h2 = new Map<string, H2Pool>();
+  /** keys of the HTTP/2 pools whose peer is draining (sent GOAWAY); empty but for a peer stopping */
+  readonly #draining = new Set<string>();
   /** each upstream's expected peer identities, as the last config applied says */
   #expected = new Map<string, ReadonlySet<string>>();
 
@@ -61,6 +63,7 @@ export class PeerConnector {
     const h2 = this.#h2;
     this.#h1 = new Map();
     this.#h2 = new Map();
+    this.#draining.clear();
     for (const p of h1.values()) void p.close();
     for (const s of h2.values()) s.close();
   }
@@ -95,11 +98,15 @@ export class PeerConnector {
       pool.resize(maxConnections(upstream));
       if (changed(upstream.key)) pool.dropIdle();
     }
-    for (const [key, session] of this.#h2) {
+    for (const [key, pool] of this.#h2) {
       const upstream = current(key);
-      if (upstream && !changed(upstream.key)) continue;
+      if (upstream && !changed(upstream.key)) {
+        pool.resize(maxConnections(upstream));
+        continue;
+      }
       this.#h2.delete(key);
-      session.close();
+      this.#draining.delete(key);
+      pool.close();
     }
   }
 
@@ -131,17 +138,36 @@ export class PeerConnector {
     return pool;
   }
 
-  h2Session(upstream: UpstreamRuntime, address: string): http2.ClientHttp2Session {
+  /** The HTTP/2 sessions to an endpoint (./h2-pool.ts): one, or more when one is at the peer's stream limit. */
+  h2Pool(upstream: UpstreamRuntime, address: string): H2Pool {
     const key = `${upstream.key}|${address}`;
-    const existing = this.#h2.get(key);
-    if (existing && !existing.closed && !existing.destroyed) return existing;
-    const session = loadHttp2().connect(`https://${address}`, this.tlsOptions(upstream, ALPN.h2));
-    session.on('error', () => {});
-    session.on('close', () => {
-      if (this.#h2.get(key) === session) this.#h2.delete(key);
-    });
-    this.#h2.set(key, session);
-    return session;
+    let pool = this.#h2.get(key);
+    if (!pool) {
+      const options = { ...this.tlsOptions(upstream, ALPN.h2), peerMaxConcurrentStreams: PEER_MAX_CONCURRENT_STREAMS };
+      // TrafficPolicy connectionPool.maxConnections bounds the sessions to each endpoint, as it does HTTP/1 connections.
+      pool = new H2Pool({
+        address,
+        connections: maxConnections(upstream),
+        connect: () => loadHttp2().connect(`https://${address}`, options),
+        onDraining: (draining) => {
+          if (this.#h2.get(key) !== pool) return; // a pool already let go (a new certificate)
+          if (draining) this.#draining.add(key);
+          else this.#draining.delete(key);
+        },
+      });
+      this.#h2.set(key, pool);
+    }
+    return pool;
+  }
+
+  /**
+   * `open` without the endpoints whose peer sent GOAWAY (draining, as a sidecar stopping does), unless that leaves
+   * none: new calls go to the others instead of to a listener that is closing, until the push that removes it.
+   */
+  h2Candidates<T extends { readonly address: string }>(upstream: UpstreamRuntime, open: readonly T[]): readonly T[] {
+    if (this.#draining.size === 0 || open.length < 2) return open;
+    const ready = open.filter((e) => !this.#draining.has(`${upstream.key}|${e.address}`));
+    return ready.length > 0 ? ready : open;
   }
 
   /** A fresh mTLS connection (TCP services, WebSocket tunnels). */

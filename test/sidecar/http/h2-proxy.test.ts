@@ -6,7 +6,8 @@ import http2 from 'node:http2';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { forwardH2, meshReplyH2, ReplayableBody } from '../../../sidecar/http/h2-proxy.ts';
+import { forwardH2, meshReplyH2 } from '../../../sidecar/http/h2-proxy.ts';
+import { ReplayableBody } from '../../../sidecar/http/replayable-body.ts';
 
 type Outcome = { relayed: boolean } | { error: string };
 type Forward = (inbound: http2.ServerHttp2Stream) => Promise<{ relayed: boolean }>;
