@@ -167,25 +167,33 @@ export class H1Response extends EventEmitter {
     const status = this.statusCode;
     let head = `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Unknown'}\r\n`;
     let seen = 0;
+    // RFC 9110 §8.6, §6.4.1: no Content-Length or Transfer-Encoding in a 204 or 1xx (an app's would go on as is).
+    const unframed = status === 204 || status < 200 ? CONTENT_LENGTH | TRANSFER_ENCODING : 0;
     const given = this.#given;
     if (this.#set) {
       for (const name in this.#set) {
         if (givenHas(given, name)) continue; // as with node, writeHead's value wins over setHeader's
+        const f = framing(name);
+        if ((f & unframed) !== 0) continue;
         head += `${name}: ${this.#set[name]!}\r\n`;
-        seen |= framing(name);
+        seen |= f;
       }
     }
     if (Array.isArray(given)) {
       for (let i = 0; i < given.length; i += 2) {
+        const f = framing(given[i]!);
+        if ((f & unframed) !== 0) continue;
         head += `${given[i]!}: ${given[i + 1]!}\r\n`;
-        seen |= framing(given[i]!);
+        seen |= f;
       }
     } else if (given) {
       for (const name in given) {
+        const f = framing(name);
+        if ((f & unframed) !== 0) continue;
         const v = (given as Record<string, HeaderValue>)[name]!;
         if (typeof v === 'object') for (const x of v) head += `${name}: ${x}\r\n`;
         else head += `${name}: ${v}\r\n`;
-        seen |= framing(name);
+        seen |= f;
       }
     }
     const length = (seen & CONTENT_LENGTH) !== 0;

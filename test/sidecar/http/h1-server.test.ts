@@ -161,11 +161,13 @@ test('HTTP/1.0: closed after the body unless keep-alive was asked for and the le
   t.is(await closing.untilClosed(), 'HTTP/1.1 200 OK\r\ncontent-length: 5\r\ndate: D\r\nconnection: close\r\n\r\nhello');
 });
 
-test('HEAD, 204 and 304 carry no body even when the handler writes one; the next answer on the connection is intact', async (t) => {
+test('HEAD, 204 and 304 carry no body even when the handler writes one, a 204 no framing headers; the next answer is intact', async (t) => {
   const origin = await h1Server(t, (req, res) => {
     if (req.url === '/length') res.writeHead(200, { 'content-length': '5' }).end('hello');
     else if (req.url === '/written') (res.write('hello'), res.end('!'));
     else if (req.url === '/204') res.writeHead(204, { 'x-a': '1' }).end('dropped');
+    // An app's framing headers on a 204 (RFC 9110 §8.6: a server must not send them) are not passed on.
+    else if (req.url === '/204-framed') res.writeHead(204, ['Content-Length', '5', 'x-b', '2', 'Transfer-Encoding', 'chunked']).end();
     else if (req.url === '/304') res.writeHead(304, { etag: '"v1"', 'content-length': '7' }).end('dropped');
     else res.end('after');
   });
@@ -175,6 +177,7 @@ test('HEAD, 204 and 304 carry no body even when the handler writes one; the next
     ['HEAD /length HTTP/1.1\r\nhost: weft.test\r\n\r\n', 'HTTP/1.1 200 OK\r\ncontent-length: 5\r\ndate: D\r\n\r\n'],
     ['HEAD /written HTTP/1.1\r\nhost: weft.test\r\n\r\n', 'HTTP/1.1 200 OK\r\ndate: D\r\n\r\n'],
     [get('/204'), 'HTTP/1.1 204 No Content\r\nx-a: 1\r\ndate: D\r\n\r\n'],
+    [get('/204-framed'), 'HTTP/1.1 204 No Content\r\nx-b: 2\r\ndate: D\r\n\r\n'],
     [get('/304'), 'HTTP/1.1 304 Not Modified\r\netag: "v1"\r\ncontent-length: 7\r\ndate: D\r\n\r\n'],
     [get('/after'), 'HTTP/1.1 200 OK\r\ncontent-length: 5\r\ndate: D\r\n\r\nafter'],
   ] as const) {
