@@ -30,6 +30,7 @@ import { answerOnSocket, goAway, hardenedH1Server, hardenedH2Server, refuseAmbig
 import { meshReply } from '../http/mesh-reply.ts';
 import { forwardUpgrade } from '../http/upgrade.ts';
 import { replaySocket } from './replay-socket.ts';
+import { onFirstBytes } from '../http/first-bytes.ts';
 import { enforce, type Verdict } from '../policy/enforce.ts';
 import { pathOf } from '../policy/normalize.ts';
 import { noopObserver, sentGrpcStatus, type Observer, type RequestObservation } from '../telemetry/observer.ts';
@@ -107,6 +108,9 @@ export class InboundListener {
     this.#tls.on('secureConnection', (socket) => this.#onSecure(socket));
     this.#tls.on('tlsClientError', (err, socket) => {
       opts.log({ msg: 'inbound TLS handshake refused', error: err.message, remote: `${socket.remoteAddress}:${socket.remotePort}` });
+      // With a listener, node leaves the socket open: a handshake that timed out (handshakeTimeout) or failed
+      // would hold its descriptor until the peer left.
+      socket.destroy();
     });
     this.#h1 = hardenedH1Server((req, res) => this.#onRequest(req, res), (req, socket, head) => this.#onUpgrade(req, socket, head));
     this.#net = net.createServer({ noDelay: true }, (socket) => this.#onConnection(socket));
@@ -172,8 +176,7 @@ export class InboundListener {
       return;
     }
     // PERMISSIVE: look at the first byte. 0x16 starts a TLS handshake record; anything else is plaintext.
-    socket.once('data', (first: Buffer) => {
-      socket.pause();
+    onFirstBytes(socket, (first) => {
       if (first[0] === 0x16) {
         this.#tls.emit('connection', replaySocket(socket, first));
         return;

@@ -18,6 +18,7 @@ import { forwardHeaders, headerOf } from '../http/headers.ts';
 import { answerOnSocket, hardenedH1Server, hardenedH2Server, refuseAmbiguousHead, refuseUpgrade } from '../http/servers.ts';
 import { meshReply, type MeshReason } from '../http/mesh-reply.ts';
 import { forwardUpgrade } from '../http/upgrade.ts';
+import { onFirstBytes } from '../http/first-bytes.ts';
 import { ALPN } from '../inbound/listener.ts';
 import type { RequestFacts } from '../routing/route-table.ts';
 import type { PeerConnector } from './peers.ts';
@@ -30,8 +31,6 @@ import { noopObserver, sentGrpcStatus, type Observer, type RequestObservation } 
 import { REASON_HEADER } from '../http/headers.ts';
 
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n');
-/** How long a connection to the main port may stay silent before its protocol is known (the head timeout's 10 s). */
-const FIRST_BYTES_MS = 10_000;
 
 export interface OutboundOptions {
   readonly host: string;
@@ -114,13 +113,8 @@ export class OutboundListener {
       this.#h1.serve(socket);
       return;
     }
-    // The main port: HTTP/1.x, or h2c with prior knowledge (its first bytes are the HTTP/2 preface). A connection
-    // that sends nothing is closed as a request head that never finishes is: neither server has it yet.
-    const silent = setTimeout(() => socket.destroy(), FIRST_BYTES_MS);
-    socket.once('close', () => clearTimeout(silent));
-    socket.once('data', (first: Buffer) => {
-      clearTimeout(silent);
-      socket.pause();
+    // The main port: HTTP/1.x, or h2c with prior knowledge (its first bytes are the HTTP/2 preface).
+    onFirstBytes(socket, (first) => {
       socket.unshift(first);
       const h2 = first.subarray(0, Math.min(first.length, H2_PREFACE.length)).equals(H2_PREFACE.subarray(0, Math.min(first.length, H2_PREFACE.length)));
       // The HTTP/2 session reads what was put back itself, then the socket's handle; a flowing JS stream would

@@ -189,6 +189,22 @@ test.serial('an HTTP/1.0 request without Host reaches the app with the service\'
   t.is(app.seen.find((x) => x.url === '/public/old')?.headers.host, 'catalog');
 });
 
+test.serial('PERMISSIVE: a connection that sends nothing, or half a TLS handshake, is closed', async (t) => {
+  // Until its first byte, neither the TLS nor the HTTP server has the connection, nor their timeouts; a
+  // handshake that stops half-way hits the handshake timeout, which logged and left the socket open.
+  const open = (bytes: Buffer | null) => {
+    const s = net.connect(catalog.ports.inbound, '127.0.0.1');
+    s.on('error', () => {});
+    if (bytes) s.once('connect', () => s.write(bytes));
+    s.resume(); // read, so that the close is seen
+    return Promise.race([once(s, 'close').then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 25_000))]).finally(() => s.destroy());
+  };
+  const [silent, half] = await Promise.all([open(null), open(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01]))]);
+  t.true(silent, 'the silent connection was closed');
+  t.true(half, 'the half handshake was closed');
+  t.regex(catalog.logs(), /"inbound TLS handshake refused","error":"TLS handshake timeout"/);
+});
+
 test.serial('when the mesh turns STRICT, plaintext connections made while PERMISSIVE are closed', async (t) => {
   const s = net.connect(catalog.ports.inbound, '127.0.0.1');
   s.on('error', () => {});
