@@ -17,7 +17,6 @@ import type { H1Server } from '../http/h1-server.ts';
 import type * as http2 from 'node:http2';
 import type { ServerHttp2Stream } from 'node:http2';
 import net, { type Socket } from 'node:net';
-import { constants as cryptoConstants } from 'node:crypto';
 import tls, { type TLSSocket } from 'node:tls';
 import { normalizeSerial } from '../../ca/serial.ts';
 import { spiffeIdOfCertificate } from '../../ca/svid.ts';
@@ -29,26 +28,13 @@ import { forwardHeaders, headerOf, PEER_IDENTITY_HEADER } from '../http/headers.
 import { answerOnSocket, goAway, hardenedH1Server, hardenedH2Server, refuseAmbiguousHead, refuseUpgrade } from '../http/servers.ts';
 import { meshReply } from '../http/mesh-reply.ts';
 import { forwardUpgrade } from '../http/upgrade.ts';
+import { ALPN, serverTlsOptions, type PeerIdentity, type TlsMaterial } from './mesh-tls.ts';
 import { replaySocket } from './replay-socket.ts';
 import { onFirstBytes } from '../http/first-bytes.ts';
 import { enforce, type Verdict } from '../policy/enforce.ts';
 import { pathOf } from '../policy/normalize.ts';
 import { noopObserver, sentGrpcStatus, type Observer, type RequestObservation } from '../telemetry/observer.ts';
 import { REASON_HEADER } from '../http/headers.ts';
-
-export const ALPN = { h2: 'h2', http1: 'http/1.1', tcp: 'weft-tcp' } as const;
-
-export interface PeerIdentity {
-  readonly identity: string;
-  /** normalized (uppercase hex, no leading zeros), as revocation lists carry it */
-  readonly serial: string;
-}
-
-export interface TlsMaterial {
-  readonly keyPem: string;
-  readonly chainPem: string;
-  readonly bundlePem: string;
-}
 
 export interface InboundOptions {
   readonly host: string;
@@ -60,17 +46,6 @@ export interface InboundOptions {
   /** name the deciding policy and rule in a header on denials (x-weft-policy); default on */
   readonly policyHeader?: boolean;
   readonly observer?: () => Observer;
-}
-
-export function serverTlsOptions(m: TlsMaterial): tls.SecureContextOptions {
-  return {
-    key: m.keyPem,
-    cert: m.chainPem,
-    ca: m.bundlePem,
-    minVersion: 'TLSv1.3',
-    // No resumption tickets: a resumed session would outlive a revoked or rotated certificate.
-    secureOptions: cryptoConstants.SSL_OP_NO_TICKET,
-  };
 }
 
 export class InboundListener {

@@ -19,7 +19,7 @@ import { answerOnSocket, hardenedH1Server, hardenedH2Server, refuseAmbiguousHead
 import { meshReply, type MeshReason } from '../http/mesh-reply.ts';
 import { forwardUpgrade } from '../http/upgrade.ts';
 import { onFirstBytes } from '../http/first-bytes.ts';
-import { ALPN } from '../inbound/listener.ts';
+import { ALPN } from '../inbound/mesh-tls.ts';
 import type { RequestFacts } from '../routing/route-table.ts';
 import type { PeerConnector } from './peers.ts';
 import { select } from './select.ts';

@@ -8,7 +8,7 @@ import { H1Pool } from '../http/h1-client.ts';
 import { http2 as loadHttp2 } from '../http/node-http.ts';
 import { H2Pool, PEER_MAX_CONCURRENT_STREAMS } from './h2-pool.ts';
 import type { RuntimeConfig, UpstreamRuntime } from '../config/runtime.ts';
-import { ALPN, type TlsMaterial } from '../inbound/listener.ts';
+import { ALPN, type TlsMaterial } from '../inbound/mesh-tls.ts';
 
 export class PeerIdentityError extends Error {
   readonly code = 'WEFT_PEER_IDENTITY';
