@@ -17,3 +17,11 @@ export function onFirstBytes(socket: Socket, then: (first: Buffer) => void, ms =
     then(first);
   });
 }
+
+const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n');
+
+/** Whether a connection's first bytes begin HTTP/2's client preface (h2c with prior knowledge), as far as they go. */
+export function isH2Preface(first: Buffer): boolean {
+  const n = Math.min(first.length, H2_PREFACE.length);
+  return first.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
+}

@@ -8,9 +8,10 @@
 //   The protocols offered follow the service's: weft-tcp only for a `protocol: tcp` service, h2 and http/1.1
 //   for any other. An HTTP service taking weft-tcp would let a caller past every method, path and header rule
 //   (a connection is authorized once, on identity and port) and write its own x-weft-peer-identity.
-//   PERMISSIVE mode only: a connection whose first byte is not a TLS handshake is plaintext (HTTP/1.1, or TCP
-//   for a tcp service), with no identity (so policy sees an unauthenticated caller). When the mode turns
-//   STRICT, plaintext connections still open are closed (an HTTP/1.1 one after the response in progress).
+//   PERMISSIVE mode only: a connection whose first byte is not a TLS handshake is plaintext (HTTP/1.1, h2c with
+//   prior knowledge, or TCP for a tcp service), with no identity (so policy sees an unauthenticated caller).
+//   When the mode turns STRICT, plaintext connections still open are closed (an HTTP/1.1 one after the
+//   response in progress).
 
 import type { H1Request, H1Response } from '../http/h1-message.ts';
 import type { H1Server } from '../http/h1-server.ts';
@@ -30,7 +31,7 @@ import { meshReply } from '../http/mesh-reply.ts';
 import { forwardUpgrade } from '../http/upgrade.ts';
 import { ALPN, serverTlsOptions, type PeerIdentity, type TlsMaterial } from './mesh-tls.ts';
 import { replaySocket } from './replay-socket.ts';
-import { onFirstBytes } from '../http/first-bytes.ts';
+import { isH2Preface, onFirstBytes } from '../http/first-bytes.ts';
 import { enforce, type Verdict } from '../policy/enforce.ts';
 import { pathOf } from '../policy/normalize.ts';
 import { noopObserver, sentGrpcStatus, type Observer, type RequestObservation } from '../telemetry/observer.ts';
@@ -161,6 +162,12 @@ export class InboundListener {
       socket.unshift(first);
       if (this.#o.config().tcpService) {
         this.#tcpToApp(socket, null);
+        return;
+      }
+      // h2c with prior knowledge: a gRPC client with no sidecar yet. Its session has no peer: unauthenticated.
+      // (The session reads what was put back itself; a flowing socket would take its bytes.)
+      if (isH2Preface(first)) {
+        this.#h2().emit('connection', socket);
         return;
       }
       this.#h1.serve(socket);

@@ -18,7 +18,7 @@ import { forwardHeaders, headerOf } from '../http/headers.ts';
 import { answerOnSocket, hardenedH1Server, hardenedH2Server, refuseAmbiguousHead, refuseUpgrade } from '../http/servers.ts';
 import { meshReply, type MeshReason } from '../http/mesh-reply.ts';
 import { forwardUpgrade } from '../http/upgrade.ts';
-import { onFirstBytes } from '../http/first-bytes.ts';
+import { isH2Preface, onFirstBytes } from '../http/first-bytes.ts';
 import { ALPN } from '../inbound/mesh-tls.ts';
 import type { RequestFacts } from '../routing/route-table.ts';
 import type { PeerConnector } from './peers.ts';
@@ -30,7 +30,6 @@ import type { ResilienceState } from '../resilience/state.ts';
 import { noopObserver, sentGrpcStatus, type Observer, type RequestObservation } from '../telemetry/observer.ts';
 import { REASON_HEADER } from '../http/headers.ts';
 
-const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n');
 
 export interface OutboundOptions {
   readonly host: string;
@@ -116,7 +115,7 @@ export class OutboundListener {
     // The main port: HTTP/1.x, or h2c with prior knowledge (its first bytes are the HTTP/2 preface).
     onFirstBytes(socket, (first) => {
       socket.unshift(first);
-      const h2 = first.subarray(0, Math.min(first.length, H2_PREFACE.length)).equals(H2_PREFACE.subarray(0, Math.min(first.length, H2_PREFACE.length)));
+      const h2 = isH2Preface(first);
       // The HTTP/2 session reads what was put back itself, then the socket's handle; a flowing JS stream would
       // take bytes meant for it. The HTTP/1 server reads them as 'data' events.
       if (h2) this.#h2().emit('connection', socket);

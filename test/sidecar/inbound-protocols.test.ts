@@ -4,14 +4,15 @@
 //   passed blind) only for a tcp service, HTTP only for an HTTP one, so no caller steps around the HTTP rules;
 // - on an upgrade, the caller's bytes after the head go to the app only after it answered 101: an app that does
 //   not switch never reads them as a request no one authorized; h2c, a body or two Hosts are refused outright;
-// - PERMISSIVE plaintext to a tcp service is TCP with no identity; when the mesh turns STRICT, plaintext
-//   connections still open are closed.
+// - PERMISSIVE plaintext to a tcp service is TCP with no identity, h2c to a grpc service is gRPC with none;
+//   silent connections and half handshakes are closed; when the mesh turns STRICT, plaintext connections still
+//   open are closed.
 
 import test from 'ava';
 import { once } from 'node:events';
 import net from 'node:net';
 import tls from 'node:tls';
-import { tcpEcho, type App } from '../helpers/apps.ts';
+import { grpcPrices, pricesClient, tcpEcho, type App } from '../helpers/apps.ts';
 import { svidFromCa } from '../helpers/ca.ts';
 import { startMesh, waitFor, type SidecarProc, type TestMesh } from '../helpers/mesh.ts';
 import { meshYaml, policyYaml } from '../helpers/mesh-yaml.ts';
@@ -19,10 +20,11 @@ import { sample } from '../helpers/metrics.ts';
 
 const WEB = 'spiffe://shop.example/ns/default/sa/web';
 const ROOT = 'spiffe://shop.example/ns/default/sa/root-admin';
-const yaml = (mode: 'STRICT' | 'PERMISSIVE') => meshYaml({ mesh: `mtls: {mode: ${mode}}`, services: { web: '{port: 8080}', catalog: '{port: 8081}', echo: '{port: 8083, protocol: tcp}' } }) + `---
+const yaml = (mode: 'STRICT' | 'PERMISSIVE') => meshYaml({ mesh: `mtls: {mode: ${mode}}`, services: { web: '{port: 8080}', catalog: '{port: 8081}', echo: '{port: 8083, protocol: tcp}', prices: '{port: 8084, protocol: grpc}' } }) + `---
 ${policyYaml('catalog-public', 'catalog', 'ALLOW', `    - to: [{paths: ["/public/*"]}]\n    - from: [{principals: ["${WEB}"]}]\n`)}---
 ${policyYaml('catalog-no-admin', 'catalog', 'DENY', '    - to: [{paths: ["/admin", "/admin/*"]}]\n')}---
-${policyYaml('echo-open', 'echo', 'ALLOW', '    - to: [{ports: [8083]}]\n')}`;
+${policyYaml('echo-open', 'echo', 'ALLOW', '    - to: [{ports: [8083]}]\n')}---
+${policyYaml('prices-open', 'prices', 'ALLOW', '    - to: [{ports: [8084]}]\n')}`;
 
 /**
  * An HTTP app as naive as many are: it reads request heads off its connection one after another and answers
@@ -64,6 +66,8 @@ let app: App;
 let echoApp: App;
 let catalog: SidecarProc;
 let echo: SidecarProc;
+let pricesApp: App;
+let prices: SidecarProc;
 let web: { key: string; cert: string; ca: string };
 
 test.before(async () => {
@@ -72,6 +76,8 @@ test.before(async () => {
   mesh = await startMesh(yaml('PERMISSIVE'));
   catalog = await mesh.sidecar({ service: 'catalog', appPort: app.port });
   echo = await mesh.sidecar({ service: 'echo', appPort: echoApp.port });
+  pricesApp = await grpcPrices();
+  prices = await mesh.sidecar({ service: 'prices', appPort: pricesApp.port });
   web = await svidFromCa(mesh.state, WEB);
 });
 
@@ -79,6 +85,7 @@ test.after.always(async () => {
   await mesh?.stop();
   await app?.close();
   await echoApp?.close();
+  await pricesApp?.close();
 });
 
 /**
@@ -203,6 +210,16 @@ test.serial('PERMISSIVE: a connection that sends nothing, or half a TLS handshak
   t.true(silent, 'the silent connection was closed');
   t.true(half, 'the half handshake was closed');
   t.regex(catalog.logs(), /"inbound TLS handshake refused","error":"TLS handshake timeout"/);
+});
+
+test.serial('PERMISSIVE: plaintext gRPC (h2c with prior knowledge) reaches a grpc service, with no identity', async (t) => {
+  // A client with no sidecar yet, during a migration: Istio's PERMISSIVE takes h2c too.
+  const client = pricesClient(prices.ports.inbound);
+  t.teardown(() => client.close());
+  const r = await new Promise<{ err: Error | null; v?: { sku: string; caller: string } }>((resolve) => client.Get({ sku: 'apple' }, { deadline: Date.now() + 10_000 }, (err: Error | null, v: { sku: string; caller: string }) => resolve({ err, v })));
+  t.is(r.err, null, r.err?.message);
+  t.is(r.v?.sku, 'apple');
+  t.is(r.v?.caller, '', 'no identity header for a plaintext caller');
 });
 
 test.serial('when the mesh turns STRICT, plaintext connections made while PERMISSIVE are closed', async (t) => {
