@@ -52,13 +52,18 @@ export async function callH2(call: H2Call, incoming: IncomingHttpHeaders): Promi
     meshReplyH2(stream, status, 'fault-injected', `fault injected by route ${upstream.route!.name}: abort with ${status}`, grpc, grpc ? { 'grpc-status': String(grpcStatusForHttp(status)) } : {});
     return;
   }
-  // The total timeout covers everything from here: an injected delay, the endpoint, the answer.
+  // The total timeout covers everything from here: an injected delay, the endpoint, the answer. A gRPC caller's
+  // own deadline (grpc-timeout) caps it, as Istio configures Envoy: no try starts, nor goes on, past it.
   let expired = false;
-  const deadline = rule?.timeoutMs
+  const callerMs = grpc ? grpcTimeoutMs(incoming['grpc-timeout']) : null;
+  const routeMs = rule?.timeoutMs ?? null;
+  const byCaller = callerMs !== null && (routeMs === null || callerMs < routeMs);
+  const timeoutMs = byCaller ? callerMs : routeMs;
+  const deadline = timeoutMs !== null
     ? setTimeout(() => {
         expired = true;
-        meshReplyH2(stream, 504, 'timeout', `no answer from ${upstream.key} within the route's timeout of ${rule.timeoutMs} ms`, grpc);
-      }, rule.timeoutMs)
+        meshReplyH2(stream, 504, 'timeout', `no answer from ${upstream.key} within ${byCaller ? "the caller's grpc-timeout" : "the route's timeout"} of ${timeoutMs} ms`, grpc);
+      }, timeoutMs)
     : null;
   try {
     if (fault?.delay && Math.random() * 100 < fault.delay.percent) {
@@ -103,6 +108,14 @@ export async function callH2(call: H2Call, incoming: IncomingHttpHeaders): Promi
   } finally {
     if (deadline) clearTimeout(deadline);
   }
+}
+
+const GRPC_TIMEOUT_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 };
+
+/** A grpc-timeout header (gRPC over HTTP/2: at most 8 digits and a unit) in whole ms, at least 1; null if absent or malformed. */
+export function grpcTimeoutMs(value: string | string[] | undefined): number | null {
+  const m = typeof value === 'string' ? /^(\d{1,8})([HMSmun])$/.exec(value) : null;
+  return m ? Math.max(1, Math.ceil(Number(m[1]) * GRPC_TIMEOUT_UNIT_MS[m[2]!]!)) : null;
 }
 
 /** Every connection to the endpoint carries as many streams as its peer allows, and maxConnections allows no more. */

@@ -6,6 +6,7 @@
 
 import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
+import http2 from 'node:http2';
 import type { App, PricesClient } from '../helpers/apps.ts';
 import { pricesMesh, type PricesMesh } from '../helpers/prices-mesh.ts';
 import { headerRule, meshYaml, routeYaml } from '../helpers/mesh-yaml.ts';
@@ -88,4 +89,19 @@ test('a streaming answer that ends in time is relayed whole under either timeout
   await new Promise((r) => setTimeout(r, 700));
   const again = await watch('per-try', 'pear-again', 1);
   t.is(again.status.code, grpc.status.OK);
+});
+
+test("a caller's grpc-timeout caps the route's (none here): the sidecar answers DEADLINE_EXCEEDED at it", async (t) => {
+  // A raw HTTP/2 client that sends grpc-timeout and does not enforce it itself (as grpc-js would, racing the
+  // sidecar): what comes back is the sidecar's doing. Get("slow") answers after 2 s.
+  const session = http2.connect(`http://127.0.0.1:${shared.web.ports.upstreams.prices}`);
+  t.teardown(() => session.close());
+  const stream = session.request({ ':method': 'POST', ':path': '/prices.Prices/Get', 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': '300m' });
+  const message = Buffer.from([0x0a, 0x04, ...Buffer.from('slow')]);
+  stream.end(Buffer.concat([Buffer.from([0, 0, 0, 0, message.length]), message]));
+  const got: Record<string, unknown> = {};
+  stream.on('response', (h) => Object.assign(got, h)).on('trailers', (h) => Object.assign(got, h)).resume();
+  await new Promise((resolve) => stream.once('close', resolve));
+  t.is(got['grpc-status'], String(grpc.status.DEADLINE_EXCEEDED), JSON.stringify(got));
+  t.regex(decodeURIComponent(String(got['grpc-message'])), /within the caller's grpc-timeout of 300 ms/);
 });
