@@ -16,6 +16,7 @@ import { bootstrap, renew } from './api/identity.ts';
 import { getConfig, getStatus, postRevocation, postToken, putConfig, type OperatorDeps, type StatusReport } from './api/operator.ts';
 import { healthz, router } from './api/router.ts';
 import { controlPlaneServer, type ServerLimits } from './api/server.ts';
+import { FailureBudget } from './api/failure-budget.ts';
 import { SidecarApi } from './api/sidecars.ts';
 import type { LiveMesh } from './config/live.ts';
 import { loadMeshConfig, parseMeshConfigOrThrow } from './config/load.ts';
@@ -258,6 +259,7 @@ export class ControlPlane {
     const identity = {
       auth: this.#auth,
       tokens: this.#tokens,
+      refusals: new FailureBudget(this.#clock),
       authority: () => this.#ca,
       workloadTtlSeconds: () => Math.round(this.#config.mesh.certificates.workloadTtlMs / 1000),
     };

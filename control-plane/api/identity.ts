@@ -6,11 +6,14 @@ import { SYSTEM_NAMESPACE } from '../config/names.ts';
 import type { CertificateAuthority, IssuedSvid } from '../../ca/authority.ts';
 import type { BootstrapTokens } from '../identity/tokens.ts';
 import { requireWorkload, type AuthContext } from './authenticate.ts';
+import type { FailureBudget } from './failure-budget.ts';
 import { field, readJson, sendJson, type Request, type Response } from './http.ts';
 
 export interface IdentityDeps {
   readonly auth: AuthContext;
   readonly tokens: BootstrapTokens;
+  /** refused tokens per address (./failure-budget.ts) */
+  readonly refusals: FailureBudget;
   authority(): CertificateAuthority;
   workloadTtlSeconds(): number;
 }
@@ -29,10 +32,21 @@ function answer(svid: IssuedSvid) {
 
 /** POST /v1/identity/bootstrap {token, csr}: the token names the identity; the CSR only brings a key. */
 export async function bootstrap(req: Request, res: Response, deps: IdentityDeps): Promise<void> {
+  const address = req.socket?.remoteAddress ?? '';
+  if (!deps.refusals.allows(address)) {
+    res.setHeader('retry-after', String(deps.refusals.retryAfterSeconds(address)));
+    throw new WeftError('WEFT_API_RATE_LIMITED', `too many refused bootstrap tokens from ${address}; try again in a few seconds`);
+  }
   const body = await readJson<Record<string, unknown>>(req);
   const token = field(body, 'token');
   const csr = field(body, 'csr', { max: 16 * 1024 });
-  const claims = await deps.tokens.verify(token);
+  let claims: Awaited<ReturnType<BootstrapTokens['verify']>>;
+  try {
+    claims = await deps.tokens.verify(token);
+  } catch (err) {
+    deps.refusals.refused(address);
+    throw err;
+  }
   // Check, sign and spend with no await in between: a replay racing this call cannot also get a certificate,
   // and a bad CSR leaves the token unspent so the sidecar can retry.
   deps.tokens.checkUnused(claims);

@@ -83,7 +83,7 @@ export class SvidSource extends EventEmitter<{ rotated: [Svid] }> {
     return this.#status;
   }
 
-  /** Redeems the bootstrap token. Retries with backoff only on network errors; a refused token is final. */
+  /** Redeems the bootstrap token. Retries with backoff on network errors and 429s; a refused token is final. */
   async bootstrap(): Promise<Svid> {
     for (let attempt = 1; ; attempt++) {
       const key = newWorkloadKey();
@@ -92,10 +92,12 @@ export class SvidSource extends EventEmitter<{ rotated: [Svid] }> {
         const answer = await client.request<IssueAnswer>('POST', '/v1/identity/bootstrap', { token: this.#o.token, csr: csrPem(key.privateKey) });
         return this.#install(answer, key.privateKeyPem);
       } catch (err) {
-        if (!(err instanceof WeftError) || err.code !== 'WEFT_CP_UNREACHABLE') throw err;
+        // Retried: the control plane out of reach, or asking this address to wait (others there presented bad
+        // tokens). A refused token is final.
+        if (!(err instanceof WeftError) || (err.code !== 'WEFT_CP_UNREACHABLE' && err.code !== 'WEFT_API_RATE_LIMITED')) throw err;
         const wait = backoffMs(attempt);
         this.#status = { failures: attempt, lastError: err.message, nextAttempt: new Date(this.#clock() + wait) };
-        this.#o.log({ msg: 'control plane unreachable for bootstrap; retrying', inMs: wait, error: err.message });
+        this.#o.log({ msg: err.code === 'WEFT_CP_UNREACHABLE' ? 'control plane unreachable for bootstrap; retrying' : 'control plane asks this address to wait; retrying', inMs: wait, error: err.message });
         await new Promise((r) => setTimeout(r, wait));
       } finally {
         client.close();

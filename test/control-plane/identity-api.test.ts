@@ -152,3 +152,21 @@ test('the admin token is kept 0600 in the state directory', async (t) => {
   t.is(statSync(join(cp.dir, 'state', 'admin-token')).mode & 0o777, 0o600);
   t.is(statSync(join(cp.dir, 'state', 'token.key')).mode & 0o777, 0o600);
 });
+
+test('an address presenting refused tokens is told to wait (429) before its tokens are checked; good ones then wait too', async (t) => {
+  const cp = await startControlPlane();
+  t.teardown(() => cp.cp.stop());
+  const good = await tokenFor(cp, 'web');
+  const bad = async () => (await t.throwsAsync(bootstrap(cp.conn, 'not.a.token'))) as WeftError;
+  // A burst of 20 refusals is allowed, each checked and refused as what it is.
+  for (let i = 0; i < 20; i++) t.true(isWeftError(await bad(), 'WEFT_TOKEN_INVALID'));
+  const limited = await bad();
+  t.true(isWeftError(limited, 'WEFT_API_RATE_LIMITED'), limited.message);
+  t.regex(limited.message, /too many refused bootstrap tokens from \S+; try again in a few seconds/);
+  const waiting = await t.throwsAsync(bootstrap(cp.conn, good));
+  t.true(isWeftError(waiting, 'WEFT_API_RATE_LIMITED'), 'a good token from that address waits too (the sidecar retries)');
+  // The allowance comes back (2 a second): the good token is still unspent and works.
+  cp.advance(1000);
+  const svid = await bootstrap(cp.conn, good);
+  t.truthy(svid);
+});
