@@ -23,16 +23,7 @@ test('the split arithmetic: 10,000 draws land 10% ± 2% on the canary; rebalance
 });
 
 test('routing through the mesh: a 90/10 split, a header match beating the weights, stickiness, and a live canary change under load', async (t) => {
-  const v1 = await controllable('v1');
-  const v2 = await controllable('v2');
-  const mesh = await startMesh(MESH(`---
-apiVersion: weft/v1
-kind: Route
-metadata: {name: catalog}
-spec:
-  service: catalog
-  rules:
-    - name: testers
+  const { mesh, web } = await catalogMesh(t, `    - name: testers
       match: [{headers: {x-canary: {exact: "true"}}}]
       destinations: [{subset: v2}]
     - name: sticky-users
@@ -40,11 +31,7 @@ spec:
       stickiness: {header: x-user}
       destinations: [{subset: v1, weight: 50}, {subset: v2, weight: 50}]
     - destinations: [{subset: v1, weight: 90}, {subset: v2, weight: 10}]
-`));
-  t.teardown(async () => (await mesh.stop(), await v1.close(), await v2.close()));
-  await mesh.sidecar({ service: 'catalog', labels: { version: 'v1' }, appPort: v1.port });
-  await mesh.sidecar({ service: 'catalog', labels: { version: 'v2' }, appPort: v2.port });
-  const web = await mesh.sidecar({ service: 'web', appPort: 1 });
+`);
   await waitFor('both versions reachable', async () => {
     const seen = new Set((await many(40, 8, () => get(web, '/warm'))).map((r) => r.body));
     return (seen.has('v1') && seen.has('v2')) || undefined;
@@ -89,11 +76,10 @@ spec:
   t.regex(show.stdout, /2: every request → v1 50%, v2 50%/);
 });
 
-/** catalog v1 and v2 behind their sidecars, web's sidecar, and a Route sending everything to v1 with `rule`. */
-async function mirrorMesh(t: ExecutionContext, rule: string, v2DelayMs: number) {
+/** catalog v1 and v2 (controllable apps) behind their sidecars, and web's sidecar, under a Route for catalog with `rules`. */
+async function catalogMesh(t: ExecutionContext, rules: string) {
   const v1 = await controllable('v1');
   const v2 = await controllable('v2');
-  v2.state.delayMs = v2DelayMs;
   const mesh = await startMesh(MESH(`---
 apiVersion: weft/v1
 kind: Route
@@ -101,14 +87,20 @@ metadata: {name: catalog}
 spec:
   service: catalog
   rules:
-    - destinations: [{subset: v1}]
-${rule}`));
+${rules}`));
   t.teardown(async () => (await mesh.stop(), await v1.close(), await v2.close()));
   await mesh.sidecar({ service: 'catalog', labels: { version: 'v1' }, appPort: v1.port });
   await mesh.sidecar({ service: 'catalog', labels: { version: 'v2' }, appPort: v2.port });
   const web = await mesh.sidecar({ service: 'web', appPort: 1 });
-  await waitFor('v1 reachable', async () => (await get(web, '/warm')).body === 'v1' || undefined);
-  return { v1, v2, web };
+  return { v1, v2, mesh, web };
+}
+
+/** catalogMesh with a Route sending everything to v1 with `rule` (a mirror), v2 answering after `v2DelayMs`. */
+async function mirrorMesh(t: ExecutionContext, rule: string, v2DelayMs: number) {
+  const m = await catalogMesh(t, `    - destinations: [{subset: v1}]\n${rule}`);
+  m.v2.state.delayMs = v2DelayMs;
+  await waitFor('v1 reachable', async () => (await get(m.web, '/warm')).body === 'v1' || undefined);
+  return m;
 }
 
 test('mirroring sends copies without slowing the caller, with the body when it is small and of known length', async (t) => {
@@ -171,24 +163,8 @@ test('a mirrored request\'s Host gets "-shadow" after the name, before any port'
 });
 
 test('a path regex that would backtrack exponentially still matches at once: a hostile path cannot stall the sidecar', async (t) => {
-  const v1 = await controllable('v1');
-  const v2 = await controllable('v2');
   // `(a+)+` against "aaa…a!" takes 2^n steps in a backtracking engine: 60 a's would take centuries.
-  const mesh = await startMesh(MESH(`---
-apiVersion: weft/v1
-kind: Route
-metadata: {name: catalog}
-spec:
-  service: catalog
-  rules:
-    - match: [{path: {regex: "/static/(a+)+"}}]
-      destinations: [{subset: v2}]
-    - destinations: [{subset: v1}]
-`));
-  t.teardown(async () => (await mesh.stop(), await v1.close(), await v2.close()));
-  await mesh.sidecar({ service: 'catalog', labels: { version: 'v1' }, appPort: v1.port });
-  await mesh.sidecar({ service: 'catalog', labels: { version: 'v2' }, appPort: v2.port });
-  const web = await mesh.sidecar({ service: 'web', appPort: 1 });
+  const { web } = await catalogMesh(t, '    - match: [{path: {regex: "/static/(a+)+"}}]\n      destinations: [{subset: v2}]\n    - destinations: [{subset: v1}]\n');
   await waitFor('both versions reachable', async () => (await get(web, '/static/aaa')).body === 'v2' || undefined);
   const [hostile, ordinary] = await Promise.all([get(web, `/static/${'a'.repeat(60)}!`), get(web, '/static/aaaa')]);
   t.deepEqual([hostile.status, hostile.body], [200, 'v1'], 'no match: the default rule');
