@@ -26,13 +26,39 @@ export function hardenedH1Server(onRequest: (req: H1Request, res: H1Response) =>
 /** Streams a peer may have open on one HTTP/2 session; a caller's pool opens another session past it (../outbound/h2-pool.ts). */
 export const MAX_CONCURRENT_STREAMS = 256;
 
-/** An HTTP/2 server fed by emit('connection'): bounded concurrent streams and header lists. */
-export function hardenedH2Server(onStream: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void): Http2Server {
+/** How long an HTTP/2 session with no stream open may stay, as an HTTP/1 keep-alive connection may. */
+export const H2_IDLE_MS = 60_000;
+
+/**
+ * An HTTP/2 server fed by emit('connection'): bounded concurrent streams and header lists, and sessions with no
+ * stream open closed (GOAWAY) after `idleMs` without a frame: else a client that sends the preface and nothing more
+ * holds its connection for ever. A stream open, however quiet (a gRPC watch), keeps its session.
+ */
+export function hardenedH2Server(onStream: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void, idleMs = H2_IDLE_MS): Http2Server {
   const server = http2().createServer({ settings: { maxConcurrentStreams: MAX_CONCURRENT_STREAMS, maxHeaderListSize: 64 * 1024 } });
   server.on('stream', onStream);
   server.on('sessionError', () => {});
+  server.on('session', (session) => {
+    let open = 0;
+    session.on('stream', (stream) => {
+      open++;
+      stream.once('close', () => open--);
+    });
+    // node's session timer restarts on every frame, a stream's end included. (A listener, not setTimeout's
+    // callback, which is called once: a timeout while a stream was open must not end the watch.)
+    session.setTimeout(idleMs);
+    session.on('timeout', () => {
+      if (open === 0) session.close();
+    });
+  });
   return server;
 }
+
+/**
+ * The opaque data of a draining sidecar's GOAWAY: callers then send new calls to other endpoints for a while. Any
+ * other GOAWAY (a session closed for being idle) only closes that session.
+ */
+export const DRAINING_GOAWAY = Buffer.from('weft: draining');
 
 /**
  * Asks an HTTP/2 peer to open no more streams (a sidecar draining) without refusing any it has already sent, as
@@ -41,7 +67,7 @@ export function hardenedH2Server(onStream: (stream: ServerHttp2Stream, headers: 
  */
 export function goAway(session: Http2Session): void {
   if (session.closed || session.destroyed) return;
-  session.goaway(0, 2 ** 31 - 1);
+  session.goaway(0, 2 ** 31 - 1, DRAINING_GOAWAY);
   const close = () => session.close();
   if (!session.ping(close)) close();
 }

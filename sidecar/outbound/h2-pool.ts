@@ -5,7 +5,7 @@
 
 import type * as http2 from 'node:http2';
 import type { H2Target } from '../http/h2-proxy.ts';
-import { MAX_CONCURRENT_STREAMS } from '../http/servers.ts';
+import { DRAINING_GOAWAY, MAX_CONCURRENT_STREAMS } from '../http/servers.ts';
 
 /** Every endpoint is a Weft inbound, which advertises this: assumed until a session's SETTINGS come. */
 export const PEER_MAX_CONCURRENT_STREAMS = MAX_CONCURRENT_STREAMS;
@@ -106,8 +106,9 @@ export class H2Pool implements H2Target {
     session.on('error', () => {});
     session.once('connect', () => this.#setGoneAway(false));
     // node:http2 closes the session on a GOAWAY (streams in flight finish); it takes no new ones from then on.
-    session.once('goaway', () => {
-      this.#setGoneAway(true);
+    session.once('goaway', (_code: number, _last: number, data?: Buffer) => {
+      // Only a draining peer's GOAWAY turns new calls away from the endpoint; an idle session's just ends.
+      if (data?.equals(DRAINING_GOAWAY)) this.#setGoneAway(true);
       this.#drop(slot);
     });
     session.once('close', () => this.#drop(slot));
