@@ -7,6 +7,9 @@ import { HTTPParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageComplete
 import { ParserFeed } from './parser-feed.ts';
 import { smallLatin1 } from './write-batch.ts';
 
+/** RFC 9110 §9.2.2 */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE', 'QUERY']);
+
 export interface H1Request {
   readonly method: string;
   /** origin-form target */
@@ -70,8 +73,13 @@ export class Exchange {
     this.handler = handler;
   }
 
+  /**
+   * Whether a request lost on a reused connection before any answer (the keep-alive race) may be sent again: once,
+   * with a body that can be sent again, and only for an idempotent method. The app may have acted on what it read
+   * before the connection went, and RFC 9112 §9.3.1: a proxy must not retry a non-idempotent request by itself.
+   */
   get replayable(): boolean {
-    return !this.answered && this.replays === 0 && (this.req.body === null || Buffer.isBuffer(this.req.body));
+    return !this.answered && this.replays === 0 && IDEMPOTENT.has(this.req.method) && (this.req.body === null || Buffer.isBuffer(this.req.body));
   }
 
   fail(err: Error): void {
