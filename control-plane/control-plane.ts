@@ -1,6 +1,6 @@
 // The control plane: loads config and the CA, serves the identity, sidecar and operator APIs, pushes snapshots.
 
-import { readFileSync, type FSWatcher } from 'node:fs';
+import type { FSWatcher } from 'node:fs';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -18,7 +18,7 @@ import { healthz, router } from './api/router.ts';
 import { controlPlaneServer, type ServerLimits } from './api/server.ts';
 import { FailureBudget } from './api/failure-budget.ts';
 import { SidecarApi } from './api/sidecars.ts';
-import type { LiveMesh } from './config/live.ts';
+import { liveMesh } from './config/live.ts';
 import { loadMeshConfig, parseMeshConfigOrThrow } from './config/load.ts';
 import { ConfigError, formatIssue } from './config/issues.ts';
 import type { MeshConfig } from './config/types.ts';
@@ -31,7 +31,7 @@ import { SYSTEM_NAMESPACE, workloadNamespace } from './config/names.ts';
 import type { Upstream } from './snapshot/types.ts';
 import { toResources } from './snapshot/resources.ts';
 import { StateDir } from './state-dir.ts';
-import { watchFile } from './file-watch.ts';
+import { watchConfigFile, watchFile, type ConfigFileEvent } from './file-watch.ts';
 
 export const CONTROL_PLANE_SA = { namespace: SYSTEM_NAMESPACE, serviceAccount: 'control-plane' };
 export const OPERATOR_SA = { namespace: SYSTEM_NAMESPACE, serviceAccount: 'operator' };
@@ -53,9 +53,7 @@ export interface ControlPlaneOptions {
   readonly maxConnectionsPerClient?: number;
   readonly log?: (event: Record<string, unknown>) => void;
   /** told of each change of the watched config file: applied (its version), or refused (why) */
-  readonly onConfigFile?: (
-    event: { readonly file: string; readonly version: number; readonly warnings: readonly string[] } | { readonly file: string; readonly error: string } | { readonly file: string; readonly note: string },
-  ) => void;
+  readonly onConfigFile?: (event: ConfigFileEvent) => void;
 }
 
 /** Where a running control plane listens, written to the state dir so the CLI finds it. */
@@ -178,7 +176,7 @@ export class ControlPlane {
    * Warnings (./config/warnings.ts: allowed, but most often typos) come back with the version, formatted.
    */
   apply(text: string, file: string): { version: number; summary: Record<string, number>; warnings: string[] } {
-    const loaded = loadMeshConfig(text, file, this.#live());
+    const loaded = loadMeshConfig(text, file, liveMesh(this.#config.mesh.trustDomain, this.#registry.list()));
     if (!loaded.ok) throw new ConfigError(loaded.errors);
     const config = loaded.config;
     writeFileAtomic(this.state.path('config.yaml'), text, 0o600);
@@ -189,22 +187,6 @@ export class ControlPlane {
       version: this.#configVersion,
       summary: { services: config.services.length, routes: config.routes.length, authorizationPolicies: config.authorizationPolicies.length, trafficPolicies: config.trafficPolicies.length },
       warnings: loaded.warnings.map(formatIssue),
-    };
-  }
-
-  /** The running mesh, for what a config cannot change while it runs (./config/live.ts). */
-  #live(): LiveMesh {
-    const sidecars = this.#registry.list();
-    return {
-      trustDomain: this.#config.mesh.trustDomain,
-      runningAs: (service) => {
-        const mine = sidecars.filter((e) => e.service === service.name && e.namespace === service.namespace);
-        const first = mine[0];
-        if (!first) return null;
-        // Any other identity than the first's is the one to tell of (mixed identities only come from a change).
-        const identity = (mine.find((e) => e.identity !== first.identity) ?? first).identity;
-        return { identity, sidecars: mine.filter((e) => e.identity === identity).length };
-      },
     };
   }
 
@@ -339,40 +321,7 @@ export class ControlPlane {
   #watch(): void {
     const onChange = (file: string, action: () => void) => this.#watchers.push(watchFile(file, action));
     if (this.#configPath) {
-      const path = this.#configPath;
-      // What the operator was last told about the file, so that a problem is told once and its end is told too.
-      let told: string | null = null;
-      const tell = (note: string) => {
-        if (note === told) return;
-        told = note;
-        this.#log({ msg: `config file ${note}`, file: path });
-        this.#onConfigFile?.({ file: path, note });
-      };
-      onChange(path, () => {
-        let text: string;
-        try {
-          text = readFileSync(path, 'utf8');
-        } catch (err) {
-          // A save by another user (sudo) can leave a file this process cannot read; a directory, or nothing.
-          const code = (err as NodeJS.ErrnoException).code;
-          tell(code === 'ENOENT' ? 'was removed; the last good config stays live' : `cannot be read (${code ?? (err as Error).message}); the last good config stays live`);
-          return;
-        }
-        if (text === this.#config.source) {
-          if (told !== null) tell('is the live config again');
-          return;
-        }
-        try {
-          const r = this.apply(text, path);
-          told = null;
-          this.#log({ msg: 'config file changed; applied', file: path, version: r.version });
-          this.#onConfigFile?.({ file: path, version: r.version, warnings: r.warnings });
-        } catch (err) {
-          told = (err as Error).message;
-          this.#log({ msg: 'config file changed but is invalid; the last good config stays live', file: path, error: (err as Error).message });
-          this.#onConfigFile?.({ file: path, error: (err as Error).message });
-        }
-      });
+      this.#watchers.push(watchConfigFile(this.#configPath, { live: () => this.#config.source, apply: (text, file) => this.apply(text, file), log: this.#log, tell: this.#onConfigFile }));
     }
     onChange(this.state.path('ca') + '/ca.json', () => {
       try {

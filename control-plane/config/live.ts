@@ -10,6 +10,21 @@ export interface LiveMesh {
   runningAs(service: { readonly name: string; readonly namespace: string }): { readonly identity: string; readonly sidecars: number } | null;
 }
 
+/** The running mesh as checkLive reads it: its trust domain, and the sidecars connected (service and identity). */
+export function liveMesh(trustDomain: string, sidecars: readonly { readonly service: string; readonly namespace: string; readonly identity: string }[]): LiveMesh {
+  return {
+    trustDomain,
+    runningAs: (service) => {
+      const mine = sidecars.filter((e) => e.service === service.name && e.namespace === service.namespace);
+      const first = mine[0];
+      if (!first) return null;
+      // Any other identity than the first's is the one to tell of (mixed identities only come from a change).
+      const identity = (mine.find((e) => e.identity !== first.identity) ?? first).identity;
+      return { identity, sidecars: mine.filter((e) => e.identity === identity).length };
+    },
+  };
+}
+
 export function checkLive(input: ReferenceInput, live: LiveMesh): void {
   const mesh = input.headers.find((h) => h.kind === 'Mesh');
   if (input.mesh && mesh && input.mesh.trustDomain !== live.trustDomain) {
