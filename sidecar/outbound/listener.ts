@@ -126,17 +126,24 @@ export class OutboundListener {
     });
   }
 
-  /** Which service an HTTP/1 request names, and its origin-form path; null when its absolute URI is not one. */
-  #target(req: H1Request): { upstream: UpstreamRuntime | undefined; host: string; path: string } | null {
+  /** Which service an HTTP/1 request names, and its origin-form path; or the mesh's answer when it names none. */
+  #target(req: H1Request): { upstream: UpstreamRuntime; host: string; path: string } | { status: 400 | 404; reason: MeshReason; message: string } {
     const url = req.url;
+    let host: string;
+    let path: string;
     if (/^https?:\/\//i.test(url)) {
       // Absolute form (HTTP_PROXY style): the authority in the URI wins over Host (RFC 9112 §3.2.2).
       const u = URL.parse(url);
-      if (!u) return null;
-      return { upstream: this.#fixed() ?? upstreamForHost(this.#o.config(), u.host), host: u.host, path: `${u.pathname}${u.search}` };
+      if (!u) return { status: 400, reason: 'bad-request', message: `the request target ${JSON.stringify(url.slice(0, 200))} is not a valid absolute URI` };
+      host = u.host;
+      path = `${u.pathname}${u.search}`;
+    } else {
+      host = req.headers.host ?? '';
+      path = url;
     }
-    const host = req.headers.host ?? '';
-    return { upstream: this.#fixed() ?? upstreamForHost(this.#o.config(), host), host, path: url };
+    const upstream = this.#fixed() ?? upstreamForHost(this.#o.config(), host);
+    if (!upstream) return { status: 404, reason: 'no-route', message: `${host || '(no Host header)'} is not a service in this mesh; known: ${[...this.#o.config().hosts.keys()].join(', ')}` };
+    return { upstream, host, path };
   }
 
   #facts(req: H1Request, path: string): RequestFacts {
@@ -146,15 +153,8 @@ export class OutboundListener {
   #onRequest(req: H1Request, res: H1Response): void {
     if (refuseAmbiguousHead(req, res)) return;
     const target = this.#target(req);
-    if (!target) {
-      meshReply(res, 400, 'bad-request', `the request target ${JSON.stringify(req.url.slice(0, 200))} is not a valid absolute URI`);
-      return;
-    }
+    if ('status' in target) return meshReply(res, target.status, target.reason, target.message);
     const { upstream, host, path } = target;
-    if (!upstream) {
-      meshReply(res, 404, 'no-route', `${host || '(no Host header)'} is not a service in this mesh; known: ${[...this.#o.config().hosts.keys()].join(', ')}`);
-      return;
-    }
     if (upstream.service.protocol !== 'http') {
       meshReply(res, 400, 'bad-request', `${upstream.key} speaks ${upstream.service.protocol}; use an upstream port (--upstream ${upstream.service.name}=PORT)${upstream.service.protocol === 'tcp' ? '' : ' or h2c'}`);
       return;
@@ -175,15 +175,8 @@ export class OutboundListener {
     socket.on('error', () => {});
     if (refuseUpgrade(req, socket)) return;
     const target = this.#target(req);
-    if (!target) {
-      answerOnSocket(socket, 400, 'bad-request', `the request target ${JSON.stringify(req.url.slice(0, 200))} is not a valid absolute URI`);
-      return;
-    }
+    if ('status' in target) return answerOnSocket(socket, target.status, target.reason, target.message);
     const { upstream, host, path } = target;
-    if (!upstream) {
-      answerOnSocket(socket, 404, 'no-route', `${host || '(no Host header)'} is not a service in this mesh`);
-      return;
-    }
     const facts = this.#facts(req, path);
     // An upgrade is observed as a request until its answer (a 101, or a refusal): counted, traced, logged.
     const obs = this.#observe(upstream, 'http', facts.method, facts.path, facts.header);
