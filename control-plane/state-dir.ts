@@ -65,6 +65,11 @@ export class StateDir {
     if (mode & 0o077) {
       throw new WeftError('WEFT_CA_STORE_CORRUPT', `${path} is readable by others (mode ${mode.toString(8)}); it must be 0600: chmod 600 ${path}`, { path });
     }
-    return readFileSync(path, 'utf8').trim();
+    const value = readFileSync(path, 'utf8').trim();
+    // An empty one (a truncated write, an editor) would start a control plane no operator credential can open.
+    if (value.length < 16) {
+      throw new WeftError('WEFT_CA_STORE_CORRUPT', `${path} is ${value ? 'too short to be one' : 'empty'}; delete it and start the control plane again to make a new one${name === 'token.key' ? ' (bootstrap tokens issued so far stop working)' : ''}`, { path });
+    }
+    return value;
   }
 }

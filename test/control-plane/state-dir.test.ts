@@ -18,3 +18,14 @@ test('readConfig: the file given, else the last applied config.yaml; missing eit
   writeFileSync(given, 'given: true\n');
   t.deepEqual(state.readConfig(given), ['given: true\n', given]);
 });
+
+test('secrets: made 0600 when absent; an empty one (a truncated write) is an error naming the file and the fix', (t) => {
+  const state = new StateDir(mkdtempSync(join(tmpdir(), 'weft-state-')));
+  const token = state.adminToken();
+  t.true(token.length >= 32);
+  t.is(state.adminToken(), token, 'read back, not made again');
+  writeFileSync(state.path('admin-token'), '\n', { mode: 0o600 });
+  const err = t.throws(() => state.adminToken());
+  t.is((err as Error & { code?: string }).code, 'WEFT_CA_STORE_CORRUPT');
+  t.is(err!.message, `${state.path('admin-token')} is empty; delete it and start the control plane again to make a new one`);
+});
