@@ -51,17 +51,20 @@ export interface SidecarOptions {
   readonly log: (event: Record<string, unknown>) => void;
 }
 
-/** A port to listen on: the one given, or (for 0) a free one found now, so it can be registered before serving. */
-async function resolvePort(host: string, port: number): Promise<number> {
-  if (port !== 0) return port;
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
+/**
+ * A port to listen on: the one given, or (for 0) a free one found now, so it can be registered before serving.
+ * A port found is held (bound, every connection closed at once, as a port nobody serves refuses them) until
+ * `release` just before the listener binds it: released early, another process could take it meanwhile (the
+ * bootstrap and the first config take a second or so), and the listener would then fail with EADDRINUSE.
+ */
+async function reservePort(host: string, port: number): Promise<{ port: number; release(): Promise<void> }> {
+  if (port !== 0) return { port, release: async () => {} };
+  const probe = net.createServer((socket) => socket.destroy());
+  await new Promise<void>((resolve, reject) => {
     probe.once('error', reject);
-    probe.listen(0, host, () => {
-      const p = (probe.address() as net.AddressInfo).port;
-      probe.close(() => resolve(p));
-    });
+    probe.listen(0, host, () => resolve());
   });
+  return { port: (probe.address() as net.AddressInfo).port, release: () => new Promise<void>((resolve) => probe.close(() => resolve())) };
 }
 
 /** The snapshot as /config shows it: a tracing endpoint without its user and password. */
@@ -127,7 +130,8 @@ export class Sidecar {
     this.ports.admin = await this.#admin.listen(o.adminPort, o.adminHost);
     this.#stage = 'waiting for a certificate';
     const svid = await this.svid.bootstrap();
-    this.ports.inbound = await resolvePort(o.inboundHost, o.inboundPort);
+    const inboundPort = await reservePort(o.inboundHost, o.inboundPort);
+    this.ports.inbound = inboundPort.port;
     this.#stage = 'waiting for the first config from the control plane';
     this.#agent = new ControlPlaneAgent({
       controlPlane: o.controlPlane,
@@ -149,6 +153,7 @@ export class Sidecar {
     this.#peers.applyConfig(this.#config!);
     const config = () => this.#config!;
     this.#inbound = new InboundListener({ host: o.inboundHost, port: this.ports.inbound, appHost: o.appHost, appPort: o.appPort, config, log: o.log, policyHeader: o.policyHeader, observer: () => this.observer }, material);
+    await inboundPort.release();
     await this.#inbound.listen();
     const main = new OutboundListener({ host: o.outboundHost, port: o.outboundPort, config, peers: this.#peers, log: o.log, observer: () => this.observer, state: this.#resilience });
     await main.listen();
