@@ -64,6 +64,8 @@ async function reservePort(host: string, port: number): Promise<{ port: number; 
     probe.once('error', reject);
     probe.listen(0, host, () => resolve());
   });
+  // A sidecar that cannot start (a refused registration) must still exit: the held port keeps nothing alive.
+  probe.unref();
   return { port: (probe.address() as net.AddressInfo).port, release: () => new Promise<void>((resolve) => probe.close(() => resolve())) };
 }
 
