@@ -41,7 +41,7 @@ const dir = mkdtempSync(join(tmpdir(), 'weft-bench-push-'));
 const state = join(dir, 'state');
 const config = join(dir, 'mesh.yaml');
 writeFileSync(config, meshYaml(90));
-const cpProc = spawn(process.execPath, [...(process.env.BENCH_CP_NODE_ARGS?.split(' ').filter(Boolean) ?? []), join(REPO, 'cli/weft.ts'), 'control-plane', '--config', config, '--state', state, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, WEFT_MAX_CONNECTIONS_PER_CLIENT: String(SIDECARS * 4), ...(process.env.BENCH_CP_ENV ? Object.fromEntries(process.env.BENCH_CP_ENV.split(' ').map((kv) => kv.split('='))) : {}) } });
+const cpProc = spawn(process.execPath, [...(process.env.BENCH_CP_NODE_ARGS?.split(' ').filter(Boolean) ?? []), join(REPO, 'cli/weft.ts'), 'control-plane', '--config', config, '--state', state, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, WEFT_MAX_CONNECTIONS_PER_CLIENT: String(SIDECARS * 16), ...(process.env.BENCH_CP_ENV ? Object.fromEntries(process.env.BENCH_CP_ENV.split(' ').map((kv) => kv.split('='))) : {}) } });
 const url = await new Promise<string>((resolve, reject) => {
   cpProc.stdout!.setEncoding('utf8').on('data', (d: string) => {
     const m = /listening on (\S+)/.exec(d);
