@@ -112,10 +112,13 @@ export async function callH2(call: H2Call, incoming: IncomingHttpHeaders): Promi
 
 const GRPC_TIMEOUT_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 };
 
-/** A grpc-timeout header (gRPC over HTTP/2: at most 8 digits and a unit) in whole ms, at least 1; null if absent or malformed. */
+/**
+ * A grpc-timeout header (gRPC over HTTP/2: at most 8 digits and a unit) in whole ms, at least 1 and at most what a
+ * timer can count (99999999H is ~11,000 years; node fires a longer timer after 1 ms); null if absent or malformed.
+ */
 export function grpcTimeoutMs(value: string | string[] | undefined): number | null {
   const m = typeof value === 'string' ? /^(\d{1,8})([HMSmun])$/.exec(value) : null;
-  return m ? Math.max(1, Math.ceil(Number(m[1]) * GRPC_TIMEOUT_UNIT_MS[m[2]!]!)) : null;
+  return m ? Math.min(2 ** 31 - 1, Math.max(1, Math.ceil(Number(m[1]) * GRPC_TIMEOUT_UNIT_MS[m[2]!]!))) : null;
 }
 
 /** Every connection to the endpoint carries as many streams as its peer allows, and maxConnections allows no more. */

@@ -8,6 +8,7 @@ import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
 import http2 from 'node:http2';
 import type { App, PricesClient } from '../helpers/apps.ts';
+import { grpcTimeoutMs } from '../../sidecar/outbound/h2-call.ts';
 import { pricesMesh, type PricesMesh } from '../helpers/prices-mesh.ts';
 import { headerRule, meshYaml, routeYaml } from '../helpers/mesh-yaml.ts';
 
@@ -104,4 +105,14 @@ test("a caller's grpc-timeout caps the route's (none here): the sidecar answers 
   await new Promise((resolve) => stream.once('close', resolve));
   t.is(got['grpc-status'], String(grpc.status.DEADLINE_EXCEEDED), JSON.stringify(got));
   t.regex(decodeURIComponent(String(got['grpc-message'])), /within the caller's grpc-timeout of 300 ms/);
+});
+
+test('grpc-timeout values: units to whole ms, at least 1, at most what a timer can count; malformed ones ignored', (t) => {
+  t.is(grpcTimeoutMs('300m'), 300);
+  t.is(grpcTimeoutMs('2S'), 2000);
+  t.is(grpcTimeoutMs('1M'), 60_000);
+  t.is(grpcTimeoutMs('1500u'), 2);
+  t.is(grpcTimeoutMs('5n'), 1);
+  t.is(grpcTimeoutMs('99999999H'), 2 ** 31 - 1, 'not a timer that fires after 1 ms');
+  for (const bad of [undefined, '', '123456789m', '10', '1.5S', '10s', ['1S']]) t.is(grpcTimeoutMs(bad as never), null, String(bad));
 });
