@@ -17,7 +17,7 @@ export function headersObject(raw: readonly string[]): IncomingHttpHeaders {
     if (name === '__proto__') continue; // would set the object's prototype, not a header
     const value = raw[i + 1]!;
     const seen = out[name];
-    // (a function: Object.prototype's, for a header named constructor, toString, valueOf…: not seen yet)
+    // (a function: Object.prototype's own, for a header named constructor: not seen yet)
     if (seen === undefined || typeof seen === 'function') out[name] = name === 'set-cookie' ? [value] : value;
     else if (name === 'set-cookie') (seen as string[]).push(value);
     else if (FIRST_WINS.has(name)) continue;
