@@ -50,17 +50,22 @@ export interface TestControlPlane {
   readonly conn: { url: string; ca: string; serverIdentity: string };
 }
 
-export async function startControlPlane(opts: Partial<ControlPlaneOptions> & { yaml?: string; dir?: string } = {}): Promise<TestControlPlane> {
+/**
+ * `frozenClock`: the control plane's clock stands still unless moved with advance(), for tests of rate limits
+ * whose allowance must not come back while a slow machine runs them.
+ */
+export async function startControlPlane(opts: Partial<ControlPlaneOptions> & { yaml?: string; dir?: string; frozenClock?: boolean } = {}): Promise<TestControlPlane> {
   const dir = opts.dir ?? tempDir('weft-cp-');
   const configPath = join(dir, 'mesh.yaml');
   if (!opts.dir || opts.yaml) writeFileSync(configPath, opts.yaml ?? MESH_YAML);
   let offset = 0;
+  const frozenAt = Date.now();
   const logs: unknown[] = [];
   const cp = await ControlPlane.start({
     stateDir: join(dir, 'state'),
     configPath,
     port: 0,
-    clock: () => Date.now() + offset,
+    clock: () => (opts.frozenClock ? frozenAt : Date.now()) + offset,
     log: (e) => logs.push(e),
     ...opts,
   });
