@@ -35,7 +35,7 @@ export const ErrorCodes = {
   WEFT_API_BAD_REQUEST: 400,
   WEFT_API_NOT_FOUND: 404,
   WEFT_API_TOO_LARGE: 413,
-  /** too many refused credentials from one address: wait (Retry-After) */
+  /** too many refused credentials from one address, or renewals of one certificate or from one address: wait (Retry-After) */
   WEFT_API_RATE_LIMITED: 429,
   WEFT_CP_UNREACHABLE: 503,
   // command line

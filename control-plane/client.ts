@@ -96,7 +96,7 @@ export class ControlPlaneClient {
     });
     const status = res.statusCode ?? 0;
     if (status >= 200 && status < 300) return (String(res.headers['content-type'] ?? '').startsWith('application/json') ? JSON.parse(text) : text) as T;
-    throw serverError(status, text);
+    throw serverError(status, text, res.headers['retry-after']);
   }
 
   /**
@@ -131,10 +131,12 @@ function unreachable(url: string, err: Error): WeftError {
   return new WeftError('WEFT_CP_UNREACHABLE', `cannot reach the control plane at ${url}: ${err.message}`, { url }, { cause: err });
 }
 
-function serverError(status: number, text: string): WeftError {
+/** The server's error, with its Retry-After (whole seconds) as `details.retryAfterSeconds` when it sent one. */
+function serverError(status: number, text: string, retryAfter?: string): WeftError {
+  const wait = retryAfter !== undefined && /^\d+$/.test(retryAfter) ? { retryAfterSeconds: Number(retryAfter) } : {};
   try {
     const { error } = JSON.parse(text) as { error: { code: ErrorCode; message: string; details?: Record<string, unknown> } };
-    return new WeftError(error.code, error.message, error.details ?? {});
+    return new WeftError(error.code, error.message, { ...error.details, ...wait });
   } catch {
     return new WeftError('WEFT_API_BAD_REQUEST', `control plane answered ${status}: ${text.slice(0, 200)}`);
   }

@@ -17,6 +17,7 @@ import { getConfig, getStatus, postRevocation, postToken, putConfig, type Operat
 import { healthz, router } from './api/router.ts';
 import { controlPlaneServer, type ServerLimits } from './api/server.ts';
 import { FailureBudget } from './api/failure-budget.ts';
+import { RenewalBudget } from './api/renewal-budget.ts';
 import { SidecarApi } from './api/sidecars.ts';
 import { liveMesh } from './config/live.ts';
 import { loadMeshConfig, parseMeshConfigOrThrow } from './config/load.ts';
@@ -242,6 +243,7 @@ export class ControlPlane {
       auth: this.#auth,
       tokens: this.#tokens,
       refusals: new FailureBudget(this.#clock),
+      renewals: new RenewalBudget(this.#clock),
       authority: () => this.#ca,
       workloadTtlSeconds: () => Math.round(this.#config.mesh.certificates.workloadTtlMs / 1000),
     };

@@ -7,6 +7,7 @@ import type { CertificateAuthority, IssuedSvid } from '../../ca/authority.ts';
 import type { BootstrapTokens } from '../identity/tokens.ts';
 import { requireWorkload, type AuthContext } from './authenticate.ts';
 import type { FailureBudget } from './failure-budget.ts';
+import type { RenewalBudget } from './renewal-budget.ts';
 import { field, readJson, sendJson, type Request, type Response } from './http.ts';
 
 export interface IdentityDeps {
@@ -14,6 +15,8 @@ export interface IdentityDeps {
   readonly tokens: BootstrapTokens;
   /** refused tokens per address (./failure-budget.ts) */
   readonly refusals: FailureBudget;
+  /** renewals per certificate and per address (./renewal-budget.ts) */
+  readonly renewals: RenewalBudget;
   authority(): CertificateAuthority;
   workloadTtlSeconds(): number;
 }
@@ -62,6 +65,13 @@ export async function renew(req: Request, res: Response, deps: IdentityDeps): Pr
   // fresh one on this path.
   if (parseSpiffeId(peer.identity).path.startsWith(`/ns/${SYSTEM_NAMESPACE}/`)) {
     throw new WeftError('WEFT_AUTH_FORBIDDEN', `${peer.identity} is in the ${SYSTEM_NAMESPACE} namespace; its certificates are not renewed here (issue one with weft ca issue)`);
+  }
+  // Counted before the body is read and the CSR checked: a refused CSR cost the control plane work too.
+  const address = req.socket?.remoteAddress ?? '';
+  const refusal = deps.renewals.take(peer, address);
+  if (refusal) {
+    res.setHeader('retry-after', String(refusal.retryAfterSeconds));
+    throw new WeftError('WEFT_API_RATE_LIMITED', refusal.message, { serial: peer.serial, identity: peer.identity });
   }
   const body = await readJson<Record<string, unknown>>(req);
   const csr = field(body, 'csr', { max: 16 * 1024 });
