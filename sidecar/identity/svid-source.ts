@@ -6,7 +6,7 @@
 
 import { EventEmitter } from 'node:events';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { WeftError } from '../../errors.ts';
+import { isWeftError, WeftError } from '../../errors.ts';
 import { ControlPlaneClient } from '../../control-plane/client.ts';
 import { csrPem, newWorkloadKey } from './csr.ts';
 
@@ -57,6 +57,15 @@ export function backoffMs(failures: number): number {
   return Math.min(30_000, 1000 * 2 ** Math.max(0, failures - 1));
 }
 
+/**
+ * The backoff, or the control plane's Retry-After if that is longer (ControlPlaneClient reads it into details),
+ * up to 5 minutes: no answer should keep a sidecar from trying again well before its certificate expires.
+ */
+export function retryDelayMs(failures: number, err: unknown): number {
+  const retryAfter = isWeftError(err) ? err.details['retryAfterSeconds'] : undefined;
+  return Math.max(backoffMs(failures), typeof retryAfter === 'number' ? Math.min(retryAfter, 300) * 1000 : 0);
+}
+
 export class SvidSource extends EventEmitter<{ rotated: [Svid] }> {
   readonly #o: SvidSourceOptions;
   readonly #clock: () => number;
@@ -95,7 +104,7 @@ export class SvidSource extends EventEmitter<{ rotated: [Svid] }> {
         // Retried: the control plane out of reach, or asking this address to wait (others there presented bad
         // tokens). A refused token is final.
         if (!(err instanceof WeftError) || (err.code !== 'WEFT_CP_UNREACHABLE' && err.code !== 'WEFT_API_RATE_LIMITED')) throw err;
-        const wait = backoffMs(attempt);
+        const wait = retryDelayMs(attempt, err);
         this.#status = { failures: attempt, lastError: err.message, nextAttempt: new Date(this.#clock() + wait) };
         this.#o.log({ msg: err.code === 'WEFT_CP_UNREACHABLE' ? 'control plane unreachable for bootstrap; retrying' : 'control plane asks this address to wait; retrying', inMs: wait, error: err.message });
         await new Promise((r) => setTimeout(r, wait));
@@ -115,10 +124,13 @@ export class SvidSource extends EventEmitter<{ rotated: [Svid] }> {
       this.#install(answer, key.privateKeyPem);
       this.#o.log({ msg: 'certificate renewed', identity: answer.identity, serial: answer.serial, notAfter: answer.notAfter });
     } catch (err) {
+      // Whatever the failure, the current certificate stays in use and the renewal is tried again; a 429 (this
+      // certificate or this address renewing too often) is waited out for at least its Retry-After.
       const failures = this.#status.failures + 1;
-      const wait = backoffMs(failures);
+      const wait = retryDelayMs(failures, err);
+      const limited = isWeftError(err, 'WEFT_API_RATE_LIMITED');
       this.#status = { failures, lastError: (err as Error).message, nextAttempt: new Date(this.#clock() + wait) };
-      this.#o.log({ msg: 'certificate renewal failed; retrying', failures, inMs: wait, expires: current.notAfter.toISOString(), error: (err as Error).message });
+      this.#o.log({ msg: limited ? 'certificate renewal told to wait; retrying' : 'certificate renewal failed; retrying', failures, inMs: wait, expires: current.notAfter.toISOString(), error: (err as Error).message });
       this.#schedule(wait);
     } finally {
       client.close();
