@@ -2,6 +2,7 @@
 // parses answered one at a time in order, pipelined ones queued, and the connection's timeouts.
 
 import type { Socket } from 'node:net';
+import { refusedHead } from './h1-head-checks.ts';
 import { headersObject } from './h1-headers.ts';
 import { H1Request, H1Response, RequestBody, type ResponseOwner } from './h1-message.ts';
 import type { H1Server } from './h1-server.ts';
@@ -95,11 +96,6 @@ export class ServerConnection implements ResponseOwner {
 
   #onHead(major: number, minor: number, headers: string[] | undefined, method: number, url: string | undefined, upgrade: boolean, keepAlive: boolean): number {
     if (this.#done) return 0;
-    if (major !== 1) {
-      // llhttp reads any digit.digit; "HTTP/2.0" over a plain HTTP/1 connection is no request this server knows.
-      this.#refuse(Object.assign(new Error(`HTTP/${major}.${minor}`), { code: 'HPE_UNSUPPORTED_VERSION' }));
-      return 0;
-    }
     let raw = this.#rawHeaders;
     if (headers && headers.length) {
       if (raw.length) for (let i = 0; i < headers.length; i++) raw.push(headers[i]!);
@@ -111,25 +107,14 @@ export class ServerConnection implements ResponseOwner {
     this.#headTick = -1;
     this.#requestTick = this.#server.tick;
     const h = headersObject(raw);
-    if (minor === 1 && h.host === undefined) {
-      // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400.
-      this.#refuse(Object.assign(new Error('no Host header'), { code: 'HPE_MISSING_HOST' }));
+    const refused = refusedHead(major, minor, h, method);
+    if (refused) {
+      this.#refuse(refused);
       return 0;
     }
     const cl = h['content-length'];
-    const te = h['transfer-encoding'];
-    if (te !== undefined && te.toLowerCase() !== 'chunked') {
-      // RFC 9112 §6.1: a coding the server does not know is 501. Passed on as chunked, a gzip coding would be lost
-      // and the app would read coded bytes as the body (Envoy also takes chunked alone).
-      this.#refuse(Object.assign(new Error(`transfer coding ${JSON.stringify(te)}: only chunked is supported`), { code: 'WEFT_UNSUPPORTED_TRANSFER_CODING' }));
-      return 0;
-    }
-    const hasBody = !upgrade && (te !== undefined || (cl !== undefined && Number(cl) > 0));
-    const name = METHOD_NAMES[method];
-    if (name === undefined) {
-      this.#refuse(Object.assign(new Error(`method ${method} has no name`), { code: 'HPE_INVALID_METHOD' }));
-      return 0;
-    }
+    const hasBody = !upgrade && (h['transfer-encoding'] !== undefined || (cl !== undefined && Number(cl) > 0));
+    const name = METHOD_NAMES[method]!;
     const req = new H1Request(name, target, raw, h, minor, this.socket, hasBody ? new RequestBody(this.#resumeBody) : null);
     req.keepAlive = keepAlive;
     if (upgrade) {
