@@ -1,4 +1,5 @@
-// Compiles the Mesh document: trust domain, mTLS mode, certificate lifetime, default policy, access log and tracing.
+// Compiles the Mesh document: trust domain, mTLS mode, certificate lifetime, default policy, access log, stream idle
+// timeout and tracing.
 
 import { DEFAULT_WORKLOAD_TTL_S, MAX_WORKLOAD_TTL_S, MIN_WORKLOAD_TTL_S } from '../../ca/lifetime.ts';
 import { trustDomainProblem } from '../../ca/spiffe-id.ts';
@@ -10,6 +11,9 @@ import type { MeshConfig } from './types.ts';
 /** The workload certificate lifetimes the CA accepts, in milliseconds. */
 export const WORKLOAD_TTL_BOUNDS = { min: MIN_WORKLOAD_TTL_S * 1000, max: MAX_WORKLOAD_TTL_S * 1000 } as const;
 const DEFAULT_WORKLOAD_TTL = formatDuration(DEFAULT_WORKLOAD_TTL_S * 1000);
+/** Envoy's default stream_idle_timeout. */
+export const DEFAULT_STREAM_IDLE_TIMEOUT_MS = 300_000;
+const DEFAULT_STREAM_IDLE_TIMEOUT = formatDuration(DEFAULT_STREAM_IDLE_TIMEOUT_MS);
 
 export function compileMesh(doc: MeshDocument, report: Reporter): MeshConfig['mesh'] {
   const { spec } = doc;
@@ -19,6 +23,10 @@ export function compileMesh(doc: MeshDocument, report: Reporter): MeshConfig['me
   const ttlText = spec.certificates?.workloadTtl ?? DEFAULT_WORKLOAD_TTL;
   const ttl = durationWithin(ttlText, WORKLOAD_TTL_BOUNDS);
   if (!ttl.ok) report.error(['spec', 'certificates', 'workloadTtl'], ttl.reason);
+
+  // 0s turns it off (as Envoy's); a zero duration is meant here, unlike a route's timeout.
+  const idle = durationWithin(spec.streamIdleTimeout ?? DEFAULT_STREAM_IDLE_TIMEOUT, { min: 0 });
+  if (!idle.ok) report.error(['spec', 'streamIdleTimeout'], idle.reason);
 
   let tracing: MeshConfig['mesh']['tracing'] = null;
   if (spec.tracing) {
@@ -42,6 +50,7 @@ export function compileMesh(doc: MeshDocument, report: Reporter): MeshConfig['me
     certificates: { workloadTtlMs: ttl.ok ? ttl.ms : 0 },
     defaultPolicy: spec.defaultPolicy ?? 'allow-authenticated',
     accessLog: spec.accessLog ?? false,
+    streamIdleTimeoutMs: idle.ok ? idle.ms : 0,
     tracing,
   };
 }

@@ -16,6 +16,9 @@ const MeshSpec = Strict({
   accessLog: Type.Optional(
     Type.Boolean({ default: false, description: 'one JSON line per request and TCP connection on each sidecar\'s stderr; off by default, as in Istio and Linkerd (it costs a write and ~5 µs of CPU per request)' }),
   ),
+  streamIdleTimeout: Type.Optional(
+    Duration('how long a request or stream may have no byte moving in either direction before the sidecar ends it (Envoy\'s stream_idle_timeout); 0s turns it off; at most 24h', '5m'),
+  ),
   tracing: Type.Optional(
     Strict({
       endpoint: Type.String({ minLength: 1, description: 'the OTLP/HTTP traces URL, e.g. http://127.0.0.1:4318/v1/traces' }),

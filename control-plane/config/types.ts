@@ -17,6 +17,11 @@ export interface MeshSpec {
   readonly defaultPolicy: DefaultPolicy;
   /** whether sidecars write an access-log line per request and TCP connection */
   readonly accessLog: boolean;
+  /**
+   * A request or stream with no byte moving in either direction for this long is ended by the sidecars (Envoy's
+   * stream_idle_timeout); 0: never
+   */
+  readonly streamIdleTimeoutMs: number;
   /** null: tracing is off */
   readonly tracing: { readonly endpoint: string; readonly sampling: number } | null;
 }

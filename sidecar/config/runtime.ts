@@ -4,6 +4,8 @@
 // NACKs it, and the last good config stays in force (fail closed, never half-apply).
 
 import { X509Certificate } from 'node:crypto';
+import { DEFAULT_STREAM_IDLE_TIMEOUT_MS } from '../../control-plane/config/compile-mesh.ts';
+import { MAX_DURATION_MS } from '../../control-plane/config/duration.ts';
 import type { MtlsMode, ServiceConfig } from '../../control-plane/config/types.ts';
 import type { Endpoint } from '../../control-plane/registry.ts';
 import type { SnapshotBody, Upstream } from '../../control-plane/snapshot/types.ts';
@@ -49,10 +51,15 @@ export interface RuntimeConfig {
   readonly servicePort: number;
   /** this service is `protocol: tcp`: its inbound takes opaque TCP (ALPN weft-tcp) only, and never HTTP */
   readonly tcpService: boolean;
+  /** the Mesh's streamIdleTimeout: an HTTP request or stream with no byte moving either way this long is ended; 0: never */
+  readonly streamIdleTimeoutMs: number;
 }
 
 export function compileSnapshot(version: number, body: SnapshotBody): RuntimeConfig {
   if (!MTLS_MODES.has(body.mesh.mtls.mode)) throw new Error(`unknown mTLS mode ${JSON.stringify(body.mesh.mtls.mode)}`);
+  // A control plane from before the field sends none: the Mesh's default.
+  const streamIdleTimeoutMs = body.mesh.streamIdleTimeoutMs ?? DEFAULT_STREAM_IDLE_TIMEOUT_MS;
+  if (!Number.isSafeInteger(streamIdleTimeoutMs) || streamIdleTimeoutMs < 0 || streamIdleTimeoutMs > MAX_DURATION_MS) throw new Error(`stream idle timeout ${JSON.stringify(streamIdleTimeoutMs)} is not a whole number of ms in 0..${MAX_DURATION_MS}`);
   if (!/-----BEGIN CERTIFICATE-----/.test(body.trustBundle)) throw new Error('the trust bundle holds no certificate');
   // Parse each root now: a bundle node:tls would choke on later is refused here.
   for (const pem of body.trustBundle.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? []) new X509Certificate(pem);
@@ -93,6 +100,7 @@ export function compileSnapshot(version: number, body: SnapshotBody): RuntimeCon
     authorizer: compileAuthorizer(body.inbound.authorizationPolicies, body.mesh.defaultPolicy),
     servicePort: body.inbound.service?.port ?? 0,
     tcpService: body.inbound.service?.protocol === 'tcp',
+    streamIdleTimeoutMs,
   };
 }
 

@@ -156,6 +156,16 @@ const cases: [string, string, Expected[]][] = [
     ],
   ],
   [
+    'a stream idle timeout past 24h (a timer could not count it)',
+    file(MESH.replace('trustDomain: shop.example', 'trustDomain: shop.example\n  streamIdleTimeout: 25h')),
+    [{ near: '25h', path: 'spec.streamIdleTimeout', message: /^25h is too long; the maximum is 24h$/, document: 'Mesh mesh' }],
+  ],
+  [
+    'a stream idle timeout that is not a duration',
+    file(MESH.replace('trustDomain: shop.example', 'trustDomain: shop.example\n  streamIdleTimeout: 1.5m')),
+    [{ near: '1.5m', path: 'spec.streamIdleTimeout', message: /^"1.5m" is not a duration; write it like 500ms, 2s, 1m or 1h30m/ }],
+  ],
+  [
     'bad regexes',
     file(
       MESH,

@@ -32,6 +32,7 @@ test('the example shop loads and compiles: identities, canary route, policies, b
     certificates: { workloadTtlMs: 3_600_000 },
     defaultPolicy: 'allow-authenticated',
     accessLog: true,
+    streamIdleTimeoutMs: 300_000,
     tracing: { endpoint: 'http://127.0.0.1:4318/v1/traces', sampling: 1 },
   });
   t.deepEqual(
@@ -100,7 +101,7 @@ spec:
   );
   const { config, errors } = load(text);
   if (!config) return t.fail(errors.map(formatIssue).join('\n'));
-  t.deepEqual(config.mesh, { name: 'mesh', trustDomain: 'shop.example', mtls: { mode: 'STRICT' }, certificates: { workloadTtlMs: 3_600_000 }, defaultPolicy: 'allow-authenticated', accessLog: false, tracing: null });
+  t.deepEqual(config.mesh, { name: 'mesh', trustDomain: 'shop.example', mtls: { mode: 'STRICT' }, certificates: { workloadTtlMs: 3_600_000 }, defaultPolicy: 'allow-authenticated', accessLog: false, streamIdleTimeoutMs: 300_000, tracing: null });
   t.deepEqual(config.services[0], { name: 'web', namespace: 'default', port: 8080, protocol: 'http', serviceAccount: 'web', identity: 'spiffe://shop.example/ns/default/sa/web', subsets: [] });
   const rule = config.routes[0]!.rules[0]!;
   t.deepEqual(rule, {
@@ -131,6 +132,14 @@ test('gRPC statuses to retry on compile to their codes, next to HTTP statuses, f
   );
   t.deepEqual(errors, []);
   t.deepEqual(config!.routes[0]!.rules[0]!.retries!.on, { connectFailure: false, reset: false, statuses: [503], grpcStatuses: [14, 8, 1, 4, 13] });
+});
+
+test('streamIdleTimeout: a duration up to 24h, in ms; 0s turns it off', (t) => {
+  for (const [text, ms] of [['90s', 90_000], ['0s', 0], ['24h', 86_400_000], ['1s500ms', 1500]] as const) {
+    const { config, errors } = load(file(MESH.replace('trustDomain: shop.example', `trustDomain: shop.example\n  streamIdleTimeout: ${text}`)));
+    if (!config) return t.fail(errors.map(formatIssue).join('\n'));
+    t.is(config.mesh.streamIdleTimeoutMs, ms, text);
+  }
 });
 
 test('namespaces, service accounts and name.namespace references resolve', (t) => {
