@@ -40,16 +40,20 @@ export class ControlPlaneClient {
     this.#url = new URL(opts.url);
   }
 
-  #options(method: string, path: string, headers: Record<string, string>): RequestOptions {
+  /**
+   * The TLS settings, the server identity check included, belong to the agent, not to each request: since the fix
+   * for CVE-2026-58040, node gives a request that carries its own `checkServerIdentity` a connection of its own,
+   * never reused. With the check per request, every call (a sidecar's heartbeat every 5 s, each ACK) was a new
+   * mTLS handshake with the control plane; a push to 1,000 sidecars became 1,000 handshakes at once.
+   * No TLS session cache either: a resumed session would skip the identity check (the control plane refuses
+   * resumption anyway).
+   */
+  #agentFor(): Agent {
     const expected = this.#o.serverIdentity;
-    this.#agent ??= new https.Agent({ keepAlive: true, maxSockets: 8 });
-    return {
-      method,
-      path,
-      host: this.#url.hostname.replace(/^\[|\]$/g, ''),
-      port: this.#url.port || 443,
-      headers: this.#o.adminToken ? { ...headers, authorization: `Bearer ${this.#o.adminToken}` } : headers,
-      agent: this.#agent,
+    this.#agent ??= new https.Agent({
+      keepAlive: true,
+      maxSockets: 8,
+      maxCachedSessions: 0,
       ca: this.#o.ca,
       cert: this.#o.cert,
       key: this.#o.key,
@@ -63,6 +67,18 @@ export class ControlPlaneClient {
           return err as Error;
         }
       },
+    });
+    return this.#agent;
+  }
+
+  #options(method: string, path: string, headers: Record<string, string>): RequestOptions {
+    return {
+      method,
+      path,
+      host: this.#url.hostname.replace(/^\[|\]$/g, ''),
+      port: this.#url.port || 443,
+      headers: this.#o.adminToken ? { ...headers, authorization: `Bearer ${this.#o.adminToken}` } : headers,
+      agent: this.#agentFor(),
     };
   }
 

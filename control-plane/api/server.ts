@@ -13,6 +13,9 @@ export interface ServerLimits {
   readonly log: (event: Record<string, unknown>) => void;
 }
 
+/** How long an idle HTTP/1.1 connection is kept for the client's next call. */
+export const KEEP_ALIVE_MS = 30_000;
+
 export function controlPlaneServer(own: { key: string; cert: string; ca: string }, handler: Parameters<typeof http2.createSecureServer>[1], limits: ServerLimits): http2.Http2SecureServer {
   const server = http2.createSecureServer({
     key: own.key,
@@ -36,6 +39,11 @@ export function controlPlaneServer(own: { key: string; cert: string; ca: string 
   // sidecar's stream writes a keepalive every few seconds and its heartbeats keep their connection busy.
   server.setTimeout(limits.idleTimeoutMs);
   server.on('timeout', (idle: { destroy(): void }) => idle.destroy());
+  // An HTTP/1.1 connection is kept between calls for longer than a sidecar's heartbeat period (5 s). Node's
+  // default of 5 s, which its client agent shortens to 4 from the Keep-Alive header, closed it before every
+  // heartbeat: each one was a new mTLS handshake with the control plane.
+  // (Node's HTTP/1.1 fallback reads it from the HTTP/2 server; its types do not declare it.)
+  (server as unknown as { keepAliveTimeout: number }).keepAliveTimeout = Math.min(KEEP_ALIVE_MS, limits.idleTimeoutMs);
   capPerClient(server, limits);
   return server;
 }
