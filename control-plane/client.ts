@@ -4,7 +4,7 @@
 // the control plane's SPIFFE ID (node's hostname check ignores URI SANs, so the ID is checked here).
 //
 // HTTP/1.1 with keep-alive (the control plane serves HTTP/2 and HTTP/1.1 on one port): the snapshot stream holds
-// one connection, calls share another. Not HTTP/2, so that a sidecar whose services all speak HTTP/1.1 never
+// one connection, calls share at most two others. Not HTTP/2, so that a sidecar whose services all speak HTTP/1.1 never
 // loads node:http2 (about 4 MB of RSS per sidecar); it is loaded only for HTTP/2 and gRPC traffic.
 
 import type { IncomingMessage } from 'node:http';
@@ -33,7 +33,8 @@ export interface ClientOptions {
 export class ControlPlaneClient {
   readonly #o: ClientOptions;
   readonly #url: URL;
-  #agent: Agent | null = null;
+  /** calls: kept alive, at most two at once; the snapshot stream: a connection of its own, for as long as it lasts */
+  #agents: { calls: Agent; stream: Agent } | null = null;
 
   constructor(opts: ClientOptions) {
     this.#o = opts;
@@ -48,18 +49,16 @@ export class ControlPlaneClient {
    * No TLS session cache either: a resumed session would skip the identity check (the control plane refuses
    * resumption anyway).
    */
-  #agentFor(): Agent {
+  #agentFor(use: 'calls' | 'stream'): Agent {
     const expected = this.#o.serverIdentity;
-    this.#agent ??= new https.Agent({
-      keepAlive: true,
-      maxSockets: 8,
+    const tls = {
       maxCachedSessions: 0,
       ca: this.#o.ca,
       cert: this.#o.cert,
       key: this.#o.key,
-      minVersion: 'TLSv1.3',
+      minVersion: 'TLSv1.3' as const,
       servername: '',
-      checkServerIdentity: (_host, cert) => {
+      checkServerIdentity: (_host: string, cert: { raw: Buffer }) => {
         try {
           const id = spiffeIdOfCertificate(cert.raw).uri;
           return id === expected ? undefined : new Error(`the control plane presented ${id}, expected ${expected}`);
@@ -67,18 +66,22 @@ export class ControlPlaneClient {
           return err as Error;
         }
       },
-    });
-    return this.#agent;
+    };
+    // Calls wait for one of two connections rather than opening more: a sidecar's ACKs come in bursts when
+    // pushes follow each other, and each connection costs the control plane memory and a handshake. Two, so
+    // that a heartbeat does not wait behind a slow renewal.
+    this.#agents ??= { calls: new https.Agent({ ...tls, keepAlive: true, maxSockets: 2 }), stream: new https.Agent({ ...tls, keepAlive: false }) };
+    return this.#agents[use];
   }
 
-  #options(method: string, path: string, headers: Record<string, string>): RequestOptions {
+  #options(method: string, path: string, headers: Record<string, string>, use: 'calls' | 'stream'): RequestOptions {
     return {
       method,
       path,
       host: this.#url.hostname.replace(/^\[|\]$/g, ''),
       port: this.#url.port || 443,
       headers: this.#o.adminToken ? { ...headers, authorization: `Bearer ${this.#o.adminToken}` } : headers,
-      agent: this.#agentFor(),
+      agent: this.#agentFor(use),
     };
   }
 
@@ -87,11 +90,11 @@ export class ControlPlaneClient {
    * connection closed by the server (reset on a reused socket, before any answer) is sent once more, as node's
    * documentation advises: the server never saw it.
    */
-  #send(method: string, path: string, headers: Record<string, string>, payload: string | undefined, retried = false): Promise<IncomingMessage> {
+  #send(method: string, path: string, headers: Record<string, string>, payload: string | undefined, use: 'calls' | 'stream' = 'calls', retried = false): Promise<IncomingMessage> {
     return new Promise((resolve, reject) => {
-      const req = https.request(this.#options(method, path, payload === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(payload)) }), resolve);
+      const req = https.request(this.#options(method, path, payload === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(payload)) }, use), resolve);
       req.on('error', (err: Error & { code?: string }) => {
-        if (!retried && req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) resolve(this.#send(method, path, headers, payload, true));
+        if (!retried && req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) resolve(this.#send(method, path, headers, payload, use, true));
         else reject(unreachable(this.#o.url, err));
       });
       req.end(payload);
@@ -120,7 +123,7 @@ export class ControlPlaneClient {
    * response headers arrive (rejects on an error status); `closed` settles when the stream ends.
    */
   async stream(path: string, body: unknown, onMessage: (m: SseMessage) => void): Promise<{ close(): void; closed: Promise<void> }> {
-    const res = await this.#send('POST', path, { 'content-type': 'application/json' }, JSON.stringify(body));
+    const res = await this.#send('POST', path, { 'content-type': 'application/json' }, JSON.stringify(body), 'stream');
     res.setEncoding('utf8');
     if (res.statusCode !== 200) {
       let text = '';
@@ -138,8 +141,9 @@ export class ControlPlaneClient {
   }
 
   close(): void {
-    this.#agent?.destroy();
-    this.#agent = null;
+    this.#agents?.calls.destroy();
+    this.#agents?.stream.destroy();
+    this.#agents = null;
   }
 }
 

@@ -9,13 +9,17 @@ import { ControlPlaneClient } from '../../control-plane/client.ts';
 import { MESH_YAML, startControlPlane } from '../helpers/control-plane.ts';
 import { freePort, startMesh } from '../helpers/mesh.ts';
 
-/** This machine's IPv4 connections to `port` (their client ends), local port to TCP state, from /proc/net/tcp. */
-function connectionsTo(port: number): Map<number, string> {
+/**
+ * This machine's IPv4 connections to `port` (their client ends), local port to TCP state, from /proc/net/tcp;
+ * but those in `before`: a closed connection of another test to a control plane that had the same port.
+ */
+function connectionsTo(port: number, before: ReadonlyMap<number, string> = new Map()): Map<number, string> {
   const found = new Map<number, string>();
   for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
     const [, local, remote, state] = line.trim().split(/\s+/);
     if (!local || !remote || !state) continue;
-    if (parseInt(remote.split(':')[1]!, 16) === port) found.set(parseInt(local.split(':')[1]!, 16), TCP_STATES[state] ?? state);
+    const localPort = parseInt(local.split(':')[1]!, 16);
+    if (parseInt(remote.split(':')[1]!, 16) === port && !before.has(localPort)) found.set(localPort, TCP_STATES[state] ?? state);
   }
   return found;
 }
@@ -30,11 +34,12 @@ test('a sidecar process holds two connections to the control plane: its stream a
   const mesh = await startMesh(MESH_YAML);
   t.teardown(() => mesh.stop());
   const cpPort = Number(new URL(mesh.url).port);
+  const before = connectionsTo(cpPort);
   await mesh.sidecar({ service: 'web', appPort: await freePort() });
   // Two heartbeats (every 5 s), past node's default keep-alive (5 s, which its client shortens to 4).
   await new Promise((resolve) => setTimeout(resolve, 11_000));
   // Every connection opened in that time is still listed: a closed one stays in TIME_WAIT for 60 s.
-  const ever = connectionsTo(cpPort);
+  const ever = connectionsTo(cpPort, before);
   const established = [...ever.values()].filter((s) => s === 'ESTABLISHED').length;
   const listing = [...ever].map(([p, s]) => `${p} ${s}`).join(', ');
   t.is(established, 2, listing);
@@ -58,6 +63,18 @@ test("an operator's calls reuse one connection, also after a pause longer than a
   await new Promise((resolve) => setTimeout(resolve, 6_000));
   await call();
   t.is(seen.size, 1, `local ports used: ${[...seen].join(', ')}`);
+});
+
+test('twenty calls at once share two connections', async (t) => {
+  const cp = await startControlPlane();
+  t.teardown(() => cp.cp.stop());
+  const port = Number(new URL(cp.conn.url).port);
+  const op = cp.operator();
+  t.teardown(() => op.close());
+  const before = connectionsTo(port);
+  await Promise.all(Array.from({ length: 20 }, () => op.request('GET', '/v1/status')));
+  const ever = connectionsTo(port, before);
+  t.is(ever.size, 2, [...ever].map(([p, s]) => `${p} ${s}`).join(', '));
 });
 
 test('a control plane presenting another SPIFFE ID is refused, on the first connection and on reused ones', async (t) => {
