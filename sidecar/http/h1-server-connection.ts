@@ -1,5 +1,6 @@
 // One connection of the sidecar's HTTP/1 server (./h1-server.ts): llhttp fed from the socket, the requests it
-// parses answered one at a time in order, pipelined ones queued, and the connection's timeouts.
+// parses answered one at a time in order, pipelined ones queued, and the connection's timeouts (the stream idle
+// timeout's ending is ./stream-idle.ts).
 
 import type { Socket } from 'node:net';
 import { refusedHead } from './h1-head-checks.ts';
@@ -8,6 +9,7 @@ import { H1Request, H1Response, RequestBody, type ResponseOwner } from './h1-mes
 import type { H1Server } from './h1-server.ts';
 import { HTTPParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageBegin, kOnMessageComplete, METHOD_NAMES } from './llhttp.ts';
 import { ParserFeed } from './parser-feed.ts';
+import { endQuietH1, QuietClock } from './stream-idle.ts';
 
 /** Parsed requests waiting behind the one being answered; more, and the socket stops being read. */
 const MAX_QUEUED = 16;
@@ -46,11 +48,14 @@ export class ServerConnection implements ResponseOwner {
   /** body chunks of this read not pushed yet (see #onBody) */
   #held: Buffer[] = [];
   #heldBytes = 0;
+  /** the stream idle timeout's view of the connection's byte counters */
+  readonly #quiet: QuietClock;
 
   constructor(server: H1Server, socket: Socket) {
     this.#server = server;
     this.socket = socket;
     this.#idleTick = server.tick;
+    this.#quiet = new QuietClock(server.tick);
     const parser = new HTTPParser();
     parser.initialize(HTTPParser.REQUEST, {}, server.options.maxHeaderSize, HTTPParser.kLenientNone);
     // The head timer runs from a request's first byte to the end of its head.
@@ -189,6 +194,7 @@ export class ServerConnection implements ResponseOwner {
     const res = new H1Response(this, req);
     this.#active = res;
     this.#activeReq = req;
+    this.#quiet.restart(this.#server.tick);
     this.keepAlive = req.keepAlive && !this.#server.closing;
     const expect = req.headers.expect;
     if (req.httpVersionMinor === 1 && typeof expect === 'string' && expect.toLowerCase() === '100-continue') this.socket.write('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
@@ -236,9 +242,14 @@ export class ServerConnection implements ResponseOwner {
     if (this.#server.closing && this.#current === null) this.#close();
   }
 
-  /** The timeouts, once a second. */
-  check(tick: number): void {
+  /** The timeouts, once a second; `streamIdleMs` 0: no stream idle timeout. */
+  check(tick: number, streamIdleMs: number): void {
     const o = this.#server.options;
+    // A request in progress, or a connection closing (its last answer may wait for a caller that reads nothing).
+    if (streamIdleMs > 0 && (this.#active || this.#done) && this.#quiet.quietFor(this.socket.bytesRead + this.socket.bytesWritten, tick, streamIdleMs)) {
+      endQuietH1(this, this.#active, streamIdleMs);
+      return;
+    }
     if (this.#done) {
       // Refused behind a request still coming in: its response may not wait for ever either.
       if (this.#active && this.#activeReq?.complete === false && (tick - this.#requestTick) * 1000 > o.requestTimeoutMs) this.#active.destroy();

@@ -5,7 +5,8 @@
 // One request is answered at a time per connection, in order: pipelined requests wait, parsed, in a short
 // queue (the socket pauses when it is full). A response cut short closes its connection. Slowloris bounds, as
 // node's: a head within headersTimeout of its first byte, the whole request within requestTimeout, checked once a
-// second. One connection's parsing, queue and timeouts are ./h1-server-connection.ts.
+// second, as is the stream idle timeout (./stream-idle.ts). One connection's parsing, queue and timeouts are
+// ./h1-server-connection.ts.
 
 import type { Socket } from 'node:net';
 import type { H1Request, H1Response } from './h1-message.ts';
@@ -22,6 +23,8 @@ export interface H1ServerOptions {
    * connection to the app, and the app pool with enough of them, for ever.
    */
   readonly sendTimeoutMs?: number;
+  /** The stream idle timeout (./stream-idle.ts), read once a second: it follows the config. Absent or 0: none. */
+  readonly streamIdleTimeoutMs?: () => number;
 }
 
 export type RequestHandler = (req: H1Request, res: H1Response) => void;
@@ -53,7 +56,8 @@ export class H1Server {
     if (!this.#sweep) {
       this.#sweep = setInterval(() => {
         this.tick++;
-        for (const c of this.#conns) c.check(this.tick);
+        const streamIdleMs = this.options.streamIdleTimeoutMs?.() ?? 0;
+        for (const c of this.#conns) c.check(this.tick, streamIdleMs);
       }, 1000);
       this.#sweep.unref();
     }

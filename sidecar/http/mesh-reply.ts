@@ -14,6 +14,7 @@ export type MeshReason =
   | 'not-ready'
   | 'bad-request'
   | 'timeout'
+  | 'stream-idle-timeout'
   | 'circuit-open'
   | 'overflow'
   | 'denied'

@@ -10,6 +10,7 @@ import { hostHeaders } from './h1-proxy.ts';
 import { meshReply } from './mesh-reply.ts';
 import type { H1Request, H1Response } from './h1-message.ts';
 import { H1Server } from './h1-server.ts';
+import { H2StreamIdle } from './stream-idle.ts';
 
 /** At most this many request headers; more is answered 431. */
 export const MAX_HEADERS = 100;
@@ -17,10 +18,11 @@ export const MAX_HEADERS = 100;
 /**
  * An HTTP/1 server fed with connected sockets (serve). Slowloris bounds: a head within 10 s, a request within
  * 5 min; heads over 16 KiB are 431; parser-refused requests get a 400/431 with the mesh's reason
- * (client-error.ts); idle keep-alive connections close after 60 s.
+ * (client-error.ts); idle keep-alive connections close after 60 s; an exchange with no byte moving for
+ * `streamIdleTimeoutMs()` is ended (./stream-idle.ts; an upgraded connection, once handed over, is not).
  */
-export function hardenedH1Server(onRequest: (req: H1Request, res: H1Response) => void, onUpgrade: (req: H1Request, socket: Socket, head: Buffer) => void): H1Server {
-  return new H1Server({ headersTimeoutMs: 10_000, requestTimeoutMs: 300_000, keepAliveTimeoutMs: 60_000, maxHeaderSize: 16 * 1024 }, onRequest, onUpgrade, answerClientError);
+export function hardenedH1Server(onRequest: (req: H1Request, res: H1Response) => void, onUpgrade: (req: H1Request, socket: Socket, head: Buffer) => void, streamIdleTimeoutMs: () => number = () => 0): H1Server {
+  return new H1Server({ headersTimeoutMs: 10_000, requestTimeoutMs: 300_000, keepAliveTimeoutMs: 60_000, maxHeaderSize: 16 * 1024, streamIdleTimeoutMs }, onRequest, onUpgrade, answerClientError);
 }
 
 /** Streams a peer may have open on one HTTP/2 session; a caller's pool opens another session past it (../outbound/h2-pool.ts). */
@@ -32,17 +34,23 @@ export const H2_IDLE_MS = 60_000;
 /**
  * An HTTP/2 server fed by emit('connection'): bounded concurrent streams and header lists, and sessions with no
  * stream open closed (GOAWAY) after `idleMs` without a frame: else a client that sends the preface and nothing more
- * holds its connection for ever. A stream open, however quiet (a gRPC watch), keeps its session.
+ * holds its connection for ever. A stream open keeps its session; one with no byte moving for
+ * `streamIdleTimeoutMs()` (a gRPC watch that stays quiet too) is ended (./stream-idle.ts).
  */
-export function hardenedH2Server(onStream: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void, idleMs = H2_IDLE_MS): Http2Server {
+export function hardenedH2Server(onStream: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void, idleMs = H2_IDLE_MS, streamIdleTimeoutMs: () => number = () => 0): Http2Server {
   const server = http2().createServer({ settings: { maxConcurrentStreams: MAX_CONCURRENT_STREAMS, maxHeaderListSize: 64 * 1024 } });
+  const quiet = new H2StreamIdle(streamIdleTimeoutMs);
   server.on('stream', onStream);
   server.on('sessionError', () => {});
   server.on('session', (session) => {
     let open = 0;
-    session.on('stream', (stream) => {
+    session.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
       open++;
-      stream.once('close', () => open--);
+      const watched = quiet.watch(stream, headers);
+      stream.once('close', () => {
+        open--;
+        quiet.forget(watched);
+      });
     });
     // node's session timer restarts on every frame, a stream's end included. (A listener, not setTimeout's
     // callback, which is called once: a timeout while a stream was open must not end the watch.)

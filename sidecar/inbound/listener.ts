@@ -26,7 +26,7 @@ import { AppConnector } from './app.ts';
 import { relayH1 } from '../http/h1-proxy.ts';
 import { forwardH2, h2RequestHeaders, meshReplyH2 } from '../http/h2-proxy.ts';
 import { forwardHeaders, headerOf, PEER_IDENTITY_HEADER } from '../http/headers.ts';
-import { answerOnSocket, goAway, hardenedH1Server, hardenedH2Server, refuseAmbiguousHead, refuseUpgrade } from '../http/servers.ts';
+import { answerOnSocket, goAway, H2_IDLE_MS, hardenedH1Server, hardenedH2Server, refuseAmbiguousHead, refuseUpgrade } from '../http/servers.ts';
 import { meshReply } from '../http/mesh-reply.ts';
 import { forwardUpgrade } from '../http/upgrade.ts';
 import { ALPN, serverTlsOptions, type PeerIdentity, type TlsMaterial } from './mesh-tls.ts';
@@ -66,6 +66,8 @@ export class InboundListener {
   /** open HTTP/2 sessions: draining sends each a GOAWAY, so that callers take new calls elsewhere */
   readonly #h2Sessions = new Set<http2.ServerHttp2Session>();
   #draining = false;
+  /** the Mesh's streamIdleTimeout as the config says now (the servers read it once a second) */
+  readonly #streamIdleMs = (): number => this.#o.config().streamIdleTimeoutMs;
 
   constructor(opts: InboundOptions, material: TlsMaterial) {
     this.#o = opts;
@@ -88,7 +90,7 @@ export class InboundListener {
       // would hold its descriptor until the peer left.
       socket.destroy();
     });
-    this.#h1 = hardenedH1Server((req, res) => this.#onRequest(req, res), (req, socket, head) => this.#onUpgrade(req, socket, head));
+    this.#h1 = hardenedH1Server((req, res) => this.#onRequest(req, res), (req, socket, head) => this.#onUpgrade(req, socket, head), this.#streamIdleMs);
     this.#net = net.createServer({ noDelay: true }, (socket) => this.#onConnection(socket));
   }
 
@@ -295,7 +297,7 @@ export class InboundListener {
 
   #h2(): http2.Http2Server {
     if (!this.#h2Server) {
-      this.#h2Server = hardenedH2Server((stream, headers) => this.#onStream(stream, headers));
+      this.#h2Server = hardenedH2Server((stream, headers) => this.#onStream(stream, headers), H2_IDLE_MS, this.#streamIdleMs);
       this.#h2Server.on('session', (session) => {
         if (this.#nextPeer) this.#sessionPeers.set(session, this.#nextPeer);
         this.#h2Sessions.add(session);

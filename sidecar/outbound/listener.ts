@@ -15,7 +15,7 @@ import net, { type Socket } from 'node:net';
 import { upstreamForHost, type RuntimeConfig, type UpstreamRuntime } from '../config/runtime.ts';
 import { h2RequestHeaders, meshReplyH2 } from '../http/h2-proxy.ts';
 import { forwardHeaders, headerOf } from '../http/headers.ts';
-import { answerOnSocket, hardenedH1Server, hardenedH2Server, refuseAmbiguousHead, refuseUpgrade } from '../http/servers.ts';
+import { answerOnSocket, H2_IDLE_MS, hardenedH1Server, hardenedH2Server, refuseAmbiguousHead, refuseUpgrade } from '../http/servers.ts';
 import { meshReply, type MeshReason } from '../http/mesh-reply.ts';
 import { forwardUpgrade } from '../http/upgrade.ts';
 import { isH2Preface, onFirstBytes } from '../http/first-bytes.ts';
@@ -56,10 +56,12 @@ export class OutboundListener {
   /** made on the first HTTP/2 connection (see ../http/node-http.ts) */
   #h2Server: http2.Http2Server | null = null;
   readonly #sockets = new Set<Socket>();
+  /** the Mesh's streamIdleTimeout as the config says now (the servers read it once a second) */
+  readonly #streamIdleMs = (): number => this.#o.config().streamIdleTimeoutMs;
 
   constructor(opts: OutboundOptions) {
     this.#o = opts;
-    this.#h1 = hardenedH1Server((req, res) => this.#onRequest(req, res), (req, socket, head) => this.#onUpgrade(req, socket, head));
+    this.#h1 = hardenedH1Server((req, res) => this.#onRequest(req, res), (req, socket, head) => this.#onUpgrade(req, socket, head), this.#streamIdleMs);
     this.#net = net.createServer({ noDelay: true }, (socket) => this.#onConnection(socket));
   }
 
@@ -199,7 +201,7 @@ export class OutboundListener {
   }
 
   #h2(): http2.Http2Server {
-    return (this.#h2Server ??= hardenedH2Server((stream, headers) => this.#onStream(stream, headers)));
+    return (this.#h2Server ??= hardenedH2Server((stream, headers) => this.#onStream(stream, headers), H2_IDLE_MS, this.#streamIdleMs));
   }
 
   #onStream(stream: ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
