@@ -111,6 +111,7 @@ test('HTTP/1: pipelined requests behind a hung one from a caller that has left: 
   await saw('closed /hang-pipelined-0');
   t.false(events.includes('request /hang-pipelined-1'), 'the requests behind the hung one went with the connection');
   const ss = await runTool('ss', ['-Htn', 'state', 'close-wait', `( sport = :${web.ports.outbound} )`]);
+  t.is(ss.code, 0, ss.stderr);
   t.is(ss.stdout.trim(), '', 'a connection of the outbound port is still in CLOSE-WAIT');
 });
 
