@@ -73,7 +73,7 @@ export function endQuietH1(owner: ResponseOwner, res: H1Response | null, timeout
  */
 let kHandle: symbol | null | undefined;
 function streamBytes(stream: ServerHttp2Stream): number | null {
-  kHandle ??= Object.getOwnPropertySymbols(stream).find((s) => s.description === 'kHandle') ?? null;
+  if (kHandle === undefined) kHandle = Object.getOwnPropertySymbols(stream).find((s) => s.description === 'kHandle') ?? null;
   const handle = kHandle ? ((stream as unknown as Record<symbol, { bytesRead?: number; bytesWritten?: number } | undefined>)[kHandle]) : undefined;
   if (handle?.bytesRead === undefined || handle.bytesWritten === undefined) return null;
   return handle.bytesRead + handle.bytesWritten;
