@@ -35,6 +35,14 @@ function rssMb(pid: number): { rss: number; peak: number } {
   return { rss: Math.round(kb('VmRSS') / 1024), peak: Math.round(kb('VmHWM') / 1024) };
 }
 
+/** Established IPv4 connections to `port` on this machine (their client ends), from /proc/net/tcp. */
+function establishedTo(port: number): number {
+  return readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1).filter((line) => {
+    const [, , remote, state] = line.trim().split(/\s+/);
+    return state === '01' && remote !== undefined && parseInt(remote.split(':')[1]!, 16) === port;
+  }).length;
+}
+
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 
 const dir = mkdtempSync(join(tmpdir(), 'weft-bench-push-'));
@@ -79,7 +87,8 @@ try {
   const times = (await Promise.all(arrivals)).sort((a, b) => a - b);
   const bytesPerSidecar = Math.round((stubs.reduce((n, s) => n + s.bytesReceived, 0) - bytesBefore) / SIDECARS);
   const after = rssMb(cpProc.pid!);
-  const heap = (await op.request<{ controlPlane: { heapUsedMb: number } }>('GET', '/v1/status')).controlPlane.heapUsedMb;
+  const cpMem = (await op.request<{ controlPlane: { heapUsedMb: number; heapTotalMb: number; externalMb: number } }>('GET', '/v1/status')).controlPlane;
+  const connections = establishedTo(Number(new URL(url).port));
   op.close();
 
   const result = {
@@ -95,7 +104,10 @@ try {
     rssMb: after.rss,
     rssIdleMb: idle.rss,
     rssPeakMb: after.peak,
-    heapUsedMb: heap,
+    heapUsedMb: cpMem.heapUsedMb,
+    heapTotalMb: cpMem.heapTotalMb,
+    externalMb: cpMem.externalMb,
+    connections,
     connectSeconds: Number(connectSeconds.toFixed(1)),
     goal: 'p99 < 1000 ms for 1,000 sidecars',
     node: process.version,
@@ -104,7 +116,7 @@ try {
   mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
   writeFileSync(new URL('./results/push.json', import.meta.url), JSON.stringify(result, null, 2) + '\n');
   console.log(`${SIDECARS} sidecars (${SERVICES} services): change reached p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, max ${result.maxMs} ms; ${bytesPerSidecar} bytes each`);
-  console.log(`control plane RSS ${result.rssMb} MB (idle with all connected ${idle.rss} MB, peak ${after.peak} MB); connecting took ${result.connectSeconds} s`);
+  console.log(`control plane RSS ${result.rssMb} MB (idle with all connected ${idle.rss} MB, peak ${after.peak} MB; V8 heap ${cpMem.heapTotalMb} MB, ${cpMem.heapUsedMb} in use); ${connections} connections to it; connecting took ${result.connectSeconds} s`);
   console.log('written bench/results/push.json');
   for (const s of stubs) s.close();
 } finally {

@@ -17,6 +17,9 @@ import { SseParser, type SseMessage } from './push/sse.ts';
 // load node's bundled undici (see sidecar/http/node-http.ts).
 const https = process.getBuiltinModule('node:https');
 
+/** How long a call (not the stream) may go without a byte from the control plane. */
+export const CALL_TIMEOUT_MS = 30_000;
+
 export interface ClientOptions {
   readonly url: string;
   /** PEM roots the control plane's certificate must chain to */
@@ -28,6 +31,8 @@ export interface ClientOptions {
   readonly key?: string;
   /** operator admin token, sent as a bearer token */
   readonly adminToken?: string;
+  /** how long a call may go without a byte from the control plane; default CALL_TIMEOUT_MS */
+  readonly callTimeoutMs?: number;
 }
 
 export class ControlPlaneClient {
@@ -97,6 +102,12 @@ export class ControlPlaneClient {
         if (!retried && req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) resolve(this.#send(method, path, headers, payload, use, true));
         else reject(unreachable(this.#o.url, err));
       });
+      // A call unanswered for CALL_TIMEOUT_MS fails as unreachable rather than waiting for ever: calls queue for
+      // two connections, and one control plane that stopped answering must not hold every later call. (The
+      // stream's request too, until its head arrives; then its keepalives are watched instead.)
+      const timeoutMs = this.#o.callTimeoutMs ?? CALL_TIMEOUT_MS;
+      req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer in ${timeoutMs / 1000} s`)));
+      if (use === 'stream') req.once('response', () => req.setTimeout(0));
       req.end(payload);
     });
   }
@@ -120,9 +131,15 @@ export class ControlPlaneClient {
 
   /**
    * Opens the snapshot stream (POST with `body`). Calls `onMessage` for each SSE event; resolves when the
-   * response headers arrive (rejects on an error status); `closed` settles when the stream ends.
+   * response headers arrive (rejects on an error status); `closed` settles when the stream ends, with the
+   * reason when this side ended it.
+   *
+   * The control plane writes a keepalive every `weft-keepalive-ms` (a response header). A stream that has
+   * heard nothing for three of those is taken for dead and closed: a control plane whose host vanished or was
+   * cut off sends no FIN or RST, and a stream that only reads would wait on it for ever, never to hear of the
+   * control plane that replaces it.
    */
-  async stream(path: string, body: unknown, onMessage: (m: SseMessage) => void): Promise<{ close(): void; closed: Promise<void> }> {
+  async stream(path: string, body: unknown, onMessage: (m: SseMessage) => void): Promise<{ close(): void; closed: Promise<string | undefined> }> {
     const res = await this.#send('POST', path, { 'content-type': 'application/json' }, JSON.stringify(body), 'stream');
     res.setEncoding('utf8');
     if (res.statusCode !== 200) {
@@ -131,9 +148,21 @@ export class ControlPlaneClient {
       throw serverError(res.statusCode ?? 0, text);
     }
     const parser = new SseParser();
-    const closed = new Promise<void>((resolve) => res.once('close', () => resolve()));
+    let heard = Date.now();
+    let reason: string | undefined;
+    const keepaliveMs = Number(res.headers['weft-keepalive-ms']);
+    const watchdog = Number.isSafeInteger(keepaliveMs) && keepaliveMs > 0
+      ? setInterval(() => {
+          const silent = Date.now() - heard;
+          if (silent <= 3 * keepaliveMs) return;
+          reason = `nothing from the control plane for ${(silent / 1000).toFixed(1)} s (it sends a keepalive every ${keepaliveMs / 1000} s)`;
+          res.destroy();
+        }, keepaliveMs).unref()
+      : undefined;
+    const closed = new Promise<string | undefined>((resolve) => res.once('close', () => (clearInterval(watchdog), resolve(reason))));
     res.on('error', () => {});
     res.on('data', (chunk: string) => {
+      heard = Date.now();
       for (const m of parser.push(chunk)) onMessage(m);
     });
     // The stream's connection carries nothing else: closing it is ending the stream.

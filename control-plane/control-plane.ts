@@ -196,7 +196,7 @@ export class ControlPlane {
     return {
       version: this.#pusher.version,
       configVersion: this.#configVersion,
-      controlPlane: { identity: this.identity, rssMb: Math.round(mem.rss / 2 ** 20), heapUsedMb: Math.round(mem.heapUsed / 2 ** 20) },
+      controlPlane: { identity: this.identity, rssMb: Math.round(mem.rss / 2 ** 20), heapUsedMb: Math.round(mem.heapUsed / 2 ** 20), heapTotalMb: Math.round(mem.heapTotal / 2 ** 20), externalMb: Math.round(mem.external / 2 ** 20) },
       sidecars: this.#registry.list().map(describeSidecar),
     };
   }

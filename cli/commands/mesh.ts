@@ -13,6 +13,7 @@ import { readiness } from '../sidecar-admin.ts';
 export const controlPlane: Command = {
   name: 'control-plane',
   help: `Usage: weft control-plane --config mesh.yaml [--state DIR] [--listen HOST:PORT] [--max-connections-per-client N]
+                         [--stream-keepalive DURATION]
 
 Runs until interrupted. On first start it creates the CA in DIR/ca for the Mesh's trust domain. It watches
 mesh.yaml and applies every valid change (an invalid one is refused whole and the last good config stays live;
@@ -23,14 +24,24 @@ ${DEFAULT_STATE_DIR}) and survives restarts. Logs are JSON lines on stderr.
   --listen HOST:PORT   default 127.0.0.1:15010; port 0 picks a free port (see DIR/control-plane.json)
   --max-connections-per-client N
                        open connections one address may hold (a node's sidecars share theirs); default 256
-                       (WEFT_MAX_CONNECTIONS_PER_CLIENT)`,
+                       (WEFT_MAX_CONNECTIONS_PER_CLIENT)
+  --stream-keepalive DURATION
+                       how often each sidecar's snapshot stream gets a keepalive, 1s to 30s; default 10s. A sidecar
+                       that hears nothing for three of them reconnects (WEFT_STREAM_KEEPALIVE)`,
   async run(argv) {
-    const { values } = parse('control-plane', argv, { config: { type: 'string', short: 'c' }, state: { type: 'string' }, listen: { type: 'string' }, 'max-connections-per-client': { type: 'string' } });
+    const { values } = parse('control-plane', argv, { config: { type: 'string', short: 'c' }, state: { type: 'string' }, listen: { type: 'string' }, 'max-connections-per-client': { type: 'string' }, 'stream-keepalive': { type: 'string' } });
     const listen = optional(values, 'listen') ?? process.env.WEFT_LISTEN ?? '127.0.0.1:15010';
     const capText = optional(values, 'max-connections-per-client') ?? process.env.WEFT_MAX_CONNECTIONS_PER_CLIENT;
     const maxConnectionsPerClient = capText === undefined ? undefined : Number(capText);
     if (maxConnectionsPerClient !== undefined && !(Number.isSafeInteger(maxConnectionsPerClient) && maxConnectionsPerClient >= 1)) {
       throw new WeftError('WEFT_CLI_USAGE', `--max-connections-per-client ${JSON.stringify(capText)} must be a whole number of at least 1`);
+    }
+    const keepaliveText = optional(values, 'stream-keepalive') ?? process.env.WEFT_STREAM_KEEPALIVE;
+    const keepaliveS = keepaliveText === undefined ? undefined : parseDuration('stream-keepalive', keepaliveText);
+    // Under 1 s is a flood of writes to every sidecar; over 30 s, the control plane's 60 s idle timeout would
+    // close a quiet stream between two keepalives' worth of silence checks.
+    if (keepaliveS !== undefined && (keepaliveS < 1 || keepaliveS > 30)) {
+      throw new WeftError('WEFT_CLI_USAGE', `--stream-keepalive ${JSON.stringify(keepaliveText)} must be between 1s and 30s`, { flag: 'stream-keepalive' });
     }
     const m = /^(.*):(\d+)$/.exec(listen);
     if (!m) throw new WeftError('WEFT_CLI_USAGE', `--listen ${JSON.stringify(listen)} must be HOST:PORT`);
@@ -43,7 +54,7 @@ ${DEFAULT_STATE_DIR}) and survives restarts. Logs are JSON lines on stderr.
             ? `config ${e.file} ${e.note}\n`
             : `config ${e.file} changed but is not valid; the last good config stays live:\n${e.error.replace(/^/gm, '  ')}\n`,
       );
-    const cp = await ControlPlane.start({ stateDir: optional(values, 'state') ?? DEFAULT_STATE_DIR, configPath: optional(values, 'config'), host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]), onConfigFile, maxConnectionsPerClient });
+    const cp = await ControlPlane.start({ stateDir: optional(values, 'state') ?? DEFAULT_STATE_DIR, configPath: optional(values, 'config'), host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]), onConfigFile, maxConnectionsPerClient, keepaliveMs: keepaliveS === undefined ? undefined : keepaliveS * 1000 });
     process.stdout.write(`control plane ${cp.identity} listening on ${cp.url}\n`);
     await new Promise<void>((resolve) => {
       const stop = () => void cp.stop().then(resolve);

@@ -9,7 +9,7 @@ import { configTag } from './config-tag.ts';
 export interface StatusReport {
   readonly version: number;
   readonly configVersion: number;
-  readonly controlPlane: { readonly identity: string; readonly rssMb: number; readonly heapUsedMb: number };
+  readonly controlPlane: { readonly identity: string; readonly rssMb: number; readonly heapUsedMb: number; readonly heapTotalMb: number; readonly externalMb: number };
   readonly sidecars: readonly Record<string, unknown>[];
 }
 

@@ -81,7 +81,8 @@ export class SidecarApi {
     const now = this.#o.clock();
     const entry = this.#o.registry.register({ ...reg, identity: peer.identity }, { serial: peer.serial, notAfter: peer.notAfter }, now);
     this.#streams.get(reg.id)?.end();
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store' });
+    // The client takes a stream silent for three keepalives for dead (control-plane/client.ts).
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', 'weft-keepalive-ms': String(this.#o.keepaliveMs) });
     res.write(sseEvent('registered', JSON.stringify({ id: reg.id, identity: peer.identity })));
     const sub = {
       id: reg.id,

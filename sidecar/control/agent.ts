@@ -40,7 +40,7 @@ export interface AgentStatus {
 /** One connection to the control plane: its client, its stream, and the resources received on it. */
 interface Link {
   readonly client: ControlPlaneClient;
-  stream: { close(): void; closed: Promise<void> } | null;
+  stream: { close(): void; closed: Promise<string | undefined> } | null;
   resources: Map<string, unknown> | null;
   /** the resources received on this link are the config in force (the last snapshot was applied, not NACKed) */
   inForce: boolean;
@@ -133,7 +133,8 @@ export class ControlPlaneAgent {
         this.#status.connected = true;
         this.#failures = 0;
         const link = this.#link;
-        await link.stream!.closed;
+        const why = await link.stream!.closed;
+        if (why) this.#o.log({ msg: 'control plane stream closed by this side', reason: why });
         // Replaced by a rotation: the new link is already streaming.
         if (this.#link !== link) continue;
         this.#link = null;

@@ -48,7 +48,7 @@ export class StubSidecar {
   readonly client: ControlPlaneClient;
   readonly #o: StubOptions;
   #waiters: { pred: (s: Snapshot) => boolean; resolve: (s: Snapshot) => void }[] = [];
-  #stream: { close(): void; closed: Promise<void> } | null = null;
+  #stream: { close(): void; closed: Promise<string | undefined> } | null = null;
   #resources: Map<string, unknown> | null = null;
   bytesReceived = 0;
 
