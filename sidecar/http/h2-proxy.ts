@@ -13,6 +13,7 @@ const HTTP2_HEADER_SCHEME = ':scheme';
 const HTTP2_HEADER_STATUS = ':status';
 const NGHTTP2_NO_ERROR = 0;
 const NGHTTP2_INTERNAL_ERROR = 2;
+const NGHTTP2_REFUSED_STREAM = 7;
 const NGHTTP2_CANCEL = 8;
 const NGHTTP2_FLAG_END_STREAM = 1;
 const GRPC_DEADLINE_EXCEEDED = 4;
@@ -54,6 +55,20 @@ export interface ForwardH2Options {
    * in its trailers, any other is reset.
    */
   readonly answerTimeoutMs?: number | null;
+}
+
+/**
+ * The upstream refused the stream: RST_STREAM with REFUSED_STREAM, or a GOAWAY whose last stream id is below it
+ * (nghttp2 closes such a stream with REFUSED_STREAM too). Either way it was never processed (RFC 9113 §8.7), so
+ * it may be sent again, whatever its method.
+ */
+export class RefusedStreamError extends Error {
+  readonly code = 'WEFT_H2_REFUSED_STREAM';
+}
+
+/** Closes a caller's stream as refused (REFUSED_STREAM): the next hop never processed it, so the caller may send it again. */
+export function refuseStream(stream: ServerHttp2Stream): void {
+  if (!stream.destroyed) stream.close(NGHTTP2_REFUSED_STREAM);
 }
 
 /** Where forwardH2 opens the upstream stream: an HTTP/2 session, or a pool of them (../outbound/h2-pool.ts). */
@@ -208,7 +223,7 @@ export function forwardH2(inbound: ServerHttp2Stream, session: H2Target, headers
       for (const [name, value] of Object.entries(t)) if (!name.startsWith(':') && value !== undefined && value !== null) out[name] = value as string | string[];
       trailers = out;
     });
-    upstream.on('error', (err) => fail(err));
+    upstream.on('error', (err) => fail(upstream.rstCode === NGHTTP2_REFUSED_STREAM ? new RefusedStreamError('the upstream refused the stream without processing it (REFUSED_STREAM)', { cause: err }) : err));
     upstream.on('close', () => {
       if (state === 'waiting') {
         // Closed with no answer and no error (an RST_STREAM with NO_ERROR, or the session went away).

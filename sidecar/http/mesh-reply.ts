@@ -9,6 +9,8 @@ export type MeshReason =
   | 'no-healthy-upstream'
   | 'upstream-connect-failure'
   | 'upstream-reset'
+  /** an HTTP/2 stream the upstream refused unprocessed (REFUSED_STREAM), and not sent again */
+  | 'upstream-refused'
   | 'peer-identity-mismatch'
   | 'app-unavailable'
   | 'not-ready'

@@ -69,6 +69,14 @@ export class ReplayableBody {
     else this.#onEnd.push(f);
   }
 
+  /**
+   * Every byte read so far is kept: a try the upstream refused unprocessed can be made again now, even before the
+   * caller has sent all of it (attach sends what was read, then the rest as it comes).
+   */
+  get intact(): boolean {
+    return !this.#overflowed;
+  }
+
   /** All of it was read, and kept: a new try can send it whole. */
   get replayable(): boolean {
     return this.#ended && !this.#overflowed;

@@ -24,7 +24,7 @@ import { spiffeIdOfCertificate } from '../../ca/svid.ts';
 import type { RuntimeConfig } from '../config/runtime.ts';
 import { AppConnector } from './app.ts';
 import { relayH1 } from '../http/h1-proxy.ts';
-import { forwardH2, h2RequestHeaders, meshReplyH2 } from '../http/h2-proxy.ts';
+import { forwardH2, h2RequestHeaders, meshReplyH2, RefusedStreamError, refuseStream } from '../http/h2-proxy.ts';
 import { forwardHeaders, headerOf, PEER_IDENTITY_HEADER } from '../http/headers.ts';
 import { answerOnSocket, goAway, H2_IDLE_MS, hardenedH1Server, hardenedH2Server, refuseAmbiguousHead, refuseUpgrade } from '../http/servers.ts';
 import { meshReply } from '../http/mesh-reply.ts';
@@ -327,7 +327,10 @@ export class InboundListener {
     const upstreamHeaders = h2RequestHeaders(headers, { ...obs.propagate, ...(peer ? { [PEER_IDENTITY_HEADER]: peer.identity } : {}) });
     upstreamHeaders[':path'] = verdict.target;
     forwardH2(stream, this.#app.h2Session(), upstreamHeaders).catch((err: Error) => {
-      meshReplyH2(stream, 503, 'app-unavailable', `the app did not answer: ${err.message}`, grpc);
+      // The app refused the stream (never processed it): so is the caller's, so that its sidecar may send it
+      // again, to another endpoint if there is one.
+      if (err instanceof RefusedStreamError) refuseStream(stream);
+      else meshReplyH2(stream, 503, 'app-unavailable', `the app did not answer: ${err.message}`, grpc);
     });
   }
 }

@@ -5,15 +5,16 @@
 // relayed under the endpoint's breaker.
 // Under a rule's retry policy, a try that failed before any answer reached the client is made again (see
 // attempts below); an answer already streaming to the client is never retried, and one that outruns the
-// per-try or the route's timeout is cut off (gRPC: DEADLINE_EXCEEDED in its trailers). A rule's mirror gets a copy of
+// per-try or the route's timeout is cut off (gRPC: DEADLINE_EXCEEDED in its trailers). A stream the upstream
+// refused unprocessed is sent again with or without a policy (see unretried). A rule's mirror gets a copy of
 // the call once it is over (see mirror).
 
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { UpstreamRuntime } from '../config/runtime.ts';
 import type { RetryPolicy } from '../../control-plane/config/types.ts';
-import { forwardH2, grpcStatusForHttp, meshReplyH2 } from '../http/h2-proxy.ts';
+import { forwardH2, grpcStatusForHttp, meshReplyH2, RefusedStreamError } from '../http/h2-proxy.ts';
 import { ReplayableBody } from '../http/replayable-body.ts';
-import { UpstreamFailure } from '../resilience/endpoint-health.ts';
+import { UpstreamFailure, type EndpointHealth } from '../resilience/endpoint-health.ts';
 import type { ResilienceState } from '../resilience/state.ts';
 import { pickP2c } from '../routing/balancer.ts';
 import { matchRule, pickDestination, type RequestFacts } from '../routing/route-table.ts';
@@ -84,19 +85,12 @@ export async function callH2(call: H2Call, incoming: IncomingHttpHeaders): Promi
         meshReplyH2(stream, 503, none ? 'no-healthy-upstream' : 'circuit-open', none ? `no endpoint of ${upstream.key} is available` : `every endpoint of ${upstream.key} has its circuit breaker open`, grpc);
         return;
       }
-      // The request stream is kept as it is sent when a retry or the mirror may need it again.
+      // The request stream is kept (up to MAX_RETRY_BODY) as it is sent, for a retry, a refused stream or the mirror.
       const mirrorTo = rule?.mirror && Math.random() * 100 < rule.mirror.percent ? rule.mirror.subset : null;
-      const body = rule?.retries || mirrorTo ? new ReplayableBody(stream, MAX_RETRY_BODY) : undefined;
-      if (rule?.retries) await attempts(call, rule.retries, subset, endpoints, body!, () => expired);
-      else {
-        const health = upstream.trafficPolicy?.loadBalancer.type === 'round-robin' ? pool!.balancer.pick(open)! : pickP2c(open)!;
-        call.obs.set({ subset, endpoint: health.address, breaker: health.state });
-        const peer = call.peers.h2Pool(upstream, health.address);
-        // Checked before the breaker: a full pool is this sidecar's limit, not the endpoint failing.
-        if (peer.full) return poolFull(call, health.address);
-        await health.run(() => forwardH2(stream, peer, call.headers, { body }));
-      }
-      if (mirrorTo) mirror(call, mirrorTo, body!, rule!.timeoutMs ?? MIRROR_TIMEOUT_MS);
+      const body = new ReplayableBody(stream, MAX_RETRY_BODY);
+      if (rule?.retries) await attempts(call, rule.retries, subset, endpoints, body, () => expired);
+      else await unretried(call, subset, endpoints, open, body, () => expired);
+      if (mirrorTo) mirror(call, mirrorTo, body, rule!.timeoutMs ?? MIRROR_TIMEOUT_MS);
     } finally {
       call.state.leave(upstream);
     }
@@ -104,7 +98,7 @@ export async function callH2(call: H2Call, incoming: IncomingHttpHeaders): Promi
     const e = err as Error & { code?: string };
     if (e.code === 'WEFT_PEER_IDENTITY') meshReplyH2(stream, 502, 'peer-identity-mismatch', e.message, grpc);
     else if (e.code === 'WEFT_H2_POOL_FULL') meshReplyH2(stream, 503, 'overflow', e.message, grpc);
-    else meshReplyH2(stream, 503, e.code === 'EOPENBREAKER' ? 'circuit-open' : 'upstream-connect-failure', `upstream ${upstream.key} failed: ${e.message}`, grpc);
+    else meshReplyH2(stream, 503, failureReason(e), `upstream ${upstream.key} failed: ${e.message}`, grpc);
   } finally {
     if (deadline) clearTimeout(deadline);
   }
@@ -119,6 +113,49 @@ const GRPC_TIMEOUT_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, 
 export function grpcTimeoutMs(value: string | string[] | undefined): number | null {
   const m = typeof value === 'string' ? /^(\d{1,8})([HMSmun])$/.exec(value) : null;
   return m ? Math.min(2 ** 31 - 1, Math.max(1, Math.ceil(Number(m[1]) * GRPC_TIMEOUT_UNIT_MS[m[2]!]!))) : null;
+}
+
+/** The endpoint a try goes to, by the upstream's balancer. */
+function pickEndpoint(upstream: UpstreamRuntime, subset: string | null, open: readonly EndpointHealth[]): EndpointHealth {
+  return upstream.trafficPolicy?.loadBalancer.type === 'round-robin' ? upstream.subsets.get(subset ?? '')!.balancer.pick(open)! : pickP2c(open)!;
+}
+
+/** The x-weft-reason of a try that failed with `e` before any answer. */
+function failureReason(e: Error & { code?: string }): 'circuit-open' | 'upstream-refused' | 'upstream-connect-failure' {
+  if (e.code === 'EOPENBREAKER') return 'circuit-open';
+  return e instanceof RefusedStreamError ? 'upstream-refused' : 'upstream-connect-failure';
+}
+
+/** Why a refused stream was not sent again, for the caller's message; '' when nothing stood in the way. */
+function notResent(body: ReplayableBody): string {
+  return body.intact ? '' : `; not sent again, as its request went past the ${MAX_RETRY_BODY} bytes kept for a retry`;
+}
+
+/**
+ * A call with no retry policy: one try, except that a stream the upstream refused unprocessed (REFUSED_STREAM, or
+ * past a GOAWAY's last stream id) is sent once more, on another endpoint if there is one, while every byte of the
+ * request read so far is kept. As Go's and grpc-js's HTTP/2 clients do, and Istio's default retryOn (refused-stream)
+ * has Envoy do. It takes nothing from a retry budget: the refused try did no work, so an app still sees the call
+ * once. Counted against the endpoint as a reset is.
+ */
+async function unretried(call: H2Call, subset: string | null, endpoints: readonly { readonly address: string }[], open: readonly EndpointHealth[], body: ReplayableBody, expired: () => boolean): Promise<void> {
+  const { upstream, stream } = call;
+  for (let n = 0; ; n++) {
+    const health = pickEndpoint(upstream, subset, open);
+    call.obs.set({ subset, endpoint: health.address, breaker: health.state, ...(n > 0 ? { retries: n } : {}) });
+    const peer = call.peers.h2Pool(upstream, health.address);
+    // Checked before the breaker: a full pool is this sidecar's limit, not the endpoint failing.
+    if (peer.full) return poolFull(call, health.address);
+    try {
+      await health.run(() => forwardH2(stream, peer, call.headers, { body }));
+      return;
+    } catch (err) {
+      if (!(err instanceof RefusedStreamError) || expired() || stream.destroyed) throw err;
+      if (n > 0 || !body.intact) throw new RefusedStreamError(`${err.message}${n > 0 ? ' on a second try too' : ''}${notResent(body)}`);
+      open = call.peers.h2Candidates(upstream, call.state.available(upstream, endpoints, new Set([health.address])));
+      if (open.length === 0) throw err;
+    }
+  }
 }
 
 /** Every connection to the endpoint carries as many streams as its peer allows, and maxConnections allows no more. */
@@ -142,8 +179,9 @@ async function attempts(call: H2Call, policy: RetryPolicy, subset: string | null
   const budget = call.state.budget(upstream, policy.budget.percent, policy.budget.minPerSecond);
   budget.request();
   const tried = new Set<string>();
-  const canRetry = (n: number) => {
-    if (!body.replayable || n >= policy.attempts || expired() || stream.destroyed) return false;
+  /** `refused`: the try was refused unprocessed, so what was read of the request so far can be sent again now. */
+  const canRetry = (n: number, refused = false) => {
+    if (!(refused ? body.intact : body.replayable) || n >= policy.attempts || expired() || stream.destroyed) return false;
     if (budget.tryRetry()) return true;
     call.obs.set({ retryBudgetExhausted: true });
     return false;
@@ -160,7 +198,7 @@ async function attempts(call: H2Call, policy: RetryPolicy, subset: string | null
       meshReplyH2(stream, 503, 'circuit-open', `every endpoint of ${upstream.key} has its circuit breaker open`, grpc);
       return;
     }
-    const health = upstream.trafficPolicy?.loadBalancer.type === 'round-robin' ? upstream.subsets.get(subset ?? '')!.balancer.pick(open)! : pickP2c(open)!;
+    const health = pickEndpoint(upstream, subset, open);
     tried.add(health.address);
     call.obs.set({ subset, endpoint: health.address, retries: n, breaker: health.state });
     let again = false;
@@ -194,12 +232,16 @@ async function attempts(call: H2Call, policy: RetryPolicy, subset: string | null
         meshReplyH2(stream, 502, 'peer-identity-mismatch', e.message, grpc);
         return;
       }
-      if (policy.on.connectFailure || policy.on.reset) {
+      // Refused unprocessed: sent again whatever `on` names (Istio's default retryOn has refused-stream), under the
+      // policy's attempts and budget.
+      const refused = e instanceof RefusedStreamError;
+      if (refused && canRetry(n, true)) continue;
+      if (!refused && (policy.on.connectFailure || policy.on.reset)) {
         await body.decided();
         if (expired() || stream.destroyed) return;
         if (canRetry(n)) continue;
       }
-      meshReplyH2(stream, 503, e.code === 'EOPENBREAKER' ? 'circuit-open' : 'upstream-connect-failure', `upstream ${upstream.key} at ${health.address} failed: ${e.message}${n > 0 ? ` (after ${n} retr${n === 1 ? 'y' : 'ies'})` : ''}`, grpc);
+      meshReplyH2(stream, 503, failureReason(e), `upstream ${upstream.key} at ${health.address} failed: ${e.message}${refused ? notResent(body) : ''}${n > 0 ? ` (after ${n} retr${n === 1 ? 'y' : 'ies'})` : ''}`, grpc);
       return;
     }
   }
