@@ -23,7 +23,7 @@ import { startHaproxyPair } from './proxy/haproxy.ts';
 import { hey, wrk, type HeyResult, type WrkResult } from './proxy/load.ts';
 import { answers, freePorts, probe, waitUntil, type Target } from './proxy/loopback.ts';
 import { APP_BODY, startNginx } from './proxy/nginx.ts';
-import { cpuSeconds, machineBusyPercent, rss, sampleRss, watchForeignCpu, type Rss } from './proxy/proc-stats.ts';
+import { cpuSeconds, machineBusyPercent, mainThreadSched, rss, sampleRss, watchForeignCpu, type Rss } from './proxy/proc-stats.ts';
 import { findTools, toolVersions } from './proxy/tools.ts';
 import { sidecarSupport, startWeftPair, type SidecarSupport } from './proxy/weft.ts';
 
@@ -63,6 +63,8 @@ interface Running {
 interface ProxyCost {
   /** CPU time per request during the wrk run, µs */
   readonly cpuUsPerRequest: number;
+  /** medians over the rounds, during the hey run: see RoundFigures.atRate */
+  readonly atRate: { readonly cpuUs: number; readonly waitUs: number; readonly preempted: number };
   readonly rssIdleMb: number;
   /** VmHWM after the wrk run: the peak since start, so under load unless start-up was higher (see rssIdlePeakMb) */
   readonly rssLoadMb: number;
@@ -96,6 +98,8 @@ interface RoundFigures {
   readonly p99Ms: number;
   /** client side, server side */
   readonly cpuUsPerRequest: readonly number[];
+  /** during the hey run, per request, each proxy's main thread: CPU µs, µs runnable but waiting, times preempted */
+  readonly atRate: readonly { cpuUs: number; waitUs: number; preempted: number }[];
   readonly foreignCpuPercent: number;
 }
 
@@ -128,8 +132,13 @@ async function loadRound(running: Running, procs: readonly Child[], allPids: rea
   const sampled = samplers.map((s) => s.stop());
   const cpuUsPerRequest = procs.map((p, i) => r2(((cpuSeconds(p.pid) - cpuBefore[i]!) / w.requests) * 1e6));
   foreign = watchForeignCpu(allPids);
+  const sched = procs.map((p) => mainThreadSched(p.pid));
   const h = await hey(children, paths.hey, running.target, { rate: RATE, workers: HEY_WORKERS, seconds: SECONDS });
-  return { w, h, sampled, cpuUsPerRequest, foreign: Math.max(foreignWrk, foreign.stop()) };
+  const atRate = procs.map((p, i) => {
+    const [a, b] = [sched[i]!, mainThreadSched(p.pid)];
+    return { cpuUs: r2((b.cpuNs - a.cpuNs) / h.requests / 1e3), waitUs: r2((b.waitNs - a.waitNs) / h.requests / 1e3), preempted: r2((b.preempted - a.preempted) / h.requests) };
+  });
+  return { w, h, sampled, cpuUsPerRequest, atRate, foreign: Math.max(foreignWrk, foreign.stop()) };
 }
 
 type Round = Awaited<ReturnType<typeof loadRound>>;
@@ -158,12 +167,13 @@ async function quietRound(label: string, running: Running, app: Child, paths: { 
 /** Medians over the rounds; memory from before the first round (idle) and after the last (peak). */
 function summarize(running: Running, idle: readonly Rss[], rounds: readonly { round: Round; attempts: number }[]): Measured {
   const procs = running.proxies ? [running.proxies.client, running.proxies.server] : [];
-  const figures: RoundFigures[] = rounds.map(({ round }) => ({ rps: Math.round(round.w.rps), p50Ms: r2(round.h.p50Ms), p99Ms: r2(round.h.p99Ms), cpuUsPerRequest: round.cpuUsPerRequest, foreignCpuPercent: round.foreign }));
+  const figures: RoundFigures[] = rounds.map(({ round }) => ({ rps: Math.round(round.w.rps), p50Ms: r2(round.h.p50Ms), p99Ms: r2(round.h.p99Ms), cpuUsPerRequest: round.cpuUsPerRequest, atRate: round.atRate, foreignCpuPercent: round.foreign }));
   const rps = median(figures.map((f) => f.rps));
   // The round whose throughput is the median one gives the raw wrk and hey output kept in the results.
   const typical = rounds[figures.findIndex((f) => f.rps === rps)]?.round ?? rounds[0]!.round;
   const cost = procs.map((p, i): ProxyCost => ({
     cpuUsPerRequest: r2(median(figures.map((f) => f.cpuUsPerRequest[i]!))),
+    atRate: { cpuUs: r2(median(figures.map((f) => f.atRate[i]!.cpuUs))), waitUs: r2(median(figures.map((f) => f.atRate[i]!.waitUs))), preempted: r2(median(figures.map((f) => f.atRate[i]!.preempted))) },
     rssIdleMb: idle[i]!.rssMb,
     rssIdlePeakMb: idle[i]!.peakMb,
     rssLoadMb: rss(p.pid).peakMb,
@@ -186,7 +196,8 @@ function summarize(running: Running, idle: readonly Rss[], rounds: readonly { ro
 
 function row(label: string, m: Measured): string {
   const server = m.server ? `  ${m.server.rssIdleMb} / ${m.server.rssLoadMb} MB, ${m.client!.cpuUsPerRequest} + ${m.server.cpuUsPerRequest} µs CPU/req` : '';
-  return `${label.padEnd(20)} ${String(m.rps).padStart(7)} rps   p50 ${m.p50Ms.toFixed(2)} ms  p99 ${m.p99Ms.toFixed(2)} ms  (at ${Math.round(m.hey.rps)} rps)${server}${m.foreignCpuPercent > 2 ? `  [others used ${m.foreignCpuPercent}% CPU]` : ''}`;
+  const atRate = m.server ? `\n${' '.repeat(22)}at ${RATE} rps, per request, client + server: CPU ${m.client!.atRate.cpuUs} + ${m.server.atRate.cpuUs} µs, waiting for a CPU ${m.client!.atRate.waitUs} + ${m.server.atRate.waitUs} µs, preempted ${m.client!.atRate.preempted} + ${m.server.atRate.preempted} times` : '';
+  return `${label.padEnd(20)} ${String(m.rps).padStart(7)} rps   p50 ${m.p50Ms.toFixed(2)} ms  p99 ${m.p99Ms.toFixed(2)} ms  (at ${Math.round(m.hey.rps)} rps)${server}${m.foreignCpuPercent > 2 ? `  [others used ${m.foreignCpuPercent}% CPU]` : ''}${atRate}`;
 }
 
 const tools = findTools();

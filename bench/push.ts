@@ -2,7 +2,8 @@
 // long until each sidecar holds the new version. Also the control plane's RSS. Writes bench/results/push.json.
 //
 // The control plane runs as its own process (`weft control-plane`), so its RSS is its own; the simulated
-// sidecars (HTTP/2 mTLS sessions with real certificates, each its own TLS connection) run in this one.
+// sidecars (test/helpers/stub-sidecar.ts: each a ControlPlaneClient with its own certificate, so its own mTLS
+// connections, HTTP/1.1 like a real sidecar's) run in this one.
 
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';

@@ -95,3 +95,13 @@ export function watchForeignCpu(pids: readonly number[]): { stop(): number } {
     },
   };
 }
+
+/**
+ * What the scheduler did with a process's main thread so far: CPU time and time spent runnable but waiting for a
+ * CPU (/proc/PID/schedstat, ns), and how often it was preempted (nonvoluntary_ctxt_switches in /proc/PID/status).
+ */
+export function mainThreadSched(pid: number): { cpuNs: number; waitNs: number; preempted: number } {
+  const [cpu, wait] = readFileSync(`/proc/${pid}/schedstat`, 'utf8').trim().split(' ').map(Number);
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return { cpuNs: cpu!, waitNs: wait!, preempted: Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? NaN) };
+}
