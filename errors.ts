@@ -35,6 +35,8 @@ export const ErrorCodes = {
   WEFT_API_BAD_REQUEST: 400,
   WEFT_API_NOT_FOUND: 404,
   WEFT_API_TOO_LARGE: 413,
+  /** a request body (or a stream's registration line) that did not arrive whole in time */
+  WEFT_API_TIMEOUT: 408,
   /** too many refused credentials from one address, or renewals of one certificate or from one address: wait (Retry-After) */
   WEFT_API_RATE_LIMITED: 429,
   WEFT_CP_UNREACHABLE: 503,

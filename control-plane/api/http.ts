@@ -9,17 +9,38 @@ export type Response = Http2ServerResponse;
 /** Every answer the control plane makes about an error carries this header, so nobody mistakes it for a proxy's. */
 export const REASON_HEADER = 'x-weft-reason';
 
-export async function readBody(req: Request, limitBytes: number): Promise<Buffer> {
+/**
+ * How long a request body may take to arrive whole. Node's own limit (the HTTP/1.1 server's requestTimeout) is
+ * off: a sidecar's full-duplex stream is a request whose body lasts as long as the stream (./server.ts).
+ */
+export const BODY_DEADLINE_MS = 30_000;
+
+export async function readBody(req: Request, limitBytes: number, deadlineMs = BODY_DEADLINE_MS): Promise<Buffer> {
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > limitBytes) throw tooLarge(limitBytes);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limitBytes) throw tooLarge(limitBytes);
-    chunks.push(chunk);
+  const whole = (async () => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > limitBytes) throw tooLarge(limitBytes);
+      chunks.push(chunk);
+    }
+    return Buffer.concat(chunks);
+  })();
+  // Late: answered 408 (sendError closes an HTTP/1.1 connection after it); the rest of the body is not awaited.
+  whole.catch(() => {});
+  let deadline: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (deadline = setTimeout(() => (req.pause(), reject(bodyTimeout(deadlineMs))), deadlineMs)));
+  try {
+    return await Promise.race([whole, late]);
+  } finally {
+    clearTimeout(deadline);
   }
-  return Buffer.concat(chunks);
+}
+
+export function bodyTimeout(deadlineMs: number): WeftError {
+  return new WeftError('WEFT_API_TIMEOUT', `request body did not arrive whole within ${deadlineMs / 1000} s`, { deadlineMs });
 }
 
 function tooLarge(limit: number): WeftError {
@@ -51,6 +72,8 @@ export function sendError(res: Response, err: unknown): void {
     return;
   }
   res.setHeader(REASON_HEADER, e.code);
+  // A request whose body is still coming (too slow, or a stream refused) ends its HTTP/1.1 connection.
+  if ((e.code === 'WEFT_API_TIMEOUT' || !res.req.complete) && res.req.httpVersionMajor === 1) res.setHeader('connection', 'close');
   sendJson(res, status, { error: e.toJSON() });
 }
 

@@ -44,6 +44,10 @@ export function controlPlaneServer(own: { key: string; cert: string; ca: string 
   // heartbeat: each one was a new mTLS handshake with the control plane.
   // (Node's HTTP/1.1 fallback reads it from the HTTP/2 server; its types do not declare it.)
   (server as unknown as { keepAliveTimeout: number }).keepAliveTimeout = Math.min(KEEP_ALIVE_MS, limits.idleTimeoutMs);
+  // Node's HTTP/1.1 requestTimeout (300 s) would cut a sidecar's full-duplex stream, whose request body lasts as
+  // long as the stream, with a 408. Off; bodies have their own deadline instead (readBody in ./http.ts), and a
+  // stream's lines are watched by the sidecar sweep. The head must still arrive within 60 s (headersTimeout).
+  Object.assign(server, { requestTimeout: 0, headersTimeout: 60_000 });
   capPerClient(server, limits);
   return server;
 }
