@@ -1,11 +1,14 @@
-// The sidecar API: register and receive snapshots on one long-lived stream, ACK or NACK them, heartbeat.
+// The sidecar API: register and receive snapshots on one long-lived stream, ACK or NACK them, heartbeat: on the
+// stream's own connection (a full-duplex stream, ./stream-lines.ts) or, from older sidecars, as calls.
 
 import { WeftError } from '../../errors.ts';
-import { keyOf, type Registry, type SidecarRegistration } from '../registry.ts';
+import { keyOf, type Registry, type SidecarEntry, type SidecarRegistration } from '../registry.ts';
 import type { SnapshotPusher } from '../push/pusher.ts';
 import { sseEvent, SSE_KEEPALIVE } from '../push/sse.ts';
 import { requireWorkload, type AuthContext, type PeerIdentity } from './authenticate.ts';
-import { field, readJson, sendJson, type Request, type Response } from './http.ts';
+import { BODY_DEADLINE_MS, field, readJson, sendJson, type Request, type Response } from './http.ts';
+import { isDuplex, LINE_RATE, parseStreamLine, readStreamLines, type StreamLine } from './stream-lines.ts';
+import { TokenBuckets } from './token-buckets.ts';
 
 const ID = /^[A-Za-z0-9._-]{1,64}$/;
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
@@ -53,33 +56,32 @@ export class SidecarApi {
   readonly #o: SidecarApiOptions;
   /** open streams by sidecar ID, to end them when a sidecar is swept for missed heartbeats */
   readonly #streams = new Map<string, { end(): void; generation: number }>();
+  /** lines per full-duplex stream, by sidecar ID */
+  readonly #lineRate: TokenBuckets;
 
   constructor(opts: SidecarApiOptions) {
     this.#o = opts;
+    this.#lineRate = new TokenBuckets(LINE_RATE, opts.clock);
   }
 
-  /** POST /v1/sidecars/stream: registers, then holds the response open and writes snapshots to it. */
+  /**
+   * POST /v1/sidecars/stream: registers, then holds the response open and writes snapshots to it. A body of
+   * `application/x-ndjson` is full duplex: its first line is the registration, and the sidecar keeps it open to
+   * write its ACKs, NACKs and heartbeats, one JSON line each.
+   */
   async stream(req: Request, res: Response): Promise<void> {
     const peer = requireWorkload(req, this.#o.auth);
-    const reg = parseRegistration(await readJson<Record<string, unknown>>(req));
-    const expected = this.#o.expectedIdentity(reg.service, reg.namespace);
-    if (peer.identity !== expected) {
-      throw new WeftError('WEFT_AUTH_FORBIDDEN', `certificate identity ${peer.identity} may not register as service ${keyOf(reg)}, which runs as ${expected}`, { identity: peer.identity, expected });
+    const lines = isDuplex(req.headers['content-type']) ? readStreamLines(req, BODY_DEADLINE_MS) : null;
+    // This HTTP/1.1 connection carries this one request for as long as it lasts: closed with it, refusals too.
+    if (lines && req.httpVersionMajor === 1) res.setHeader('connection', 'close');
+    let reg: SidecarRegistration, entry: SidecarEntry;
+    try {
+      reg = parseRegistration(lines ? await lines.first : await readJson<Record<string, unknown>>(req));
+      entry = this.#register(peer, reg);
+    } catch (err) {
+      lines?.stop();
+      throw err;
     }
-    // A sidecar ID is its own: registering with one another identity holds would end that sidecar's stream and
-    // take its endpoint out of the mesh.
-    const holder = this.#o.registry.get(reg.id);
-    if (holder && holder.identity !== peer.identity) {
-      throw new WeftError('WEFT_AUTH_FORBIDDEN', `sidecar id ${reg.id} is registered by ${holder.identity}; a sidecar may only replace its own registration`, { id: reg.id });
-    }
-    // One certificate, one sidecar: a second registration under another id would add a made-up endpoint to the
-    // service, pushed to every sidecar (a review registered 1000 with one certificate).
-    const sibling = this.#o.registry.list().find((e) => e.certSerial === peer.serial && e.id !== reg.id);
-    if (sibling) {
-      throw new WeftError('WEFT_AUTH_FORBIDDEN', `certificate ${peer.serial} already registered sidecar ${sibling.id}; a certificate registers one sidecar (each sidecar bootstraps its own)`, { id: sibling.id });
-    }
-    const now = this.#o.clock();
-    const entry = this.#o.registry.register({ ...reg, identity: peer.identity }, { serial: peer.serial, notAfter: peer.notAfter }, now);
     this.#streams.get(reg.id)?.end();
     // The client takes a stream silent for three keepalives for dead (control-plane/client.ts).
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', 'weft-keepalive-ms': String(this.#o.keepaliveMs) });
@@ -99,6 +101,7 @@ export class SidecarApi {
     const close = () => {
       if (closed) return;
       closed = true;
+      lines?.stop();
       clearInterval(keepalive);
       this.#o.pusher.unsubscribe(reg.id, sub);
       if (this.#streams.get(reg.id)?.generation === entry.generation) this.#streams.delete(reg.id);
@@ -106,8 +109,65 @@ export class SidecarApi {
     };
     this.#streams.set(reg.id, { end: () => (res.end(), close()), generation: entry.generation });
     res.on('close', close);
-    this.#o.log({ msg: 'sidecar connected', id: reg.id, identity: peer.identity, service: keyOf(reg), address: reg.address });
+    this.#o.log({ msg: 'sidecar connected', id: reg.id, identity: peer.identity, service: keyOf(reg), address: reg.address, duplex: lines !== null });
     this.#o.pusher.subscribe(sub);
+    // A line that breaks a rule ends the stream, with an `error` event saying which line and why (the sidecar logs
+    // it and reconnects); a type of line this control plane does not know is ignored, for newer sidecars.
+    let unknownTold = false;
+    const refuse = (err: WeftError) => {
+      if (closed) return;
+      this.#o.log({ msg: 'sidecar stream line refused; closing the stream', id: reg.id, identity: peer.identity, code: err.code, error: err.message });
+      res.write(sseEvent('error', JSON.stringify(err.toJSON())));
+      res.end();
+      close();
+    };
+    lines?.listen({
+      line: (text, n) => {
+        if (closed) return;
+        try {
+          if (!this.#lineRate.allows(reg.id)) {
+            throw new WeftError('WEFT_API_RATE_LIMITED', `stream line ${n} is over the limit of ${LINE_RATE.burst} lines at once and ${LINE_RATE.perSecond} a second`, { line: n });
+          }
+          this.#lineRate.spend(reg.id);
+          const line = parseStreamLine(text, n, reg.id);
+          if (line.type === 'unknown' && !unknownTold) {
+            unknownTold = true;
+            this.#o.log({ msg: 'sidecar stream line of an unknown type ignored (told once per stream)', id: reg.id, type: line.name, line: n });
+          }
+          this.#report(entry, line);
+        } catch (err) {
+          refuse(err as WeftError);
+        }
+      },
+      error: refuse,
+      end: () => {
+        if (!closed) this.#o.log({ msg: 'sidecar ended its stream body; closing the stream', id: reg.id });
+        res.end();
+        close();
+      },
+    });
+  }
+
+  /** Checks that `peer` may register `reg`, and registers it (again, after a reconnect). */
+  #register(peer: PeerIdentity, reg: SidecarRegistration): SidecarEntry {
+    const expected = this.#o.expectedIdentity(reg.service, reg.namespace);
+    if (peer.identity !== expected) {
+      throw new WeftError('WEFT_AUTH_FORBIDDEN', `certificate identity ${peer.identity} may not register as service ${keyOf(reg)}, which runs as ${expected}`, { identity: peer.identity, expected });
+    }
+    // A sidecar ID is its own: registering with one another identity holds would end that sidecar's stream and
+    // take its endpoint out of the mesh.
+    const holder = this.#o.registry.get(reg.id);
+    if (holder && holder.identity !== peer.identity) {
+      throw new WeftError('WEFT_AUTH_FORBIDDEN', `sidecar id ${reg.id} is registered by ${holder.identity}; a sidecar may only replace its own registration`, { id: reg.id });
+    }
+    // One certificate, one sidecar: a second registration under another id would add a made-up endpoint to the
+    // service, pushed to every sidecar (a review registered 1000 with one certificate).
+    const sibling = this.#o.registry.list().find((e) => e.certSerial === peer.serial && e.id !== reg.id);
+    if (sibling) {
+      throw new WeftError('WEFT_AUTH_FORBIDDEN', `certificate ${peer.serial} already registered sidecar ${sibling.id}; a certificate registers one sidecar (each sidecar bootstraps its own)`, { id: sibling.id });
+    }
+    const now = this.#o.clock();
+    return this.#o.registry.register({ ...reg, identity: peer.identity }, { serial: peer.serial, notAfter: peer.notAfter }, now);
   }
 
   /** POST /v1/sidecars/ack {id, version, ok, error}: the sidecar applied (or refused) a snapshot. */
@@ -117,25 +177,32 @@ export class SidecarApi {
     const entry = this.#own(peer, field(body, 'id'));
     const version = body.version;
     if (typeof version !== 'number' || !Number.isSafeInteger(version)) throw new WeftError('WEFT_API_BAD_REQUEST', '"version" must be an integer');
-    // ACKs can arrive out of order (a sidecar sends them on whichever of its connections is free): a late ACK
-    // or NACK of an older version never moves the sidecar's state backwards.
+    this.#report(entry, { type: 'ack', version, ok: body.ok === true, ...(typeof body.error === 'string' ? { error: body.error.slice(0, 2000) } : {}) });
+    sendJson(res, 200, { ok: true });
+  }
+
+  /** An ACK, NACK or heartbeat, by call or stream line: the sidecar is alive, and holds (or refused) a version. */
+  #report(entry: SidecarEntry, line: StreamLine): void {
+    entry.lastSeen = this.#o.clock();
+    if (line.type !== 'ack') return;
+    // ACKs can arrive out of order (an older sidecar sends them on whichever of its connections is free): a late
+    // ACK or NACK of an older version never moves the sidecar's state backwards.
+    const { version } = line;
     const newer = entry.ackedVersion === null || version > entry.ackedVersion;
-    if (newer && body.ok === true) {
+    if (newer && line.ok) {
       entry.ackedVersion = version;
       if (entry.nack && entry.nack.version <= version) entry.nack = null;
     } else if (newer) {
-      entry.nack = { version, error: typeof body.error === 'string' ? body.error.slice(0, 2000) : 'no reason given' };
+      entry.nack = { version, error: line.error ?? 'no reason given' };
       this.#o.log({ msg: 'sidecar refused a snapshot (NACK)', id: entry.id, version, error: entry.nack.error });
     }
-    entry.lastSeen = this.#o.clock();
-    sendJson(res, 200, { ok: true });
   }
 
   /** POST /v1/sidecars/heartbeat {id} */
   async heartbeat(req: Request, res: Response): Promise<void> {
     const peer = requireWorkload(req, this.#o.auth);
     const body = await readJson<Record<string, unknown>>(req);
-    this.#own(peer, field(body, 'id')).lastSeen = this.#o.clock();
+    this.#report(this.#own(peer, field(body, 'id')), { type: 'heartbeat' });
     sendJson(res, 200, { ok: true });
   }
 
