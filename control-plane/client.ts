@@ -3,11 +3,12 @@
 // Used by the CLI, the sidecar and the tests. The server's certificate must chain to the given bundle and carry
 // the control plane's SPIFFE ID (node's hostname check ignores URI SANs, so the ID is checked here).
 //
-// HTTP/1.1 with keep-alive (the control plane serves HTTP/2 and HTTP/1.1 on one port): the snapshot stream holds
-// one connection, calls share at most two others. Not HTTP/2, so that a sidecar whose services all speak HTTP/1.1 never
+// HTTP/1.1 (the control plane serves HTTP/2 and HTTP/1.1 on one port). The snapshot stream holds one connection
+// and is full duplex: the sidecar's ACKs, NACKs and heartbeats go up its request body, so a sidecar holds that one
+// connection only. Other calls (bootstrap, renewals, the CLI's) share at most two kept-alive ones. Not HTTP/2, so that a sidecar whose services all speak HTTP/1.1 never
 // loads node:http2 (about 4 MB of RSS per sidecar); it is loaded only for HTTP/2 and gRPC traffic.
 
-import type { IncomingMessage } from 'node:http';
+import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Agent, RequestOptions } from 'node:https';
 import { WeftError, type ErrorCode } from '../errors.ts';
 import { spiffeIdOfCertificate } from '../ca/svid.ts';
@@ -19,6 +20,21 @@ const https = process.getBuiltinModule('node:https');
 
 /** How long a call (not the stream) may go without a byte from the control plane. */
 export const CALL_TIMEOUT_MS = 30_000;
+
+/** The snapshot stream's request body when it is full duplex: JSON lines (control-plane/api/stream-lines.ts). */
+const NDJSON = 'application/x-ndjson';
+
+/** An open snapshot stream. */
+export interface SnapshotStream {
+  close(): void;
+  /** settles when the stream ends, with the reason when this side ended it */
+  readonly closed: Promise<string | undefined>;
+  /**
+   * Writes one report line (`{type: 'ack' | 'heartbeat', id, …}`) up a full-duplex stream; false if the stream is
+   * not full duplex or has ended (a new stream starts with a full snapshot, ACKed in its turn).
+   */
+  send(line: Record<string, unknown>): boolean;
+}
 
 export interface ClientOptions {
   readonly url: string;
@@ -95,20 +111,41 @@ export class ControlPlaneClient {
    * connection closed by the server (reset on a reused socket, before any answer) is sent once more, as node's
    * documentation advises: the server never saw it.
    */
-  #send(method: string, path: string, headers: Record<string, string>, payload: string | undefined, use: 'calls' | 'stream' = 'calls', retried = false): Promise<IncomingMessage> {
+  #send(method: string, path: string, headers: Record<string, string>, payload: string | undefined, retried = false): Promise<IncomingMessage> {
     return new Promise((resolve, reject) => {
-      const req = https.request(this.#options(method, path, payload === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(payload)) }, use), resolve);
+      const req = https.request(this.#options(method, path, payload === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(payload)) }, 'calls'), resolve);
       req.on('error', (err: Error & { code?: string }) => {
-        if (!retried && req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) resolve(this.#send(method, path, headers, payload, use, true));
+        if (!retried && req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) resolve(this.#send(method, path, headers, payload, true));
         else reject(unreachable(this.#o.url, err));
       });
-      // A call unanswered for CALL_TIMEOUT_MS fails as unreachable rather than waiting for ever: calls queue for
-      // two connections, and one control plane that stopped answering must not hold every later call. (The
-      // stream's request too, until its head arrives; then its keepalives are watched instead.)
-      const timeoutMs = this.#o.callTimeoutMs ?? CALL_TIMEOUT_MS;
-      req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer in ${timeoutMs / 1000} s`)));
-      if (use === 'stream') req.once('response', () => req.setTimeout(0));
+      this.#answerWithin(req);
       req.end(payload);
+    });
+  }
+
+  /**
+   * A call unanswered for CALL_TIMEOUT_MS fails as unreachable rather than waiting for ever: calls queue for two
+   * connections, and one control plane that stopped answering must not hold every later call. (The stream's
+   * request too, until its head arrives; then its keepalives are watched instead.)
+   */
+  #answerWithin(req: ClientRequest): void {
+    const timeoutMs = this.#o.callTimeoutMs ?? CALL_TIMEOUT_MS;
+    req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer in ${timeoutMs / 1000} s`)));
+    req.once('response', () => req.setTimeout(0));
+  }
+
+  /**
+   * Sends the stream's request: full duplex, the registration as the body's first line and the body left open
+   * (chunked); or, as older sidecars did, the registration as the whole body. Resolves when the head arrives.
+   */
+  #openStream(path: string, registration: string, duplex: boolean): Promise<{ req: ClientRequest; res: IncomingMessage }> {
+    return new Promise((resolve, reject) => {
+      const headers: Record<string, string> = duplex ? { 'content-type': NDJSON } : { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(registration)) };
+      const req = https.request(this.#options('POST', path, headers, 'stream'), (res) => resolve({ req, res }));
+      req.on('error', (err) => reject(unreachable(this.#o.url, err)));
+      this.#answerWithin(req);
+      if (duplex) req.write(registration + '\n');
+      else req.end(registration);
     });
   }
 
@@ -130,17 +167,19 @@ export class ControlPlaneClient {
   }
 
   /**
-   * Opens the snapshot stream (POST with `body`). Calls `onMessage` for each SSE event; resolves when the
-   * response headers arrive (rejects on an error status); `closed` settles when the stream ends, with the
-   * reason when this side ended it.
+   * Opens the snapshot stream (POST with `body`, the registration). Calls `onMessage` for each SSE event; resolves
+   * when the response headers arrive (rejects on an error status); `closed` settles when the stream ends, with
+   * the reason when this side ended it. Full duplex unless `duplex: false` (an older sidecar's stream, whose
+   * reports go by calls); the control plane must be one that reads such a stream (upgrade it first).
    *
    * The control plane writes a keepalive every `weft-keepalive-ms` (a response header). A stream that has
    * heard nothing for three of those is taken for dead and closed: a control plane whose host vanished or was
    * cut off sends no FIN or RST, and a stream that only reads would wait on it for ever, never to hear of the
    * control plane that replaces it.
    */
-  async stream(path: string, body: unknown, onMessage: (m: SseMessage) => void): Promise<{ close(): void; closed: Promise<string | undefined> }> {
-    const res = await this.#send('POST', path, { 'content-type': 'application/json' }, JSON.stringify(body), 'stream');
+  async stream(path: string, body: unknown, onMessage: (m: SseMessage) => void, opts: { duplex?: boolean } = {}): Promise<SnapshotStream> {
+    const duplex = opts.duplex ?? true;
+    const { req, res } = await this.#openStream(path, JSON.stringify(body), duplex);
     res.setEncoding('utf8');
     if (res.statusCode !== 200) {
       let text = '';
@@ -159,14 +198,22 @@ export class ControlPlaneClient {
           res.destroy();
         }, keepaliveMs).unref()
       : undefined;
-    const closed = new Promise<string | undefined>((resolve) => res.once('close', () => (clearInterval(watchdog), resolve(reason))));
+    // The stream's connection carries nothing else: closing it, or its response ending, ends the request too.
+    const closed = new Promise<string | undefined>((resolve) => res.once('close', () => (clearInterval(watchdog), req.destroy(), resolve(reason))));
     res.on('error', () => {});
     res.on('data', (chunk: string) => {
       heard = Date.now();
       for (const m of parser.push(chunk)) onMessage(m);
     });
-    // The stream's connection carries nothing else: closing it is ending the stream.
-    return { close: () => res.destroy(), closed };
+    return {
+      close: () => res.destroy(),
+      closed,
+      send: (line) => {
+        if (!duplex || req.destroyed || req.writableEnded) return false;
+        req.write(JSON.stringify(line) + '\n');
+        return true;
+      },
+    };
   }
 
   close(): void {

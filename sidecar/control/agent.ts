@@ -1,9 +1,9 @@
-// The sidecar's link to the control plane: one mTLS stream of snapshots, ACKed or NACKed, kept alive and
-// reconnected with backoff. When the control plane is gone the sidecar keeps serving its last good config.
+// The sidecar's link to the control plane: one mTLS stream of snapshots, ACKed or NACKed up the same stream, kept
+// alive and reconnected with backoff. When the control plane is gone the sidecar keeps serving its last good config.
 
 import { randomBytes } from 'node:crypto';
 import { WeftError } from '../../errors.ts';
-import { ControlPlaneClient } from '../../control-plane/client.ts';
+import { ControlPlaneClient, type SnapshotStream } from '../../control-plane/client.ts';
 import { assemble, type SnapshotDelta } from '../../control-plane/snapshot/resources.ts';
 import type { SnapshotBody } from '../../control-plane/snapshot/types.ts';
 import { backoffMs, type SvidSource } from '../identity/svid-source.ts';
@@ -40,10 +40,12 @@ export interface AgentStatus {
 /** One connection to the control plane: its client, its stream, and the resources received on it. */
 interface Link {
   readonly client: ControlPlaneClient;
-  stream: { close(): void; closed: Promise<string | undefined> } | null;
+  stream: SnapshotStream | null;
   resources: Map<string, unknown> | null;
   /** the resources received on this link are the config in force (the last snapshot was applied, not NACKed) */
   inForce: boolean;
+  /** ACKs of snapshots that arrived before #open() had the stream in hand, sent once it has */
+  readonly early: Record<string, unknown>[];
 }
 
 /** Refusals of the stream that no retry changes: this certificate may not register so, or is revoked. */
@@ -77,9 +79,8 @@ export class ControlPlaneAgent {
 
   start(): void {
     void this.#loop();
-    this.#heartbeat = setInterval(() => {
-      void this.#link?.client.request('POST', '/v1/sidecars/heartbeat', { id: this.id }).catch(() => {});
-    }, this.#o.heartbeatMs ?? 5000);
+    // Up the stream, as its ACKs go: the control plane removes a sidecar it has not heard from for 15 s.
+    this.#heartbeat = setInterval(() => void this.#link?.stream?.send({ type: 'heartbeat', id: this.id }), this.#o.heartbeatMs ?? 5000);
     this.#heartbeat.unref();
     this.#o.svid.on('rotated', () => void this.#replace());
   }
@@ -93,11 +94,14 @@ export class ControlPlaneAgent {
   /** Opens a connection under the current certificate; a new stream starts with a full snapshot. */
   async #open(): Promise<Link> {
     const svid = this.#o.svid.current;
-    const link: Link = { client: new ControlPlaneClient({ ...this.#o.controlPlane, cert: svid.chainPem, key: svid.keyPem }), stream: null, resources: null, inForce: false };
+    const link: Link = { client: new ControlPlaneClient({ ...this.#o.controlPlane, cert: svid.chainPem, key: svid.keyPem }), stream: null, resources: null, inForce: false, early: [] };
     try {
       link.stream = await link.client.stream('/v1/sidecars/stream', { id: this.id, ...this.#o.registration }, (m) => {
         if (m.event === 'snapshot') this.#onSnapshot(link, m.data);
+        // It refused a line this sidecar sent, and ends the stream: a bug to report, the reconnect recovers.
+        else if (m.event === 'error') this.#o.log({ msg: 'the control plane refused a report on the stream and is closing it', error: m.data });
       });
+      for (const line of link.early.splice(0)) link.stream.send(line);
       return link;
     } catch (err) {
       link.client.close();
@@ -189,18 +193,13 @@ export class ControlPlaneAgent {
   }
 
   /**
-   * Delivers an ACK or NACK. The calls go on their own connection, not the stream's, so one can fail alone:
-   * it is tried again (0.25, 0.5, 1 s later) while the stream it answers is still the current one, so that
-   * `weft status` does not show a sidecar out of sync that is not.
+   * Delivers an ACK or NACK up the stream the snapshot came on. Nothing to retry: if that stream has ended, the
+   * next one starts with a full snapshot, ACKed in its turn. The reason is cut so that the line stays far
+   * below the control plane's limit on a line (16 KiB).
    */
-  #ack(link: Link, body: { id: string; version: number; ok: boolean; error?: string }, attempt = 0): void {
-    link.client.request('POST', '/v1/sidecars/ack', body).catch((err: Error) => {
-      if (this.#stopped || this.#link !== link) return;
-      if (attempt >= 3) {
-        this.#o.log({ msg: 'could not report a snapshot to the control plane', version: body.version, ok: body.ok, error: err.message });
-        return;
-      }
-      setTimeout(() => this.#ack(link, body, attempt + 1), 250 * 2 ** attempt).unref();
-    });
+  #ack(link: Link, body: { id: string; version: number; ok: boolean; error?: string }): void {
+    const line = { type: 'ack', ...body, ...(body.error === undefined ? {} : { error: body.error.slice(0, 2000) }) };
+    if (link.stream) link.stream.send(line);
+    else link.early.push(line);
   }
 }

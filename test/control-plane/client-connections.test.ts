@@ -1,13 +1,14 @@
-// The control-plane client's connections: calls share one kept-alive mTLS connection (a sidecar heartbeats every
-// 5 s; a handshake per call cost the control plane one per sidecar per heartbeat), and the server's SPIFFE ID is
-// still checked on every connection the client opens.
+// The control-plane client's connections: a sidecar holds one, its full-duplex stream, which carries its ACKs and
+// heartbeats too; calls share one kept-alive mTLS connection (a handshake per call cost the control plane one per
+// sidecar per heartbeat); and the server's SPIFFE ID is still checked on every connection the client opens.
 
 import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { isWeftError } from '../../errors.ts';
 import { ControlPlaneClient } from '../../control-plane/client.ts';
 import { MESH_YAML, startControlPlane } from '../helpers/control-plane.ts';
-import { freePort, startMesh } from '../helpers/mesh.ts';
+import { weft } from '../helpers/cli.ts';
+import { freePort, startMesh, waitFor } from '../helpers/mesh.ts';
 
 /**
  * This machine's IPv4 connections to `port` (their client ends), local port to TCP state, from /proc/net/tcp;
@@ -30,21 +31,34 @@ function clientPortsTo(port: number): Set<number> {
 
 const TCP_STATES: Record<string, string> = { '01': 'ESTABLISHED', '06': 'TIME_WAIT', '08': 'CLOSE_WAIT', '04': 'FIN_WAIT1', '05': 'FIN_WAIT2', '09': 'LAST_ACK' };
 
-test('a sidecar process holds two connections to the control plane: its stream and one for its calls', async (t) => {
+test('a sidecar process holds one connection to the control plane: its stream, which carries its ACKs and heartbeats too', async (t) => {
   const mesh = await startMesh(MESH_YAML);
   t.teardown(() => mesh.stop());
   const cpPort = Number(new URL(mesh.url).port);
   const before = connectionsTo(cpPort);
   await mesh.sidecar({ service: 'web', appPort: await freePort() });
-  // Two heartbeats (every 5 s), past node's default keep-alive (5 s, which its client shortens to 4).
-  await new Promise((resolve) => setTimeout(resolve, 11_000));
+  const establishedNow = () => [...connectionsTo(cpPort, before)].filter(([, s]) => s === 'ESTABLISHED').map(([p]) => p);
+  // Its bootstrap's connection may take a moment to close after it is ready.
+  const stream = await waitFor('one established connection', () => (establishedNow().length === 1 ? establishedNow() : undefined), 5_000);
+  // Three heartbeats (every 5 s), past node's default keep-alive (5 s, which its client shortens to 4), and past
+  // the control plane's 15 s without hearing from a sidecar before it removes it.
+  await new Promise((resolve) => setTimeout(resolve, 16_000));
   // Every connection opened in that time is still listed: a closed one stays in TIME_WAIT for 60 s.
   const ever = connectionsTo(cpPort, before);
-  const established = [...ever.values()].filter((s) => s === 'ESTABLISHED').length;
+  const established = [...ever].filter(([, s]) => s === 'ESTABLISHED').map(([p]) => p);
   const listing = [...ever].map(([p, s]) => `${p} ${s}`).join(', ');
-  t.is(established, 2, listing);
-  // Its bootstrap's connection (closed), its stream, and its calls' one (a second if two calls overlapped).
-  t.true(ever.size <= 4, `connections the sidecar opened to the control plane in 11 s: ${listing}`);
+  t.deepEqual(established, stream, `the same one connection throughout: ${listing}`);
+  t.is(established.length, 1, listing);
+  // Its bootstrap's connection (closed) and its stream: nothing else was opened.
+  t.true(ever.size <= 2, `connections the sidecar opened to the control plane in 16 s: ${listing}`);
+  // Heard from on that one connection only, it is still registered, and SYNCED at a change made now.
+  await mesh.apply(MESH_YAML.replace('weight: 90', 'weight: 50').replace('weight: 10', 'weight: 50'));
+  const report = await waitFor('the sidecar SYNCED at the latest version', async () => {
+    const r = JSON.parse((await weft(['status', '--json', '--state', mesh.state])).stdout) as { version: number; sidecars: { ack: string; ackedVersion: number; lastSeen: string }[] };
+    return r.sidecars.length === 1 && r.sidecars[0]!.ack === 'SYNCED' && r.sidecars[0]!.ackedVersion === r.version ? r : undefined;
+  }, 10_000);
+  t.true(Date.now() - Date.parse(report.sidecars[0]!.lastSeen) < 6_000, report.sidecars[0]!.lastSeen);
+  t.deepEqual(establishedNow(), stream);
 });
 
 test("an operator's calls reuse one connection, also after a pause longer than a heartbeat's", async (t) => {

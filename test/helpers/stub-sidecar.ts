@@ -1,7 +1,9 @@
 // A stub sidecar for control-plane tests and the push benchmark: bootstraps, streams snapshots, ACKs or NACKs.
+// It reports as an older sidecar does (ACKs and heartbeats as calls, the stream half duplex) unless told to report
+// up the stream as the real one does (`reports: 'stream'`).
 
 import { randomBytes } from 'node:crypto';
-import { ControlPlaneClient } from '../../control-plane/client.ts';
+import { ControlPlaneClient, type SnapshotStream } from '../../control-plane/client.ts';
 import type { Snapshot } from '../../control-plane/snapshot/types.ts';
 import { assemble, type SnapshotDelta } from '../../control-plane/snapshot/resources.ts';
 import { generateKeyPair, privateKeyToPem, type KeyPair } from '../../ca/keys.ts';
@@ -17,6 +19,8 @@ export interface StubOptions {
   readonly address?: string;
   /** decide per snapshot: true ACKs, a string NACKs with that reason */
   readonly verdict?: (s: Snapshot) => true | string;
+  /** 'calls' (default): POST /v1/sidecars/ack and /heartbeat; 'stream': lines up a full-duplex stream */
+  readonly reports?: 'calls' | 'stream';
 }
 
 export interface Svid {
@@ -48,7 +52,9 @@ export class StubSidecar {
   readonly client: ControlPlaneClient;
   readonly #o: StubOptions;
   #waiters: { pred: (s: Snapshot) => boolean; resolve: (s: Snapshot) => void }[] = [];
-  #stream: { close(): void; closed: Promise<string | undefined> } | null = null;
+  #stream: SnapshotStream | null = null;
+  /** SSE events other than snapshots (`registered`, `error`) */
+  readonly events: { event: string; data: string }[] = [];
   #resources: Map<string, unknown> | null = null;
   bytesReceived = 0;
 
@@ -61,7 +67,14 @@ export class StubSidecar {
     return this.snapshots.at(-1);
   }
 
+  get closed(): Promise<string | undefined> | undefined {
+    return this.#stream?.closed;
+  }
+
   async connect(): Promise<void> {
+    const viaStream = this.#o.reports === 'stream';
+    const early: Record<string, unknown>[] = [];
+    const report = (line: Record<string, unknown>) => (this.#stream ? this.#stream.send(line) : early.push(line));
     this.#stream = await this.client.stream('/v1/sidecars/stream', {
       id: this.id,
       service: this.#o.service,
@@ -69,7 +82,7 @@ export class StubSidecar {
       labels: this.#o.labels ?? {},
       address: this.#o.address ?? '127.0.0.1:1',
     }, (m) => {
-      if (m.event !== 'snapshot') return;
+      if (m.event !== 'snapshot') return void this.events.push({ event: m.event, data: m.data });
       const delta = JSON.parse(m.data) as SnapshotDelta;
       this.bytesReceived += m.data.length;
       const assembled = assemble(this.#resources, delta);
@@ -77,9 +90,17 @@ export class StubSidecar {
       const s: Snapshot = { version: delta.version, body: assembled.body };
       this.snapshots.push(s);
       const verdict = this.#o.verdict?.(s) ?? true;
-      void this.client.request('POST', '/v1/sidecars/ack', { id: this.id, version: s.version, ok: verdict === true, error: verdict === true ? undefined : verdict }).catch(() => {});
+      const ack = { id: this.id, version: s.version, ok: verdict === true, error: verdict === true ? undefined : verdict };
+      if (viaStream) report({ type: 'ack', ...ack });
+      else void this.client.request('POST', '/v1/sidecars/ack', ack).catch(() => {});
       this.#waiters = this.#waiters.filter((w) => (w.pred(s) ? (w.resolve(s), false) : true));
-    });
+    }, { duplex: viaStream });
+    for (const line of early) this.#stream.send(line);
+  }
+
+  /** Writes a raw line up a full-duplex stream (for tests of what the control plane does with bad ones). */
+  sendRaw(line: Record<string, unknown>): boolean {
+    return this.#stream?.send(line) ?? false;
   }
 
   /** Resolves with the first snapshot (already received or coming) that satisfies `pred`. */
@@ -93,7 +114,8 @@ export class StubSidecar {
   }
 
   async heartbeat(): Promise<void> {
-    await this.client.request('POST', '/v1/sidecars/heartbeat', { id: this.id });
+    if (this.#o.reports === 'stream') this.#stream?.send({ type: 'heartbeat', id: this.id });
+    else await this.client.request('POST', '/v1/sidecars/heartbeat', { id: this.id });
   }
 
   close(): void {
