@@ -2,8 +2,9 @@
 // long until each sidecar holds the new version. Also the control plane's RSS. Writes bench/results/push.json.
 //
 // The control plane runs as its own process (`weft control-plane`), so its RSS is its own; the simulated
-// sidecars (test/helpers/stub-sidecar.ts: each a ControlPlaneClient with its own certificate, so its own mTLS
-// connections, HTTP/1.1 like a real sidecar's) run in this one.
+// sidecars (test/helpers/stub-sidecar.ts: each a ControlPlaneClient with its own certificate) run in this one, and
+// report as a real sidecar does: ACKs, and a heartbeat every 5 s, up their full-duplex stream, so that each holds
+// one mTLS connection (HTTP/1.1) to the control plane.
 
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -70,10 +71,15 @@ try {
     const keys = generateKeyPair();
     const svc = `svc-${i % SERVICES}`;
     const svid = authority.sign(await csrFor(keys), `spiffe://bench.example/ns/default/sa/${svc}`);
-    stubs.push(new StubSidecar({ ...conn, service: svc, labels: { version: i % 10 === 0 ? 'v2' : 'v1' }, address: `127.0.0.1:${20000 + i}` }, { chain: svid.chainPem, key: privateKeyToPem(keys.privateKey), identity: svid.spiffeId.uri, serial: svid.serial, notAfter: svid.notAfter.toISOString() }));
+    stubs.push(new StubSidecar({ ...conn, service: svc, labels: { version: i % 10 === 0 ? 'v2' : 'v1' }, address: `127.0.0.1:${20000 + i}`, reports: 'stream' }, { chain: svid.chainPem, key: privateKeyToPem(keys.privateKey), identity: svid.spiffeId.uri, serial: svid.serial, notAfter: svid.notAfter.toISOString() }));
   }
   const t0 = performance.now();
-  for (let i = 0; i < stubs.length; i += 50) await Promise.all(stubs.slice(i, i + 50).map((s) => s.connect()));
+  // Heartbeats spread over the 5 s period, as those of sidecars started at different times are.
+  const beats: NodeJS.Timeout[] = [];
+  for (let i = 0; i < stubs.length; i += 50) {
+    await Promise.all(stubs.slice(i, i + 50).map((s) => s.connect()));
+    for (const s of stubs.slice(i, i + 50)) beats.push(setInterval(() => void s.heartbeat(), 5000));
+  }
   // Wait until every sidecar sees every endpoint (registration churn has settled).
   await Promise.all(stubs.map((s) => s.waitFor((x) => x.body.upstreams.reduce((n, u) => n + u.endpoints.length, 0) === SIDECARS, 120_000)));
   const connectSeconds = (performance.now() - t0) / 1000;
@@ -119,6 +125,7 @@ try {
   console.log(`${SIDECARS} sidecars (${SERVICES} services): change reached p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, max ${result.maxMs} ms; ${bytesPerSidecar} bytes each`);
   console.log(`control plane RSS ${result.rssMb} MB (idle with all connected ${idle.rss} MB, peak ${after.peak} MB; V8 heap ${cpMem.heapTotalMb} MB, ${cpMem.heapUsedMb} in use); ${connections} connections to it; connecting took ${result.connectSeconds} s`);
   console.log('written bench/results/push.json');
+  for (const b of beats) clearInterval(b);
   for (const s of stubs) s.close();
 } finally {
   cpProc.kill('SIGTERM');
