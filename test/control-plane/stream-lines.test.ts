@@ -5,6 +5,8 @@
 import test from 'ava';
 import https from 'node:https';
 import { join } from 'node:path';
+import { isWeftError } from '../../errors.ts';
+import { LineSplitter, parseStreamLine } from '../../control-plane/api/stream-lines.ts';
 import { MESH_YAML, startControlPlane, type TestControlPlane } from '../helpers/control-plane.ts';
 import { weft } from '../helpers/cli.ts';
 import { bootstrap, StubSidecar, type StubOptions, type Svid } from '../helpers/stub-sidecar.ts';
@@ -55,6 +57,42 @@ function rawStream(cp: TestControlPlane, svid: Svid, contentType = 'application/
 function registration(id: string, service = 'web') {
   return JSON.stringify({ id, service, namespace: 'default', labels: {}, address: '127.0.0.1:7300' }) + '\n';
 }
+
+test('LineSplitter: lines across chunks, CRLF and blank lines; the limit counts a line split over chunks', (t) => {
+  const cases: [string[], string[]][] = [
+    [['{"a":1}\n{"b"', ':2}\n'], ['{"a":1}', '{"b":2}']],
+    [['x\r\n', '\n', '  \n', 'y'], ['x']],
+    [['é'.repeat(3) + '\n'], ['ééé']],
+  ];
+  for (const [chunks, lines] of cases) {
+    const splitter = new LineSplitter();
+    t.deepEqual(chunks.flatMap((c) => splitter.push(Buffer.from(c)).map((l) => l.text)), lines, JSON.stringify(chunks));
+  }
+  // A multi-byte character split between two chunks is joined before decoding.
+  const euro = Buffer.from('€\n');
+  const split = new LineSplitter();
+  t.deepEqual([...split.push(euro.subarray(0, 1)), ...split.push(euro.subarray(1))].map((l) => l.text), ['€']);
+  const splitter = new LineSplitter();
+  splitter.push(Buffer.from('{}\n'));
+  splitter.push(Buffer.alloc(16 * 1024, 0x20));
+  const err = t.throws(() => splitter.push(Buffer.from('x')));
+  t.true(isWeftError(err, 'WEFT_API_TOO_LARGE'));
+  t.is(err!.message, 'stream line 2 is longer than 16384 bytes');
+});
+
+test('parseStreamLine: what each report line becomes', (t) => {
+  t.deepEqual(parseStreamLine('{"type":"ack","id":"a","version":7,"ok":false,"error":"' + 'e'.repeat(3000) + '"}', 2, 'a'), { type: 'ack', version: 7, ok: false, error: 'e'.repeat(2000) });
+  t.deepEqual(parseStreamLine('{"type":"heartbeat","id":"a"}', 3, 'a'), { type: 'heartbeat' });
+  t.deepEqual(parseStreamLine('{"type":"later","id":"a"}', 4, 'a'), { type: 'unknown', name: 'later' });
+  const refusals: [string, RegExp][] = [
+    ['[1]', /^stream line 5 is not a JSON object$/],
+    ['{"id":"a"}', /^stream line 5 has no "type"/],
+    ['{"type":"ack","id":"a","version":"7","ok":true}', /"version" must be an integer/],
+    ['{"type":"ack","id":"a","version":7,"ok":"yes"}', /"ok" must be true or false/],
+    ['{"type":"heartbeat"}', /^stream line 5 speaks for sidecar undefined, but this stream registered a/],
+  ];
+  for (const [line, message] of refusals) t.regex(t.throws(() => parseStreamLine(line, 5, 'a'))!.message, message, line);
+});
 
 test('ACKs and NACKs up the stream: weft status shows the sidecars SYNCED at the latest version, then a NACK with its reason', async (t) => {
   const cp = await startControlPlane();
