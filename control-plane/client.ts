@@ -5,8 +5,9 @@
 //
 // HTTP/1.1 (the control plane serves HTTP/2 and HTTP/1.1 on one port). The snapshot stream holds one connection
 // and is full duplex: the sidecar's ACKs, NACKs and heartbeats go up its request body, so a sidecar holds that one
-// connection only. Other calls (bootstrap, renewals, the CLI's) share at most two kept-alive ones. Not HTTP/2, so that a sidecar whose services all speak HTTP/1.1 never
-// loads node:http2 (about 4 MB of RSS per sidecar); it is loaded only for HTTP/2 and gRPC traffic.
+// connection only. Other calls (bootstrap, renewals, the CLI's) share at most two kept-alive ones. Not HTTP/2, so
+// that a sidecar whose services all speak HTTP/1.1 never loads node:http2 (about 4 MB of RSS per sidecar); it is
+// loaded only for HTTP/2 and gRPC traffic.
 
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Agent, RequestOptions } from 'node:https';
@@ -184,6 +185,7 @@ export class ControlPlaneClient {
     if (res.statusCode !== 200) {
       let text = '';
       for await (const c of res) text += c;
+      req.destroy();
       throw serverError(res.statusCode ?? 0, text);
     }
     const parser = new SseParser();
