@@ -3,6 +3,7 @@
 // does with a line it must not accept: it ends the stream with an `error` event naming the line and what was wrong.
 
 import test from 'ava';
+import { randomBytes } from 'node:crypto';
 import https from 'node:https';
 import { join } from 'node:path';
 import { isWeftError } from '../../errors.ts';
@@ -207,4 +208,27 @@ test('a registration line that is not JSON is answered 400 naming it, and the co
   await Promise.race([s.ended, new Promise((_, reject) => setTimeout(() => reject(new Error(`no answer: ${s.status()} ${s.text()}`)), 5000))]);
   t.is(s.status(), 400);
   t.regex(JSON.parse(s.text()).error.message, /^stream line 1 \(the registration\) is not a JSON object: /);
+});
+
+test('random lines: each stream goes on or ends with an error event the sidecar can read; the control plane lives', async (t) => {
+  const cp = await startControlPlane();
+  t.teardown(() => cp.cp.stop());
+  const svid = await svidFor(cp, 'web');
+  const id = 'fuzzed-web';
+  const errors = new Set<string>();
+  for (let i = 0; i < 40; i++) {
+    const s = rawStream(cp, svid);
+    s.req.write(registration(id));
+    await until('the first snapshot', async () => (s.text().includes('event: snapshot') || undefined));
+    const garbage = i % 2 === 0 ? randomBytes(1 + (i * 37) % 400) : Buffer.from(JSON.stringify({ type: i % 3 ? 'ack' : 'heartbeat', id: i % 5 ? id : 7, version: i % 7 ? i : 'v', ok: i % 4 ? true : null }) + '\n');
+    s.req.end(garbage);
+    await Promise.race([s.ended, new Promise((_, reject) => setTimeout(() => reject(new Error(`stream ${i} not ended`)), 5000))]);
+    const error = /event: error\ndata: (.*)\n\n/.exec(s.text());
+    if (error) errors.add((JSON.parse(error[1]!) as { code: string }).code);
+  }
+  t.true(errors.size > 0, 'some lines were refused');
+  t.true([...errors].every((c) => /^WEFT_(API_BAD_REQUEST|API_TOO_LARGE|AUTH_FORBIDDEN)$/.test(c)), [...errors].join());
+  const anon = cp.anonymous();
+  t.teardown(() => anon.close());
+  t.deepEqual(await anon.request('GET', '/healthz'), { ok: true });
 });
