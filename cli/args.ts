@@ -1,6 +1,7 @@
 // Command-line parsing shared by every weft command: strict flags, durations, and the --json switch.
 
 import type { ParseArgsConfig } from 'node:util';
+import { suggest } from '../control-plane/config/suggest.ts';
 import { WeftError } from '../errors.ts';
 
 // Not `import { parseArgs } from 'node:util'`: an ES import of a built-in reads every export, and util's lazy
@@ -20,8 +21,19 @@ export function parse(command: string, argv: readonly string[], options: Options
     const { values, positionals } = parseArgs({ args: [...argv], options: { ...options, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, allowPositionals, strict: true });
     return { values: values as Parsed['values'], positionals };
   } catch (err) {
-    throw new WeftError('WEFT_CLI_USAGE', `weft ${command}: ${(err as Error).message}; see 'weft ${command} --help'`, { command }, { cause: err });
+    throw new WeftError('WEFT_CLI_USAGE', `weft ${command}: ${parseErrorText(err as NodeJS.ErrnoException, options)}; see 'weft ${command} --help'`, { command }, { cause: err });
   }
+}
+
+/**
+ * node's text, except for an unknown flag: node's advice there (how to pass a positional argument that starts
+ * with '-') misleads whoever misspelt a flag, so it names the flag and the closest known one instead.
+ */
+function parseErrorText(err: NodeJS.ErrnoException, options: Options): string {
+  const flag = err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? /'(-[^']*)'/.exec(err.message)?.[1] : undefined;
+  if (!flag) return err.message;
+  const near = flag.startsWith('--') ? suggest(flag.slice(2), [...Object.keys(options), 'json', 'help']) : null;
+  return `unknown flag ${flag}${near ? ` (did you mean --${near}?)` : ''}`;
 }
 
 export function required(command: string, values: Parsed['values'], name: string): string {

@@ -1,5 +1,6 @@
 // weft: the one command line for the mesh. Routes `weft <command> [<subcommand>]` to its handler.
 
+import { suggest } from '../control-plane/config/suggest.ts';
 import { WeftError } from '../errors.ts';
 import type { Command } from './command.ts';
 import { output, printError } from './output.ts';
@@ -67,7 +68,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     });
     if (!command) {
       const sameFirst = COMMANDS.filter((c) => c.name.split(' ')[0] === argv[0]).map((c) => c.name);
-      const near = sameFirst.length ? sameFirst : COMMANDS.filter((c) => c.name.startsWith(argv[0] ?? '')).map((c) => c.name);
+      const started = COMMANDS.filter((c) => c.name.startsWith(argv[0] ?? '')).map((c) => c.name);
+      // A misspelt first word ("stauts") gets the command it is closest to.
+      const guess = suggest(argv[0] ?? '', [...new Set(COMMANDS.map((c) => c.name.split(' ')[0]!))]);
+      const near = sameFirst.length ? sameFirst : started.length ? started : COMMANDS.filter((c) => c.name.split(' ')[0] === guess).map((c) => c.name);
       throw new WeftError('WEFT_CLI_USAGE', `unknown command ${JSON.stringify(argv.slice(0, 2).join(' '))}${near.length ? `; did you mean: ${near.join(', ')}` : ''}; see 'weft --help'`);
     }
     const rest = argv.slice(command.name.split(' ').length);

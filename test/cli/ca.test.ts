@@ -13,7 +13,7 @@ test('weft --help lists the commands; an unknown command is a usage error (exit 
   t.regex(bad.stderr, /unknown command "ca destroy"; did you mean: ca init, ca rotate, ca issue/);
   const flag = await weft(['ca', 'init', '--trust-domian', 'x']);
   t.is(flag.code, 2);
-  t.regex(flag.stderr, /weft ca init: Unknown option '--trust-domian'/);
+  t.regex(flag.stderr, /weft ca init: unknown flag --trust-domian \(did you mean --trust-domain\?\)/);
 });
 
 test('npm run weft runs the CLI under the pinned Node 24', async (t) => {
