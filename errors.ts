@@ -42,6 +42,8 @@ export const ErrorCodes = {
   WEFT_CP_UNREACHABLE: 503,
   // command line
   WEFT_CLI_USAGE: 400,
+  /** the control plane or a sidecar cannot bind a port it was given (taken, privileged, or not this host's) */
+  WEFT_LISTEN_FAILED: 500,
   /** a sidecar's admin port (weft top, weft status) did not answer, or not with what it should */
   WEFT_CLI_SIDECAR_ADMIN: 502,
   // mesh config

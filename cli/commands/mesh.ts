@@ -7,6 +7,7 @@ import { DEFAULT_STATE_DIR } from '../../control-plane/state-dir.ts';
 import type { StatusReport } from '../../control-plane/api/operator.ts';
 import { optional, parse, parseDuration, required } from '../args.ts';
 import type { Command } from '../command.ts';
+import { listenError } from '../listen-error.ts';
 import { CONNECT_FLAGS, CONNECT_HELP, operatorClient } from '../operator-client.ts';
 import { readiness } from '../sidecar-admin.ts';
 
@@ -54,7 +55,13 @@ ${DEFAULT_STATE_DIR}) and survives restarts. Logs are JSON lines on stderr.
             ? `config ${e.file} ${e.note}\n`
             : `config ${e.file} changed but is not valid; the last good config stays live:\n${e.error.replace(/^/gm, '  ')}\n`,
       );
-    const cp = await ControlPlane.start({ stateDir: optional(values, 'state') ?? DEFAULT_STATE_DIR, configPath: optional(values, 'config'), host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]), onConfigFile, maxConnectionsPerClient, keepaliveMs: keepaliveS === undefined ? undefined : keepaliveS * 1000 });
+    const stateDir = optional(values, 'state') ?? DEFAULT_STATE_DIR;
+    let cp: ControlPlane;
+    try {
+      cp = await ControlPlane.start({ stateDir, configPath: optional(values, 'config'), host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]), onConfigFile, maxConnectionsPerClient, keepaliveMs: keepaliveS === undefined ? undefined : keepaliveS * 1000 });
+    } catch (err) {
+      throw listenError(err, { '--listen': Number(m[2]) }, `is another control plane (or weft up) running? See ${stateDir}/control-plane.json, or pass another --listen HOST:PORT`) ?? err;
+    }
     process.stdout.write(`control plane ${cp.identity} listening on ${cp.url}\n`);
     await new Promise<void>((resolve) => {
       const stop = () => void cp.stop().then(resolve);

@@ -9,6 +9,7 @@ import { Sidecar, type UpstreamPort } from '../../sidecar/sidecar.ts';
 import { isoTime } from '../../sidecar/clock.ts';
 import { parse, parseDuration } from '../args.ts';
 import type { Command } from '../command.ts';
+import { listenError } from '../listen-error.ts';
 
 // Not an ES import: it would read fs.promises, which loads node:readline and more (see sidecar/http/node-http.ts).
 const { readFileSync } = process.getBuiltinModule('node:fs');
@@ -186,7 +187,11 @@ default spiffe://<the trust bundle's trust domain>/ns/weft-system/sa/control-pla
       // A refusal no retry can change (a bad token, a token for another service): exit, with the reason,
       // rather than sit with an open admin port that only ever says "not ready".
       await sc.stop().catch(() => {});
-      throw err;
+      const ports = Object.fromEntries([
+        ...(['admin-port', 'inbound-port', 'outbound-port'] as const).map((f) => [`--${f}`, port(f, need(f))]),
+        ...upstreams.map((u) => [`--upstream ${u.service}=${u.port}`, u.port]),
+      ]);
+      throw listenError(err, ports, 'stop what listens there, or pick another port (0 picks a free one)') ?? err;
     }
     if (command.length === 0) return new Promise<number>(() => {});
     const app = startApp(command, {
