@@ -3,7 +3,7 @@
 // A config is accepted whole or not at all: any issue anywhere rejects it, and every issue of the file is reported.
 
 import { readFile } from 'node:fs/promises';
-import { LineCounter, parseAllDocuments, type Document } from 'yaml';
+import { LineCounter, parseAllDocuments, visit, type Document, type YAMLError } from 'yaml';
 import { compileAuthorizationPolicy } from './compile-authorization-policy.ts';
 import { compileMesh } from './compile-mesh.ts';
 import { compileRoute } from './compile-route.ts';
@@ -39,6 +39,21 @@ interface CheckedDocument extends DocumentHeader {
 /** YAML errors a misplaced indentation causes (the yaml package's codes). */
 const INDENTATION_ERRORS = new Set<string>(['BAD_INDENT', 'BLOCK_AS_IMPLICIT_KEY', 'MULTILINE_IMPLICIT_KEY', 'MISSING_CHAR', 'UNEXPECTED_TOKEN']);
 
+/**
+ * Where a `[` or `{` that is never closed opened. The yaml package reports it where the collection had to end
+ * (the next less-indented line, or past the end of the file), which is not where the mistake is.
+ */
+function unclosedFlowStart(doc: Document.Parsed, e: YAMLError): number | null {
+  if (e.code !== 'BAD_INDENT' || !/^Flow (sequence|map) /.test(e.message)) return null;
+  let start: number | null = null;
+  visit(doc, {
+    Collection(_, node) {
+      if (node.flow && node.range?.[1] === e.pos[0]) start = node.range[0];
+    },
+  });
+  return start;
+}
+
 /** "Service prices", from the text of a document that does not parse, if its kind and name are there to read. */
 function guessLabel(source: string): string | null {
   const kind = /^kind:[ \t]*([A-Za-z]+)[ \t]*$/m.exec(source)?.[1];
@@ -62,8 +77,14 @@ function checkDocuments(text: string, file: string, issues: ConfigIssue[]): { do
     for (const e of problems) {
       if (at.has(e.pos[0])) continue;
       at.add(e.pos[0]);
-      const hint = INDENTATION_ERRORS.has(e.code) ? '; check the indentation of this line and the lines after it' : '';
-      issues.push({ file, ...positionOf(lines, e.pos[0]), path: '', message: `YAML: ${e.message}${hint}`, document: guessLabel(text.slice(doc.range[0], doc.range[2])) ?? generic });
+      const opened = unclosedFlowStart(doc, e);
+      const hint =
+        opened !== null
+          ? `; the ${text[opened]} here is not closed, or a line after it is not indented enough`
+          : INDENTATION_ERRORS.has(e.code)
+            ? '; check the indentation of this line and the lines after it'
+            : '';
+      issues.push({ file, ...positionOf(lines, opened ?? e.pos[0]), path: '', message: `YAML: ${e.message}${hint}`, document: guessLabel(text.slice(doc.range[0], doc.range[2])) ?? generic });
     }
     unreadable ||= problems.length > 0;
     if (problems.length > 0 || isEmptyDocument(doc)) continue;

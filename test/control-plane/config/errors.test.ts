@@ -185,9 +185,14 @@ const cases: [string, string, Expected[]][] = [
     ],
   ],
   [
-    'a YAML syntax error, with its position',
+    'a YAML syntax error, with its position: a { never closed, at the { (not the line after it)',
     file(MESH, 'apiVersion: weft/v1\nkind: Service\nmetadata: {name: web\nspec: {port: 8080}'),
-    [{ near: 'spec: {port', path: '', message: /^YAML: /, document: 'Service web' }],
+    [{ near: '{name: web', path: '', message: /^YAML: Flow map .*; the \{ here is not closed, or a line after it is not indented enough$/, document: 'Service web' }],
+  ],
+  [
+    'a [ never closed on the last line, at the [ (not past the end of the file)',
+    file(MESH, 'apiVersion: weft/v1\nkind: Service\nmetadata: {name: web}\nspec:\n  port: 8080\n  protocol: [http\n'),
+    [{ near: '[http', path: '', message: /^YAML: Flow sequence .*; the \[ here is not closed, or a line after it is not indented enough$/, document: 'Service web' }],
   ],
   [
     'a key given twice',
