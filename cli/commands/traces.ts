@@ -4,6 +4,7 @@
 import { WeftError } from '../../errors.ts';
 import { optional, parse } from '../args.ts';
 import type { Command } from '../command.ts';
+import { listenError } from '../listen-error.ts';
 import { SpanKind, startOtlpReceiver, type ReceivedSpan } from '../traces/otlp-receiver.ts';
 
 /** A trace is printed once no span of it has arrived for this long. */
@@ -70,6 +71,8 @@ prints one JSON object per trace, one per line, instead. Runs until interrupted.
           pending.set(s.traceId, t);
         }
       },
+    }).catch((err: unknown) => {
+      throw listenError(err, { '--listen': Number(m[2]) }, "is another 'weft traces' or a collector listening there? Stop it, or pass --listen HOST:PORT and point the Mesh's tracing.endpoint at it") ?? err;
     });
     process.stderr.write(`weft traces: receiving OTLP/HTTP on ${receiver.url}\n`);
     await new Promise<void>((resolve) => {

@@ -1,5 +1,5 @@
-// cli/listen-error.ts through the real CLI: a control plane or sidecar given a port that is taken says which
-// address and which flag, with an error code, instead of node's stack.
+// cli/listen-error.ts through the real CLI: a control plane, sidecar or 'weft traces' given a port that is taken
+// says which address and which flag, with an error code, instead of node's stack.
 
 import test from 'ava';
 import net from 'node:net';
@@ -33,5 +33,14 @@ test('weft sidecar on a taken --admin-port names the address and the flag, and e
   const r = await weft(['sidecar', '--control-plane', 'https://127.0.0.1:1', '--trust-bundle', join(dir, 'ca', 'bundle.pem'), '--token', 'x', '--service', 'web', '--app-port', '1', '--admin-port', String(held.port)]);
   t.is(r.code, 1);
   t.regex(r.stderr, new RegExp(`^weft: cannot listen on 127\\.0\\.0\\.1:${held.port} \\(--admin-port\\): the address is already in use \\(EADDRINUSE\\); stop what listens there, or pick another port \\(0 picks a free one\\) \\[WEFT_LISTEN_FAILED\\]$`, 'm'));
+  t.notRegex(r.stderr, /unexpected error|    at /);
+});
+
+test('weft traces on a taken --listen port names the address and the flag, and exits 1', async (t) => {
+  const held = await heldPort();
+  t.teardown(() => held.close());
+  const r = await weft(['traces', '--listen', `127.0.0.1:${held.port}`]);
+  t.is(r.code, 1);
+  t.regex(r.stderr, new RegExp(`^weft: cannot listen on 127\\.0\\.0\\.1:${held.port} \\(--listen\\): the address is already in use \\(EADDRINUSE\\); is another 'weft traces' or a collector listening there\\? .* \\[WEFT_LISTEN_FAILED\\]$`, 'm'));
   t.notRegex(r.stderr, /unexpected error|    at /);
 });
