@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { Children } from './proxy/children.ts';
 import { hey, wrk, type HeyResult } from './proxy/load.ts';
 import { answers, freePorts, probe, waitUntil } from './proxy/loopback.ts';
+import { mainThreadSched } from './proxy/proc-stats.ts';
 import { APP_BODY, startNginx } from './proxy/nginx.ts';
 import { findTools } from './proxy/tools.ts';
 import { sidecarSupport, startWeftPair, type WeftPair } from './proxy/weft.ts';
@@ -58,7 +59,7 @@ if ('missing' in support) {
 const dir = mkdtempSync(join(tmpdir(), 'weft-bench-ab-'));
 const children = new Children(dir);
 const pairChildren: Children[] = [];
-const pairs: Record<'A' | 'B', { pair: WeftPair; env: Record<string, string>; results: HeyResult[] }> = {} as never;
+const pairs: Record<'A' | 'B', { pair: WeftPair; env: Record<string, string>; results: HeyResult[]; cpuUs: number[] }> = {} as never;
 try {
   const [app, clientApp, ...rest] = await freePorts(2 + 2 * 7);
   const nginx = startNginx(children, tools.paths.nginx!, dir, app!);
@@ -85,7 +86,7 @@ try {
     const watched = [pair.controlPlane, pair.client, pair.server, nginx];
     for (const url of Object.values(pair.admin)) await waitUntil(`pair ${name} ${url}`, async () => ((await probe({ url }))?.status === 200 ? true : 'not ready'), watched);
     await waitUntil(`pair ${name}`, answers(pair.target, APP_BODY), watched);
-    pairs[name] = { pair, env: extra, results: [] };
+    pairs[name] = { pair, env: extra, results: [], cpuUs: [] };
   }
   console.log(`A: ${JSON.stringify(pairs.A.env)}  B: ${JSON.stringify(pairs.B.env)}; ${ROUNDS} rounds, hey ${RATE}/s (${WORKERS} workers) ${SECONDS} s each`);
   for (let round = 1; round <= ROUNDS; round++) {
@@ -94,18 +95,23 @@ try {
     for (const name of order) {
       const p = pairs[name];
       if (WRK) await wrk(children, tools.paths.wrk!, p.pair.target, { connections: 32, threads: 1, seconds: 5 });
+      const before = [p.pair.client, p.pair.server].map((c) => mainThreadSched(c.pid).cpuNs);
       const h = await hey(children, tools.paths.hey!, p.pair.target, { rate: RATE, workers: WORKERS, seconds: SECONDS });
+      // The pair's main threads' CPU per request during the hey run: steadier than latency on a busy machine.
+      const cpuUs = [p.pair.client, p.pair.server].reduce((n, c, i) => n + mainThreadSched(c.pid).cpuNs - before[i]!, 0) / h.requests / 1e3;
       p.results.push(h);
-      line.push(`${name} p50 ${h.p50Ms.toFixed(1)} p90 ${h.p90Ms.toFixed(1)} p99 ${h.p99Ms.toFixed(1)}${h.errors ? ` (${h.errors} errors)` : ''}`);
+      p.cpuUs.push(cpuUs);
+      line.push(`${name} p50 ${h.p50Ms.toFixed(1)} p90 ${h.p90Ms.toFixed(1)} p99 ${h.p99Ms.toFixed(1)} cpu ${cpuUs.toFixed(1)} µs${h.errors ? ` (${h.errors} errors)` : ''}`);
     }
     console.log(`  round ${round}: ${line.join('   ')}`);
   }
   for (const name of ['A', 'B'] as const) {
     const r = pairs[name].results;
-    console.log(`${name}: median p50 ${median(r.map((x) => x.p50Ms)).toFixed(2)}  p90 ${median(r.map((x) => x.p90Ms)).toFixed(2)}  p99 ${median(r.map((x) => x.p99Ms)).toFixed(2)} ms`);
+    console.log(`${name}: median p50 ${median(r.map((x) => x.p50Ms)).toFixed(2)}  p90 ${median(r.map((x) => x.p90Ms)).toFixed(2)}  p99 ${median(r.map((x) => x.p99Ms)).toFixed(2)} ms; CPU per request, both sidecars ${median(pairs[name].cpuUs).toFixed(1)} µs`);
   }
   const wins = pairs.A.results.filter((a, i) => pairs.B.results[i]!.p99Ms < a.p99Ms).length;
-  console.log(`B's p99 below A's in ${wins} of ${ROUNDS} rounds`);
+  const cheaper = pairs.A.cpuUs.filter((a, i) => pairs.B.cpuUs[i]! < a).length;
+  console.log(`B's p99 below A's in ${wins} of ${ROUNDS} rounds; B's CPU per request below A's in ${cheaper}`);
 } finally {
   for (const c of pairChildren) await c.stopAll();
   await children.stopAll();
