@@ -52,7 +52,11 @@ export class Revocations {
     if (!/^[0-9a-fA-F]{1,64}$/.test(clean)) throw new WeftError('WEFT_API_BAD_REQUEST', `serial ${JSON.stringify(serial)} is not hexadecimal`, { serial });
     const s = normalizeSerial(clean);
     const issued = journal.find((r) => r.serial === s);
-    const entry: Revocation = { serial: s, identity: issued?.identity, notAfter: issued?.notAfter, revokedAt: new Date(nowMs).toISOString() };
+    // A serial this CA never issued is a mistyped one: "revoked" would leave the certificate meant still good.
+    if (!issued) {
+      throw new WeftError('WEFT_API_NOT_FOUND', `no certificate with serial ${s} in the issuance journal; nothing revoked (a sidecar's serial is on its admin port's /certs; --identity revokes all of a workload's)`, { serial: s });
+    }
+    const entry: Revocation = { serial: s, identity: issued.identity, notAfter: issued.notAfter, revokedAt: new Date(nowMs).toISOString() };
     this.#save([...this.#entries.filter((e) => e.serial !== s), entry]);
     return [entry];
   }

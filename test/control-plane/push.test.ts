@@ -257,6 +257,17 @@ test('a revoked certificate is pushed to sidecars and can no longer renew', asyn
   t.true(isWeftError(err, 'WEFT_CERT_REVOKED'), err?.message);
 });
 
+test('weft revoke --serial with a serial the CA never issued is refused, naming it; nothing is revoked', async (t) => {
+  const cp = await startControlPlane();
+  t.teardown(() => cp.cp.stop());
+  const r = await weft(['revoke', '--serial', '0badc0ffee', '--state', join(cp.dir, 'state')]);
+  t.not(r.code, 0);
+  t.regex(r.stderr, /no certificate with serial 0BADC0FFEE in the issuance journal; nothing revoked/i);
+  const web = await stub(cp, 'web');
+  t.teardown(() => web.close());
+  t.deepEqual((await web.waitFor(() => true)).body.revokedSerials, []);
+});
+
 test('the watched config file: a valid edit is pushed, an invalid one is ignored and logged', async (t) => {
   const cp = await startControlPlane();
   t.teardown(() => cp.cp.stop());
