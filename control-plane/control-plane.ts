@@ -7,10 +7,8 @@ import type { TLSSocket } from 'node:tls';
 import { WeftError } from '../errors.ts';
 import { writeFileAtomic } from '../ca/atomic-file.ts';
 import type { CertificateAuthority } from '../ca/authority.ts';
-import { generateKeyPair, privateKeyToPem } from '../ca/keys.ts';
 import { CaStore } from '../ca/store.ts';
 import { workloadId } from '../ca/spiffe-id.ts';
-import { EC_P256, x509 } from '../ca/x509.ts';
 import type { AuthContext } from './api/authenticate.ts';
 import { bootstrap, renew } from './api/identity.ts';
 import { getConfig, getStatus, postRevocation, postToken, putConfig, type OperatorDeps, type StatusReport } from './api/operator.ts';
@@ -32,11 +30,11 @@ import { SYSTEM_NAMESPACE, workloadNamespace } from './config/names.ts';
 import type { Upstream } from './snapshot/types.ts';
 import { toResources } from './snapshot/resources.ts';
 import { StateDir } from './state-dir.ts';
+import { OwnSvid } from './own-svid.ts';
 import { watchConfigFile, watchFile, type ConfigFileEvent } from './file-watch.ts';
 
 export const CONTROL_PLANE_SA = { namespace: SYSTEM_NAMESPACE, serviceAccount: 'control-plane' };
 export const OPERATOR_SA = { namespace: SYSTEM_NAMESPACE, serviceAccount: 'operator' };
-const SVID_TTL_S = 3600;
 
 export interface ControlPlaneOptions {
   readonly stateDir: string;
@@ -80,6 +78,7 @@ export class ControlPlane {
   readonly #sidecars: SidecarApi;
   readonly #auth: AuthContext & { adminToken: string };
   readonly #configPath: string | undefined;
+  readonly #ownSvid: OwnSvid;
   #configVersion: number;
   #server: http2.Http2SecureServer | null = null;
   #timers: NodeJS.Timeout[] = [];
@@ -99,6 +98,7 @@ export class ControlPlane {
     this.identity = workloadId(td, CONTROL_PLANE_SA.namespace, CONTROL_PLANE_SA.serviceAccount).uri;
     this.#tokens = new BootstrapTokens({ state, trustDomain: td, clock: this.#clock });
     this.#revocations = new Revocations(state.path('revocations.json'), this.#clock());
+    this.#ownSvid = new OwnSvid({ identity: this.identity, authority: () => this.#ca, install: (own) => this.#server?.setSecureContext({ key: own.key, cert: own.cert, ca: own.ca }), clock: this.#clock, log: this.#log });
     this.#auth = {
       trustDomain: td,
       adminToken: state.adminToken(),
@@ -204,7 +204,7 @@ export class ControlPlane {
   async stop(): Promise<void> {
     for (const t of this.#timers) clearTimeout(t);
     this.#pusher.stop();
-    if (this.#svidTimer) clearTimeout(this.#svidTimer);
+    this.#ownSvid.stop();
     for (const w of this.#watchers) w.close();
     this.#sidecars.closeAll();
     const server = this.#server;
@@ -221,15 +221,8 @@ export class ControlPlane {
   /** HTTP/1.1 connections (sidecars use HTTP/1.1: control-plane/client.ts) */
   readonly #http1 = new Set<TLSSocket>();
 
-  async #issueOwnSvid(): Promise<{ key: string; cert: string; ca: string; notAfter: number }> {
-    const keys = generateKeyPair();
-    const csr = await x509.Pkcs10CertificateRequestGenerator.create({ keys, signingAlgorithm: EC_P256 });
-    const svid = this.#ca.sign(csr.toString('pem'), this.identity, { ttlSeconds: SVID_TTL_S });
-    return { key: privateKeyToPem(keys.privateKey), cert: svid.chainPem, ca: svid.bundlePem, notAfter: svid.notAfter.getTime() };
-  }
-
   async #listen(host: string, port: number, limits: ServerLimits): Promise<void> {
-    const own = await this.#issueOwnSvid();
+    const own = await this.#ownSvid.issue();
     const operator: OperatorDeps = {
       auth: this.#auth,
       log: this.#log,
@@ -279,30 +272,8 @@ export class ControlPlane {
     this.#url = `https://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
     const info: ControlPlaneInfo = { url: this.#url, identity: this.identity, pid: process.pid };
     writeFileAtomic(this.state.path('control-plane.json'), JSON.stringify(info, null, 2) + '\n', 0o644);
-    this.#scheduleSvidRenewal(own.notAfter);
+    this.#ownSvid.schedule(own.notAfter);
     this.#log({ msg: 'control plane listening', url: this.#url, identity: this.identity, trustDomain: this.#config.mesh.trustDomain });
-  }
-
-  /** Renews the control plane's own certificate at half its life; open connections keep the old one. */
-  #scheduleSvidRenewal(notAfter: number): void {
-    const delay = Math.max(1000, (notAfter - this.#clock()) / 2);
-    if (this.#svidTimer) clearTimeout(this.#svidTimer);
-    this.#svidTimer = setTimeout(() => void this.#renewOwnSvid(), delay);
-    this.#svidTimer.unref();
-  }
-
-  #svidTimer: NodeJS.Timeout | null = null;
-
-  /** New certificate and trust bundle for the listener; open connections keep the old ones. */
-  async #renewOwnSvid(): Promise<void> {
-    try {
-      const own = await this.#issueOwnSvid();
-      this.#server?.setSecureContext({ key: own.key, cert: own.cert, ca: own.ca });
-      this.#scheduleSvidRenewal(own.notAfter);
-    } catch (err) {
-      this.#log({ msg: 'renewing the control plane certificate failed; retrying in 10s', error: (err as Error).message });
-      this.#scheduleSvidRenewal(this.#clock() + 20_000);
-    }
   }
 
   #startTimers(heartbeatTimeoutMs: number): void {
@@ -330,7 +301,7 @@ export class ControlPlane {
         this.#store = CaStore.open(this.state.path('ca'));
         this.#ca = this.#store.authority({ clock: this.#clock });
         this.#pusher.pushNow();
-        void this.#renewOwnSvid();
+        void this.#ownSvid.renew();
         this.#log({ msg: 'CA state changed; reloaded', roots: this.#store.bundle.roots.length });
       } catch (err) {
         this.#log({ msg: 'CA state changed but cannot be loaded; keeping the previous CA', error: (err as Error).message });
