@@ -40,6 +40,8 @@ export const ErrorCodes = {
   /** too many refused credentials from one address, or renewals of one certificate or from one address: wait (Retry-After) */
   WEFT_API_RATE_LIMITED: 429,
   WEFT_CP_UNREACHABLE: 503,
+  /** another control plane runs on the state dir (DIR/control-plane.lock): one writer of its tokens, journals and config */
+  WEFT_STATE_DIR_LOCKED: 409,
   // command line
   WEFT_CLI_USAGE: 400,
   /** the control plane or a sidecar cannot bind a port it was given (taken, privileged, or not this host's) */

@@ -15,7 +15,7 @@ import { randomBytes, type X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
 import { WeftError } from '../errors.ts';
 import { writeFileAtomic } from './atomic-file.ts';
-import { CertificateAuthority, checkIssuerChains } from './authority.ts';
+import { CertificateAuthority, checkIssuerChains, type IssuanceRecord } from './authority.ts';
 import { createIntermediate, createRoot, type CaCertificate } from './hierarchy.ts';
 import { IssuanceJournal } from './journal.ts';
 import { keyObjectOf, privateKeyFromPem, privateKeyToPem, type KeyPair } from './keys.ts';
@@ -74,8 +74,8 @@ export class CaStore {
     return this.authorities.find((a) => a.record === record)!;
   }
 
-  /** A CA that signs with the active intermediate and journals every issuance. */
-  authority(opts: { clock?: () => number; onIssuerExpiry?: IssuerExpiryPolicy } = {}): CertificateAuthority {
+  /** A CA that signs with the active intermediate and journals every issuance (unless `onIssue` says otherwise). */
+  authority(opts: { clock?: () => number; onIssuerExpiry?: IssuerExpiryPolicy; onIssue?: (record: IssuanceRecord) => void } = {}): CertificateAuthority {
     const active = this.active;
     return new CertificateAuthority({
       trustDomain: this.trustDomain,

@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { WeftError } from '../errors.ts';
 import { writeFileAtomic } from '../ca/atomic-file.ts';
-import type { CertificateAuthority } from '../ca/authority.ts';
+import type { CertificateAuthority, IssuanceRecord } from '../ca/authority.ts';
 import { CaStore } from '../ca/store.ts';
 import { workloadId } from '../ca/spiffe-id.ts';
 import type { AuthContext } from './api/authenticate.ts';
@@ -30,11 +30,13 @@ import { SYSTEM_NAMESPACE, workloadNamespace } from './config/names.ts';
 import type { Upstream } from './snapshot/types.ts';
 import { toResources } from './snapshot/resources.ts';
 import { StateDir } from './state-dir.ts';
+import { StateLock } from './state-lock.ts';
 import { OwnSvid } from './own-svid.ts';
 import { watchConfigFile, watchFile, type ConfigFileEvent } from './file-watch.ts';
 
 export const CONTROL_PLANE_SA = { namespace: SYSTEM_NAMESPACE, serviceAccount: 'control-plane' };
 export const OPERATOR_SA = { namespace: SYSTEM_NAMESPACE, serviceAccount: 'operator' };
+const jsonLog = (e: Record<string, unknown>) => process.stderr.write(JSON.stringify({ time: new Date().toISOString(), component: 'control-plane', ...e }) + '\n');
 
 export interface ControlPlaneOptions {
   readonly stateDir: string;
@@ -78,6 +80,7 @@ export class ControlPlane {
   readonly #sidecars: SidecarApi;
   readonly #auth: AuthContext & { adminToken: string };
   readonly #configPath: string | undefined;
+  readonly #lock: StateLock;
   readonly #ownSvid: OwnSvid;
   #configVersion: number;
   #server: http2.Http2SecureServer | null = null;
@@ -85,13 +88,14 @@ export class ControlPlane {
   #watchers: FSWatcher[] = [];
   #url = '';
 
-  private constructor(opts: ControlPlaneOptions, state: StateDir, config: MeshConfig, store: CaStore) {
+  private constructor(opts: ControlPlaneOptions, state: StateDir, config: MeshConfig, store: CaStore, lock: StateLock) {
     this.state = state;
+    this.#lock = lock;
     this.#config = config;
     this.#store = store;
     this.#clock = opts.clock ?? Date.now;
     this.#onConfigFile = opts.onConfigFile;
-    this.#log = opts.log ?? ((e) => process.stderr.write(JSON.stringify({ time: new Date().toISOString(), component: 'control-plane', ...e }) + '\n'));
+    this.#log = opts.log ?? jsonLog;
     this.#configPath = opts.configPath;
     this.#ca = store.authority({ clock: this.#clock });
     const td = config.mesh.trustDomain;
@@ -141,23 +145,36 @@ export class ControlPlane {
     });
   }
 
-  /** Loads state (creating the CA on first start), then listens. Fails whole if the config or CA is bad. */
+  /**
+   * Takes the state dir (one control plane per state dir: ./state-lock.ts), loads state (creating the CA on first
+   * start), then listens. Fails whole if the config or CA is bad or the port is taken, and then leaves the state dir
+   * as it was: what this start made is removed, and the config is saved only once it listens.
+   */
   static async start(opts: ControlPlaneOptions): Promise<ControlPlane> {
     const state = new StateDir(opts.stateDir);
-    state.ensure();
-    const [text, file] = state.readConfig(opts.configPath);
-    const config = parseMeshConfigOrThrow(text, file);
-    const caDir = state.path('ca');
-    const store = CaStore.exists(caDir) ? CaStore.open(caDir) : await CaStore.init(caDir, { trustDomain: config.mesh.trustDomain });
-    if (store.trustDomain !== config.mesh.trustDomain) {
-      throw new WeftError('WEFT_CONFIG_INVALID', `${file}: Mesh trustDomain is ${config.mesh.trustDomain} but the CA in ${caDir} is for ${store.trustDomain}; the trust domain cannot change under a running CA`);
+    const madeDir = state.ensure();
+    const lock = StateLock.acquire(state.path('control-plane.lock'), state.root, opts.log ?? jsonLog);
+    const made = state.absent(['ca', 'token.key', 'admin-token']);
+    let cp: ControlPlane | undefined;
+    try {
+      const [text, file] = state.readConfig(opts.configPath);
+      const config = parseMeshConfigOrThrow(text, file);
+      const caDir = state.path('ca');
+      const store = CaStore.exists(caDir) ? CaStore.open(caDir) : await CaStore.init(caDir, { trustDomain: config.mesh.trustDomain });
+      if (store.trustDomain !== config.mesh.trustDomain) {
+        throw new WeftError('WEFT_CONFIG_INVALID', `${file}: Mesh trustDomain is ${config.mesh.trustDomain} but the CA in ${caDir} is for ${store.trustDomain}; the trust domain cannot change under a running CA`);
+      }
+      cp = new ControlPlane(opts, state, config, store, lock);
+      await cp.#listen(opts.host ?? '127.0.0.1', opts.port ?? 15010, { idleTimeoutMs: opts.idleTimeoutMs ?? 60_000, maxConnectionsPerClient: opts.maxConnectionsPerClient ?? 256, log: cp.#log });
+      cp.#startTimers(opts.heartbeatTimeoutMs ?? 15_000);
+      cp.#watch();
+      return cp;
+    } catch (err) {
+      await cp?.stop();
+      state.remove(made, madeDir);
+      lock.release();
+      throw err;
     }
-    writeFileAtomic(state.path('config.yaml'), text, 0o600);
-    const cp = new ControlPlane(opts, state, config, store);
-    await cp.#listen(opts.host ?? '127.0.0.1', opts.port ?? 15010, { idleTimeoutMs: opts.idleTimeoutMs ?? 60_000, maxConnectionsPerClient: opts.maxConnectionsPerClient ?? 256, log: cp.#log });
-    cp.#startTimers(opts.heartbeatTimeoutMs ?? 15_000);
-    cp.#watch();
-    return cp;
   }
 
   get url(): string {
@@ -208,13 +225,15 @@ export class ControlPlane {
     for (const w of this.#watchers) w.close();
     this.#sidecars.closeAll();
     const server = this.#server;
-    if (!server) return;
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      // Sessions and connections (sidecar streams) keep a server open; close them so stop() returns promptly.
-      for (const s of this.#sessions) s.destroy();
-      for (const s of this.#http1) s.destroy();
-    });
+    if (server) {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        // Sessions and connections (sidecar streams) keep a server open; close them so stop() returns promptly.
+        for (const s of this.#sessions) s.destroy();
+        for (const s of this.#http1) s.destroy();
+      });
+    }
+    this.#lock.release();
   }
 
   readonly #sessions = new Set<http2.ServerHttp2Session>();
@@ -222,7 +241,9 @@ export class ControlPlane {
   readonly #http1 = new Set<TLSSocket>();
 
   async #listen(host: string, port: number, limits: ServerLimits): Promise<void> {
-    const own = await this.#ownSvid.issue();
+    // Journaled once listening: a start that cannot bind hands this certificate to no one.
+    const unjournaled: IssuanceRecord[] = [];
+    const own = await this.#ownSvid.issue(this.#store.authority({ clock: this.#clock, onIssue: (r) => unjournaled.push(r) }));
     const operator: OperatorDeps = {
       auth: this.#auth,
       log: this.#log,
@@ -268,6 +289,8 @@ export class ControlPlane {
       server.once('error', reject);
       server.listen(port, host, () => resolve());
     });
+    for (const r of unjournaled) this.#store.journal.append(r);
+    writeFileAtomic(this.state.path('config.yaml'), this.#config.source, 0o600);
     const addr = server.address() as AddressInfo;
     this.#url = `https://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
     const info: ControlPlaneInfo = { url: this.#url, identity: this.identity, pid: process.pid };

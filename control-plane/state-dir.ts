@@ -1,6 +1,6 @@
 // The control plane's state directory: where each piece of durable state lives, and the secrets it makes once.
 
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { WeftError } from '../errors.ts';
@@ -16,7 +16,10 @@ export const DEFAULT_STATE_DIR = process.env.WEFT_STATE_DIR ?? '.weft';
  *   config.yaml          the last config applied and accepted
  *   revocations.json     revoked serials and identities
  *   control-plane.json   where the running control plane listens (for the CLI)
+ *   control-plane.lock   who runs on this state dir: pid, start time, host (./state-lock.ts)
  */
+export type StateEntry = 'ca' | 'token.key' | 'used-tokens.jsonl' | 'admin-token' | 'config.yaml' | 'revocations.json' | 'control-plane.json' | 'control-plane.lock';
+
 export class StateDir {
   readonly root: string;
 
@@ -24,15 +27,31 @@ export class StateDir {
     this.root = resolve(root);
   }
 
-  path(name: 'ca' | 'token.key' | 'used-tokens.jsonl' | 'admin-token' | 'config.yaml' | 'revocations.json' | 'control-plane.json'): string {
+  path(name: StateEntry): string {
     return join(this.root, name);
   }
 
-  ensure(): void {
-    mkdirSync(this.root, { recursive: true, mode: 0o700 });
+  /** Makes the directory; true if it was not there. */
+  ensure(): boolean {
+    return mkdirSync(this.root, { recursive: true, mode: 0o700 }) !== undefined;
   }
 
-  /** The admin token, made on first use: 32 random bytes, base64url, mode 0600. */
+  /** Those of `names` not there yet: what a start may make, and so must remove again if it fails. */
+  absent(names: readonly StateEntry[]): StateEntry[] {
+    return names.filter((n) => !existsSync(this.path(n)));
+  }
+
+  /** Removes `names` (made by a start that failed), and the directory itself if it was `made` too and is now empty. */
+  remove(names: readonly StateEntry[], made: boolean): void {
+    for (const n of names) rmSync(this.path(n), { recursive: true, force: true });
+    if (!made) return;
+    try {
+      rmdirSync(this.root);
+    } catch {
+      // not empty: something else was put there meanwhile, and stays
+    }
+  }
+
   /** The config to start from, and its file: the one given, else the last applied (config.yaml). */
   readConfig(configPath: string | undefined): [string, string] {
     const path = configPath ?? this.path('config.yaml');
@@ -42,6 +61,7 @@ export class StateDir {
     return [readFileSync(path, 'utf8'), path];
   }
 
+  /** The admin token, made on first use: 32 random bytes, base64url, mode 0600. */
   adminToken(): string {
     return this.secret('admin-token', () => randomBytes(32).toString('base64url'));
   }

@@ -5,6 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import { WeftError } from '../../errors.ts';
 import { ConfigError, formatIssue, loadMeshConfigFile } from '../../control-plane/config/index.ts';
 import { DEFAULT_STATE_DIR } from '../../control-plane/state-dir.ts';
+import { liveHolder } from '../../control-plane/state-lock.ts';
 import { optional, parse } from '../args.ts';
 import type { Command } from '../command.ts';
 import type { Child, ChildExit } from '../up/child.ts';
@@ -66,6 +67,9 @@ function checkStateFree(stateDir: string): void {
   if (left.length) {
     throw new WeftError('WEFT_CLI_USAGE', `a weft up that was killed left ${left.length} process(es) running with the state dir ${shown(stateDir)}; stop them first: kill -- ${left.map((p) => `-${p}`).join(' ')}`, { pids: left });
   }
+  // The lock names a control plane from the moment it starts; control-plane.json only once it listens.
+  const holder = liveHolder(join(stateDir, 'control-plane.lock'));
+  if (holder) throw busy('a control plane', holder.pid);
   const cp = readRecord(join(stateDir, 'control-plane.json')).pid;
   if (isWeft(cp)) throw busy('a control plane', cp);
 }
