@@ -20,7 +20,8 @@ Runs until interrupted. On first start it creates the CA in DIR/ca for the Mesh'
 mesh.yaml and applies every valid change (an invalid one is refused whole and the last good config stays live;
 either way a line on stdout says so).
 State (CA, issuance journal, used tokens, last config, revocations, admin token) lives in DIR (default
-${DEFAULT_STATE_DIR}) and survives restarts. Logs are JSON lines on stderr.
+${DEFAULT_STATE_DIR}) and survives restarts. One control plane per DIR: while this one runs, DIR/control-plane.lock
+refuses another (weft token and weft ca beside it are fine). Logs are JSON lines on stderr.
 
   --listen HOST:PORT   default 127.0.0.1:15010; port 0 picks a free port (see DIR/control-plane.json)
   --max-connections-per-client N
