@@ -61,7 +61,7 @@ refuses another (weft token and weft ca beside it are fine). Logs are JSON lines
     try {
       cp = await ControlPlane.start({ stateDir, configPath: optional(values, 'config'), host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]), onConfigFile, maxConnectionsPerClient, keepaliveMs: keepaliveS === undefined ? undefined : keepaliveS * 1000 });
     } catch (err) {
-      throw listenError(err, { '--listen': Number(m[2]) }, `is another control plane (or weft up) running? See ${stateDir}/control-plane.json, or pass another --listen HOST:PORT`) ?? err;
+      throw listenError(err, { '--listen': Number(m[2]) }, `is a control plane with another --state (or weft up) running there? Pass another --listen HOST:PORT, or port 0 for a free one (its address is then in ${stateDir}/control-plane.json)`) ?? err;
     }
     process.stdout.write(`control plane ${cp.identity} listening on ${cp.url}\n`);
     await new Promise<void>((resolve) => {

@@ -20,7 +20,7 @@ test('weft control-plane on a taken --listen port names the address and the flag
   const state = tempDir();
   const r = await weft(['control-plane', '--config', 'examples/shop/mesh.yaml', '--state', state, '--listen', `127.0.0.1:${held.port}`]);
   t.is(r.code, 1);
-  t.regex(r.stderr, new RegExp(`^weft: cannot listen on 127\\.0\\.0\\.1:${held.port} \\(--listen\\): the address is already in use \\(EADDRINUSE\\); is another control plane \\(or weft up\\) running\\? See ${state}/control-plane\\.json, or pass another --listen HOST:PORT \\[WEFT_LISTEN_FAILED\\]$`, 'm'));
+  t.regex(r.stderr, new RegExp(`^weft: cannot listen on 127\\.0\\.0\\.1:${held.port} \\(--listen\\): the address is already in use \\(EADDRINUSE\\); is a control plane with another --state \\(or weft up\\) running there\\? Pass another --listen HOST:PORT, or port 0 for a free one \\(its address is then in ${state}/control-plane\\.json\\) \\[WEFT_LISTEN_FAILED\\]$`, 'm'));
   t.notRegex(r.stderr, /unexpected error|    at /);
 });
 
