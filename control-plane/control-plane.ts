@@ -11,7 +11,7 @@ import { CaStore } from '../ca/store.ts';
 import { workloadId } from '../ca/spiffe-id.ts';
 import type { AuthContext } from './api/authenticate.ts';
 import { bootstrap, renew } from './api/identity.ts';
-import { getConfig, getStatus, postRevocation, postToken, putConfig, type OperatorDeps, type StatusReport } from './api/operator.ts';
+import { getConfig, getStatus, postRevocation, postToken, putConfig, unknownServiceWarning, type OperatorDeps, type StatusReport } from './api/operator.ts';
 import { healthz, router } from './api/router.ts';
 import { controlPlaneServer, type ServerLimits } from './api/server.ts';
 import { FailureBudget } from './api/failure-budget.ts';
@@ -249,7 +249,11 @@ export class ControlPlane {
       log: this.#log,
       apply: (text, file) => this.apply(text, file),
       configText: () => this.#config.source,
-      issueToken: (service, namespace, ttl) => this.#tokens.issue(serviceIdentity(this.#config, service, workloadNamespace(namespace)), ttl),
+      issueToken: async (service, namespace, ttl) => {
+        const ns = workloadNamespace(namespace);
+        const t = await this.#tokens.issue(serviceIdentity(this.#config, service, ns), ttl);
+        return { ...t, warning: unknownServiceWarning(this.#config, service, ns) };
+      },
       revoke: (what) => this.#revoke(what),
       status: () => this.status(),
     };

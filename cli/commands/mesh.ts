@@ -118,7 +118,9 @@ ${CONNECT_HELP}`,
     };
     const client = operatorClient(values);
     try {
-      const t = await client.request<{ token: string; identity: string; expiresAt: string }>('POST', '/v1/tokens', body);
+      const t = await client.request<{ token: string; identity: string; expiresAt: string; warning?: string }>('POST', '/v1/tokens', body);
+      // On stderr: stdout is the token alone, for $(weft token ...).
+      if (t.warning) process.stderr.write(`weft: warning: ${t.warning}\n`);
       out.result(t, () => t.token);
     } finally {
       client.close();

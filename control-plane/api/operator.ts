@@ -5,6 +5,8 @@ import type { Revocation } from '../revocations.ts';
 import { requireOperator, type AuthContext } from './authenticate.ts';
 import { field, readBody, readJson, sendJson, type Request, type Response } from './http.ts';
 import { configTag } from './config-tag.ts';
+import type { MeshConfig } from '../config/types.ts';
+import { suggest } from '../config/suggest.ts';
 
 export interface StatusReport {
   readonly version: number;
@@ -19,7 +21,8 @@ export interface OperatorDeps {
   /** validates and applies a whole config, or throws with every issue and changes nothing */
   apply(text: string, file: string): { version: number; summary: Record<string, number>; warnings: string[] };
   configText(): string;
-  issueToken(service: string, namespace: string, ttlSeconds: number | undefined): Promise<{ token: string; identity: string; expiresAt: Date }>;
+  /** `warning` when the service is not in the live config (a token for it is still issued: its config may come later) */
+  issueToken(service: string, namespace: string, ttlSeconds: number | undefined): Promise<{ token: string; identity: string; expiresAt: Date; warning?: string }>;
   revoke(what: { serial?: string; identity?: string }): Revocation[];
   status(): StatusReport;
 }
@@ -55,7 +58,7 @@ export async function postToken(req: Request, res: Response, deps: OperatorDeps)
   const t = await deps.issueToken(field(body, 'service'), field(body, 'namespace'), ttl);
   // The token itself is a credential: log who asked and for what, never the token.
   deps.log({ msg: 'bootstrap token issued', by: who, identity: t.identity, expiresAt: t.expiresAt.toISOString() });
-  sendJson(res, 200, { token: t.token, identity: t.identity, expiresAt: t.expiresAt.toISOString() });
+  sendJson(res, 200, { token: t.token, identity: t.identity, expiresAt: t.expiresAt.toISOString(), ...(t.warning ? { warning: t.warning } : {}) });
 }
 
 export async function postRevocation(req: Request, res: Response, deps: OperatorDeps): Promise<void> {
@@ -72,4 +75,15 @@ export async function postRevocation(req: Request, res: Response, deps: Operator
 export function getStatus(req: Request, res: Response, deps: OperatorDeps): void {
   requireOperator(req, deps.auth);
   sendJson(res, 200, deps.status());
+}
+
+/**
+ * A token for a Service the live config does not have is still issued (the workload may come before its config,
+ * as a pod may before its Service), but a misspelt name would give a sidecar that starts, is ready, and that no
+ * route reaches: say so, with the closest name.
+ */
+export function unknownServiceWarning(config: MeshConfig, name: string, namespace: string): string | undefined {
+  if (config.services.some((s) => s.name === name && s.namespace === namespace)) return undefined;
+  const near = suggest(name, config.services.filter((s) => s.namespace === namespace).map((s) => s.name));
+  return `no Service ${name} in namespace ${namespace} in the live config${near ? `; did you mean ${near}?` : ''} (the token is issued: a sidecar using it serves only once a Service ${name} is applied)`;
 }
