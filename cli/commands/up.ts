@@ -180,6 +180,8 @@ Example: weft up examples/shop/mesh.yaml        (npm start)`,
           // gone already
         }
       }
+      rmSync(record, { force: true });
+      progress(`killed the control plane, the sidecars and the apps at once (SIGKILL); the state (and its CA) stays in ${shown(stateDir)}`);
       process.exit(1);
     };
     for (const s of SIGNALS) process.once(s, force);

@@ -307,3 +307,26 @@ test.serial('after a weft up is killed outright, the next one names the processe
   await waitFor('the leftovers to stop', () => tree.filter(alive).length === 0 || undefined, 15_000);
   t.deepEqual(tree.filter(alive), []);
 });
+
+test.serial('a second Ctrl-C while stopping kills everything at once, says so, and leaves no up.json', async (t) => {
+  const fourth = startUp(['--state', state, '--base-port', String(base), '--json']);
+  t.teardown(() => stopQuietly(fourth));
+  await waitFor('the JSON summary', () => {
+    if (fourth.child.exitCode !== null) throw new Error(`weft up exited ${fourth.child.exitCode}: ${fourth.stderr()}`);
+    try {
+      return JSON.parse(fourth.stdout()) as Recorded;
+    } catch {
+      return undefined;
+    }
+  }, 30_000, 50);
+  t.true(existsSync(join(state, 'up.json')));
+  const tree = descendants(fourth.child.pid!);
+  fourth.child.kill('SIGINT');
+  await waitFor('the first Ctrl-C to be taken', () => fourth.stderr().includes('Ctrl-C again to kill everything at once') || undefined, 5_000, 20);
+  fourth.child.kill('SIGINT');
+  t.is(await fourth.exited, 1);
+  t.regex(fourth.stderr(), /weft up: killed the control plane, the sidecars and the apps at once \(SIGKILL\); the state \(and its CA\) stays in /);
+  t.false(existsSync(join(state, 'up.json')));
+  await waitFor('every child to be gone', () => tree.filter(alive).length === 0 || undefined, 3_000);
+  t.deepEqual(tree.filter(alive), []);
+});
