@@ -67,6 +67,18 @@ async function get(url: string, headers: Record<string, string> = {}): Promise<{
   return { status: res.status, body: await res.text() };
 }
 
+/** The summary a `weft up --json` prints once the mesh is up. */
+function jsonSummary(u: Up): Promise<Recorded> {
+  return waitFor('the JSON summary', () => {
+    if (u.child.exitCode !== null) throw new Error(`weft up exited ${u.child.exitCode}: ${u.stderr()}`);
+    try {
+      return JSON.parse(u.stdout()) as Recorded;
+    } catch {
+      return undefined;
+    }
+  }, 30_000, 50);
+}
+
 let state: string;
 let base: number;
 let up: Up;
@@ -252,14 +264,7 @@ test.serial('a second up on the same state reuses the CA, moves off a taken port
 
   const again = startUp(['--state', state, '--base-port', String(base), '--json']);
   t.teardown(() => stopQuietly(again));
-  const summary = await waitFor('the JSON summary', () => {
-    if (again.child.exitCode !== null) throw new Error(`weft up exited ${again.child.exitCode}: ${again.stderr()}`);
-    try {
-      return JSON.parse(again.stdout()) as Recorded;
-    } catch {
-      return undefined;
-    }
-  }, 30_000, 50);
+  const summary = await jsonSummary(again);
   t.is(readFileSync(join(state, 'ca', 'bundle.pem'), 'utf8'), bundle);
   t.is(readFileSync(join(state, 'ca', 'ca.json'), 'utf8'), caJson);
   t.true(summary.notes.some((n) => n.startsWith('the config applied last time (weft apply or weft canary;') && n.includes(`differs from ${EXAMPLE}: weft up starts from ${EXAMPLE}`)), JSON.stringify(summary.notes));
@@ -283,14 +288,7 @@ test.serial('a second up on the same state reuses the CA, moves off a taken port
 test.serial('after a weft up is killed outright, the next one names the processes it left and how to stop them', async (t) => {
   const third = startUp(['--state', state, '--base-port', String(base), '--json']);
   t.teardown(() => stopQuietly(third));
-  const summary = await waitFor('the JSON summary', () => {
-    if (third.child.exitCode !== null) throw new Error(`weft up exited ${third.child.exitCode}: ${third.stderr()}`);
-    try {
-      return JSON.parse(third.stdout()) as Recorded;
-    } catch {
-      return undefined;
-    }
-  }, 30_000, 50);
+  const summary = await jsonSummary(third);
   const tree = descendants(third.child.pid!);
   t.teardown(() => tree.forEach((pid) => alive(pid) && process.kill(pid, 'SIGKILL')));
   third.child.kill('SIGKILL');
@@ -311,14 +309,7 @@ test.serial('after a weft up is killed outright, the next one names the processe
 test.serial('a second Ctrl-C while stopping kills everything at once, says so, and leaves no up.json', async (t) => {
   const fourth = startUp(['--state', state, '--base-port', String(base), '--json']);
   t.teardown(() => stopQuietly(fourth));
-  await waitFor('the JSON summary', () => {
-    if (fourth.child.exitCode !== null) throw new Error(`weft up exited ${fourth.child.exitCode}: ${fourth.stderr()}`);
-    try {
-      return JSON.parse(fourth.stdout()) as Recorded;
-    } catch {
-      return undefined;
-    }
-  }, 30_000, 50);
+  await jsonSummary(fourth);
   t.true(existsSync(join(state, 'up.json')));
   const tree = descendants(fourth.child.pid!);
   fourth.child.kill('SIGINT');
