@@ -211,6 +211,7 @@ export class MeshObserver implements Observer {
     return {
       exported: (n: number) => m.spansExported(n),
       dropped: (reason: 'queue_full' | 'export_failed', n: number) => m.spansDropped(reason, n),
+      unconfirmed: (n: number) => m.spansUnconfirmed(n),
       health: (error: Error | null) =>
         log(error ? { msg: 'trace export failing; spans are dropped and counted in weft_trace_spans_dropped_total', error: error.message } : { msg: 'trace export working again' }),
     };

@@ -63,6 +63,7 @@ export class MeshMetrics {
   readonly #denials: Counter<'policy' | 'rule'>;
   readonly #spansExported: Counter;
   readonly #spansDropped: Counter<'reason'>;
+  readonly #spansUnconfirmed: Counter;
   /** the endpoints whose breaker state is reported, by "service|endpoint" */
   readonly #breakers = new Map<string, { service: string; endpoint: string }>();
 
@@ -91,6 +92,7 @@ export class MeshMetrics {
     this.#spansDropped = new Counter({ name: 'weft_trace_spans_dropped_total', help: 'Spans lost: the export queue was full (collector slow or down), or the collector refused or never answered an export.', labelNames: ['reason'], registry });
     // Both reasons exist from the start, so `rate(weft_trace_spans_dropped_total[5m])` is 0, not empty.
     for (const reason of ['queue_full', 'export_failed']) this.#spansDropped.inc({ reason }, 0);
+    this.#spansUnconfirmed = new Counter({ name: 'weft_trace_spans_unconfirmed_total', help: 'Spans of exports the trace collector received and did not answer in time: it may or may not have kept them.', registry });
     new Gauge({
       name: 'weft_ready',
       help: 'Whether the sidecar is ready (certificate and config in hand, listeners up).',
@@ -206,5 +208,9 @@ export class MeshMetrics {
 
   spansDropped(reason: 'queue_full' | 'export_failed', n: number): void {
     this.#spansDropped.inc({ reason }, n);
+  }
+
+  spansUnconfirmed(n: number): void {
+    this.#spansUnconfirmed.inc(undefined, n);
   }
 }

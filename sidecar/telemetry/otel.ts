@@ -16,6 +16,9 @@ export async function loadOtel() {
     resources: require('@opentelemetry/resources') as typeof import('@opentelemetry/resources'),
     exporter: require('@opentelemetry/exporter-trace-otlp-proto') as typeof import('@opentelemetry/exporter-trace-otlp-proto'),
     b3: require('@opentelemetry/propagator-b3') as typeof import('@opentelemetry/propagator-b3'),
+    // For the exporter's agent; required when used (an ES import of node:http would run its lazy getters).
+    http: () => require('node:http') as typeof import('node:http'),
+    https: () => require('node:https') as typeof import('node:https'),
   };
 }
 

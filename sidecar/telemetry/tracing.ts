@@ -6,6 +6,7 @@
 import type { Attributes, Span, Tracer } from '@opentelemetry/api';
 import type { TracerProvider } from '@opentelemetry/sdk-trace';
 import type { RequestEnd, RequestFacts, RequestStart } from './observer.ts';
+import { exportConnection } from './export-agent.ts';
 import { loadOtel, type Otel } from './otel.ts';
 import { AccountedBatchProcessor, type SpanAccount } from './span-queue.ts';
 import { TraceContextCodec } from './trace-context.ts';
@@ -31,9 +32,16 @@ export interface TraceSpan {
   end(facts: RequestFacts, outcome: RequestEnd): void;
 }
 
-/** Bounds of the export queue: at most this many spans wait in memory; a batch leaves every second. */
-const QUEUE = { maxQueueSize: 2048, maxExportBatchSize: 512, scheduledDelayMillis: 1000, exportTimeoutMillis: 10_000 };
-/** One export attempt (with the exporter's own retries) gives up after this long. */
+/**
+ * Bounds of the export queue: at most 2048 spans wait in memory, and one batch of at most 512 is in flight; a batch
+ * leaves every second. An export still running after 8 s has its connection destroyed (span-queue.ts), before the
+ * batch processor's own 10 s would let it start another beside it.
+ */
+const QUEUE = { maxQueueSize: 2048, maxExportBatchSize: 512, scheduledDelayMillis: 1000, exportTimeoutMillis: 10_000, abortAfterMillis: 8000 };
+/**
+ * One export, with the exporter's own retries (on a refused connection, a timeout, 429/502/503/504), starts no
+ * new attempt after this long, and each attempt times out within it.
+ */
 const EXPORT_TIMEOUT_MS = 5000;
 
 /** Attributes known when a request arrives. */
@@ -105,11 +113,15 @@ export class Tracing {
 
   private constructor(otel: Otel, settings: TracingSettings, opts: TracingOptions) {
     this.#otel = otel;
-    const exporter = new otel.exporter.OTLPTraceExporter({ url: settings.endpoint, timeoutMillis: EXPORT_TIMEOUT_MS, concurrencyLimit: 2, httpAgentOptions: { keepAlive: true, maxSockets: 2 } });
+    // One export at a time (span-queue.ts sees to it), on one connection of ours, so that a late export can be cut
+    // off. The exporter's own limit is 2, not 1: it lets go of an export a microtask after reporting it, and the
+    // batch processor may start the next in between; at 1 that batch would be refused unsent.
+    const connection = exportConnection(otel);
+    const exporter = new otel.exporter.OTLPTraceExporter({ url: settings.endpoint, timeoutMillis: EXPORT_TIMEOUT_MS, concurrencyLimit: 2, httpAgentOptions: connection.factory });
     this.#provider = new otel.sdk.TracerProvider({
       resource: otel.resources.resourceFromAttributes(opts.resource),
       sampler: new otel.sdk.ParentBasedSampler({ root: new otel.sdk.TraceIdRatioBasedSampler(settings.sampling) }),
-      spanProcessors: [new AccountedBatchProcessor(otel, exporter, QUEUE, opts.account)],
+      spanProcessors: [new AccountedBatchProcessor(otel, exporter, QUEUE, opts.account, connection)],
       spanLimits: { attributeValueLengthLimit: 1024, attributeCountLimit: 64 },
     });
     this.#tracer = this.#provider.getTracer('weft-sidecar');

@@ -291,7 +291,8 @@ test.serial('a collector that is down or stuck fails no request and adds no late
   t.true(whileStuck.median <= baseline.median * 2 + 15, `median ${whileStuck.median.toFixed(1)} ms with the collector stuck vs ${baseline.median.toFixed(1)} ms`);
   t.true(whileStuck.max < 1000, `slowest ${whileStuck.max.toFixed(0)} ms`);
   await waitFor('an export to reach the stuck collector', () => stuck.exports() > 0 || undefined, 10_000);
-  // The stuck export times out (5 s) and its spans are counted as lost.
-  await waitFor('the stuck export to be given up', async () => ((await metric(web, /^weft_trace_spans_dropped_total\{reason="export_failed"\} (\d+)/m)) > failed ? true : undefined), 15_000);
+  // The stuck export times out (5 s) and its spans are counted: as unconfirmed, since the collector read them and
+  // may have kept them (export-bound.test.ts has the whole accounting).
+  await waitFor('the stuck export to be given up', async () => ((await metric(web, /^weft_trace_spans_unconfirmed_total (\d+)/m)) > 0 ? true : undefined), 15_000);
   t.pass();
 });
