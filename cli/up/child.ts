@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 /**
  * The CLI as users run it: bin/weft starts a sidecar under the pinned Node with the flags its memory depends on
  * (4 MB semi-spaces, gc exposed for the idle collection, two malloc arenas). Run as `node cli/weft.ts`, the
- * shop's sidecars went from 65 to 219 MB of RSS under curl traffic and stayed there idle, tracing or not.
+ * shop's catalog-v1 sidecar went from 67 to 219 MB of RSS under curl traffic and stayed there idle, tracing or not.
  */
 export const WEFT_BIN = fileURLToPath(new URL('../../bin/weft', import.meta.url));
 
