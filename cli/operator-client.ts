@@ -50,6 +50,7 @@ export function operatorClient(values: Parsed['values']): ControlPlaneClient {
   return new ControlPlaneClient({
     url,
     ca,
+    caSource: optional(values, 'ca') ? `--ca ${caFile}` : caFile,
     serverIdentity: info.identity ?? identityFromBundle(ca, caFile),
     cert: certFile && read('cert', certFile),
     key: keyFile && read('key', keyFile),

@@ -50,6 +50,8 @@ export interface ClientOptions {
   readonly adminToken?: string;
   /** how long a call may go without a byte from the control plane; default CALL_TIMEOUT_MS */
   readonly callTimeoutMs?: number;
+  /** where `ca` came from (a flag and file), named when the control plane's certificate does not chain to it */
+  readonly caSource?: string;
 }
 
 export class ControlPlaneClient {
@@ -117,7 +119,7 @@ export class ControlPlaneClient {
       const req = https.request(this.#options(method, path, payload === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(payload)) }, 'calls'), resolve);
       req.on('error', (err: Error & { code?: string }) => {
         if (!retried && req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) resolve(this.#send(method, path, headers, payload, true));
-        else reject(unreachable(this.#o.url, err));
+        else reject(unreachable(this.#o, err));
       });
       this.#answerWithin(req);
       req.end(payload);
@@ -143,7 +145,7 @@ export class ControlPlaneClient {
     return new Promise((resolve, reject) => {
       const headers: Record<string, string> = duplex ? { 'content-type': NDJSON } : { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(registration)) };
       const req = https.request(this.#options('POST', path, headers, 'stream'), (res) => resolve({ req, res }));
-      req.on('error', (err) => reject(unreachable(this.#o.url, err)));
+      req.on('error', (err) => reject(unreachable(this.#o, err)));
       this.#answerWithin(req);
       if (duplex) req.write(registration + '\n');
       else req.end(registration);
@@ -159,7 +161,7 @@ export class ControlPlaneClient {
     const text = await new Promise<string>((resolve, reject) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('error', (err) => reject(unreachable(this.#o.url, err)));
+      res.on('error', (err) => reject(unreachable(this.#o, err)));
       res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     });
     const status = res.statusCode ?? 0;
@@ -225,8 +227,14 @@ export class ControlPlaneClient {
   }
 }
 
-function unreachable(url: string, err: Error): WeftError {
-  return new WeftError('WEFT_CP_UNREACHABLE', `cannot reach the control plane at ${url}: ${err.message}`, { url }, { cause: err });
+/** OpenSSL's codes for a server certificate that does not chain to the roots given. */
+const NOT_OUR_ROOTS = new Set(['UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_GET_ISSUER_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'CERT_SIGNATURE_FAILURE', 'CERT_UNTRUSTED']);
+
+function unreachable(o: ClientOptions, err: Error & { code?: string }): WeftError {
+  const why = err.code !== undefined && NOT_OUR_ROOTS.has(err.code)
+    ? `its certificate does not chain to the trust bundle${o.caSource ? ` ${o.caSource}` : ''} (${err.message}): is that this mesh's bundle?`
+    : err.message;
+  return new WeftError('WEFT_CP_UNREACHABLE', `cannot reach the control plane at ${o.url}: ${why}`, { url: o.url }, { cause: err });
 }
 
 /** The server's error, with its Retry-After (whole seconds) as `details.retryAfterSeconds` when it sent one. */

@@ -29,7 +29,7 @@ export interface UpstreamPort {
 }
 
 export interface SidecarOptions {
-  readonly controlPlane: { readonly url: string; readonly ca: string; readonly serverIdentity: string };
+  readonly controlPlane: { readonly url: string; readonly ca: string; readonly caSource?: string; readonly serverIdentity: string };
   readonly token: string;
   readonly service: string;
   readonly namespace: string;

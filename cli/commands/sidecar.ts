@@ -151,7 +151,7 @@ default spiffe://<the trust bundle's trust domain>/ns/weft-system/sa/control-pla
     const log = batchedLog(get('service'));
 
     const sc = new Sidecar({
-      controlPlane: { url: need('control-plane'), ca, serverIdentity },
+      controlPlane: { url: need('control-plane'), ca, caSource: `--trust-bundle ${bundleFile}`, serverIdentity },
       token,
       service: need('service'),
       namespace: need('namespace'),
