@@ -121,20 +121,21 @@ export class ControlPlaneClient {
         if (!retried && req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) resolve(this.#send(method, path, headers, payload, true));
         else reject(unreachable(this.#o, err));
       });
-      this.#answerWithin(req);
+      this.#answerWithin(req, false);
       req.end(payload);
     });
   }
 
   /**
-   * A call unanswered for CALL_TIMEOUT_MS fails as unreachable rather than waiting for ever: calls queue for two
-   * connections, and one control plane that stopped answering must not hold every later call. (The stream's
-   * request too, until its head arrives; then its keepalives are watched instead.)
+   * A call that goes CALL_TIMEOUT_MS without a byte from the control plane (before its head or within its body)
+   * fails as unreachable rather than waiting for ever: calls queue for two connections, and one control plane
+   * that stopped answering must not hold every later call. The stream's request too, but only until its head
+   * arrives; then its keepalives are watched instead (stream()).
    */
-  #answerWithin(req: ClientRequest): void {
+  #answerWithin(req: ClientRequest, untilHead: boolean): void {
     const timeoutMs = this.#o.callTimeoutMs ?? CALL_TIMEOUT_MS;
     req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer in ${timeoutMs / 1000} s`)));
-    req.once('response', () => req.setTimeout(0));
+    if (untilHead) req.once('response', () => req.setTimeout(0));
   }
 
   /**
@@ -146,7 +147,7 @@ export class ControlPlaneClient {
       const headers: Record<string, string> = duplex ? { 'content-type': NDJSON } : { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(registration)) };
       const req = https.request(this.#options('POST', path, headers, 'stream'), (res) => resolve({ req, res }));
       req.on('error', (err) => reject(unreachable(this.#o, err)));
-      this.#answerWithin(req);
+      this.#answerWithin(req, true);
       if (duplex) req.write(registration + '\n');
       else req.end(registration);
     });
