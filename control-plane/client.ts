@@ -134,8 +134,17 @@ export class ControlPlaneClient {
    */
   #answerWithin(req: ClientRequest, untilHead: boolean): void {
     const timeoutMs = this.#o.callTimeoutMs ?? CALL_TIMEOUT_MS;
-    req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer in ${timeoutMs / 1000} s`)));
-    if (untilHead) req.once('response', () => req.setTimeout(0));
+    let res: IncomingMessage | undefined;
+    req.setTimeout(timeoutMs, () => {
+      // Within the body, the reader sees the response's error, not the request's ("aborted" alone says nothing).
+      const err = new Error(`no answer in ${timeoutMs / 1000} s`);
+      res?.destroy(err);
+      req.destroy(err);
+    });
+    req.once('response', (r: IncomingMessage) => {
+      res = r;
+      if (untilHead) req.setTimeout(0);
+    });
   }
 
   /**
