@@ -64,7 +64,7 @@ interface ProxyCost {
   /** CPU time per request during the wrk run, µs */
   readonly cpuUsPerRequest: number;
   /** medians over the rounds, during the hey run: see RoundFigures.atRate */
-  readonly atRate: { readonly cpuUs: number; readonly waitUs: number; readonly preempted: number };
+  readonly atRate: { readonly cpuUs: number; readonly waitUs: number; readonly preempted: number; readonly wakeups: number };
   readonly rssIdleMb: number;
   /** VmHWM after the wrk run: the peak since start, so under load unless start-up was higher (see rssIdlePeakMb) */
   readonly rssLoadMb: number;
@@ -98,8 +98,8 @@ interface RoundFigures {
   readonly p99Ms: number;
   /** client side, server side */
   readonly cpuUsPerRequest: readonly number[];
-  /** during the hey run, per request, each proxy's main thread: CPU µs, µs runnable but waiting, times preempted */
-  readonly atRate: readonly { cpuUs: number; waitUs: number; preempted: number }[];
+  /** during the hey run, per request, each proxy's main thread: CPU µs, µs runnable but waiting, times preempted, times woken */
+  readonly atRate: readonly { cpuUs: number; waitUs: number; preempted: number; wakeups: number }[];
   readonly foreignCpuPercent: number;
 }
 
@@ -136,7 +136,7 @@ async function loadRound(running: Running, procs: readonly Child[], allPids: rea
   const h = await hey(children, paths.hey, running.target, { rate: RATE, workers: HEY_WORKERS, seconds: SECONDS });
   const atRate = procs.map((p, i) => {
     const [a, b] = [sched[i]!, mainThreadSched(p.pid)];
-    return { cpuUs: r2((b.cpuNs - a.cpuNs) / h.requests / 1e3), waitUs: r2((b.waitNs - a.waitNs) / h.requests / 1e3), preempted: r2((b.preempted - a.preempted) / h.requests) };
+    return { cpuUs: r2((b.cpuNs - a.cpuNs) / h.requests / 1e3), waitUs: r2((b.waitNs - a.waitNs) / h.requests / 1e3), preempted: r2((b.preempted - a.preempted) / h.requests), wakeups: r2((b.slept - a.slept) / h.requests) };
   });
   return { w, h, sampled, cpuUsPerRequest, atRate, foreign: Math.max(foreignWrk, foreign.stop()) };
 }
@@ -173,7 +173,7 @@ function summarize(running: Running, idle: readonly Rss[], rounds: readonly { ro
   const typical = rounds[figures.findIndex((f) => f.rps === rps)]?.round ?? rounds[0]!.round;
   const cost = procs.map((p, i): ProxyCost => ({
     cpuUsPerRequest: r2(median(figures.map((f) => f.cpuUsPerRequest[i]!))),
-    atRate: { cpuUs: r2(median(figures.map((f) => f.atRate[i]!.cpuUs))), waitUs: r2(median(figures.map((f) => f.atRate[i]!.waitUs))), preempted: r2(median(figures.map((f) => f.atRate[i]!.preempted))) },
+    atRate: { cpuUs: r2(median(figures.map((f) => f.atRate[i]!.cpuUs))), waitUs: r2(median(figures.map((f) => f.atRate[i]!.waitUs))), preempted: r2(median(figures.map((f) => f.atRate[i]!.preempted))), wakeups: r2(median(figures.map((f) => f.atRate[i]!.wakeups))) },
     rssIdleMb: idle[i]!.rssMb,
     rssIdlePeakMb: idle[i]!.peakMb,
     rssLoadMb: rss(p.pid).peakMb,
@@ -196,7 +196,7 @@ function summarize(running: Running, idle: readonly Rss[], rounds: readonly { ro
 
 function row(label: string, m: Measured): string {
   const server = m.server ? `  ${m.server.rssIdleMb} / ${m.server.rssLoadMb} MB, ${m.client!.cpuUsPerRequest} + ${m.server.cpuUsPerRequest} µs CPU/req` : '';
-  const atRate = m.server ? `\n${' '.repeat(22)}at ${RATE} rps, per request, client + server: CPU ${m.client!.atRate.cpuUs} + ${m.server.atRate.cpuUs} µs, waiting for a CPU ${m.client!.atRate.waitUs} + ${m.server.atRate.waitUs} µs, preempted ${m.client!.atRate.preempted} + ${m.server.atRate.preempted} times` : '';
+  const atRate = m.server ? `\n${' '.repeat(22)}at ${RATE} rps, per request, client + server: CPU ${m.client!.atRate.cpuUs} + ${m.server.atRate.cpuUs} µs, waiting for a CPU ${m.client!.atRate.waitUs} + ${m.server.atRate.waitUs} µs, preempted ${m.client!.atRate.preempted} + ${m.server.atRate.preempted} times, woken ${m.client!.atRate.wakeups} + ${m.server.atRate.wakeups} times` : '';
   return `${label.padEnd(20)} ${String(m.rps).padStart(7)} rps   p50 ${m.p50Ms.toFixed(2)} ms  p99 ${m.p99Ms.toFixed(2)} ms  (at ${Math.round(m.hey.rps)} rps)${server}${m.foreignCpuPercent > 2 ? `  [others used ${m.foreignCpuPercent}% CPU]` : ''}${atRate}`;
 }
 

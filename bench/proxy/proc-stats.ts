@@ -98,10 +98,12 @@ export function watchForeignCpu(pids: readonly number[]): { stop(): number } {
 
 /**
  * What the scheduler did with a process's main thread so far: CPU time and time spent runnable but waiting for a
- * CPU (/proc/PID/schedstat, ns), and how often it was preempted (nonvoluntary_ctxt_switches in /proc/PID/status).
+ * CPU (/proc/PID/schedstat, ns), how often it was preempted (nonvoluntary_ctxt_switches in /proc/PID/status), and
+ * how often it went to sleep waiting for work (voluntary_ctxt_switches): each of those is a wake-up.
  */
-export function mainThreadSched(pid: number): { cpuNs: number; waitNs: number; preempted: number } {
+export function mainThreadSched(pid: number): { cpuNs: number; waitNs: number; preempted: number; slept: number } {
   const [cpu, wait] = readFileSync(`/proc/${pid}/schedstat`, 'utf8').trim().split(' ').map(Number);
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return { cpuNs: cpu!, waitNs: wait!, preempted: Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? NaN) };
+  const count = (name: string) => Number(new RegExp(`^${name}_ctxt_switches:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? NaN);
+  return { cpuNs: cpu!, waitNs: wait!, preempted: count('nonvoluntary'), slept: count('voluntary') };
 }
