@@ -1,11 +1,11 @@
-// The sidecar's Prometheus metrics: one registry per sidecar (./prometheus.ts), scraped on the
+// The sidecar's Prometheus metrics: one registry per sidecar (../../prometheus.ts), scraped on the
 // admin port's /metrics.
 //
 // Label values come only from config and verified identities (service keys, subset names, endpoint addresses,
 // SPIFFE IDs from certificates, policy names, status codes), never from a request's path or headers, so the
 // number of series is bounded by the size of the mesh, not by its traffic.
 
-import { Counter, Gauge, Histogram, Registry, type CounterChild, type GaugeChild, type HistogramChild } from './prometheus.ts';
+import { Counter, Gauge, Histogram, Registry, type CounterChild, type GaugeChild, type HistogramChild } from '../../prometheus.ts';
 import type { BreakerState, Direction } from './observer.ts';
 
 /** What the sidecar itself reports: read at scrape time. */

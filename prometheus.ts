@@ -1,4 +1,5 @@
-// Counters, gauges and histograms in the Prometheus text exposition format (version 0.0.4), for the sidecar.
+// Counters, gauges and histograms in the Prometheus text exposition format (version 0.0.4), for the sidecar's
+// admin port and the control plane: at the root, beside errors.ts, because both import it.
 //
 // The sidecar used prom-client, which with its dependencies (OpenTelemetry's API for exemplars, the cluster
 // and perf_hooks modules) cost about 10 MB of RSS in every sidecar, and hashed a label object on every

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { Counter, Gauge, Histogram, Registry } from '../../../sidecar/telemetry/prometheus.ts';
+import { Counter, Gauge, Histogram, Registry } from '../prometheus.ts';
 
 test('counters and gauges: HELP and TYPE, label values escaped, an unlabelled series at 0 from the start', (t) => {
   const registry = new Registry();
