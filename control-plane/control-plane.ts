@@ -22,13 +22,12 @@ import { loadMeshConfig, parseMeshConfigOrThrow } from './config/load.ts';
 import { ConfigError, formatIssue } from './config/issues.ts';
 import type { MeshConfig } from './config/types.ts';
 import { BootstrapTokens } from './identity/tokens.ts';
-import { built, SnapshotPusher, type BuiltResource } from './push/pusher.ts';
+import { SnapshotPusher } from './push/pusher.ts';
+import { pushBuilder } from './push/build.ts';
 import { describeSidecar, Registry } from './registry.ts';
 import { Revocations } from './revocations.ts';
-import { buildSnapshot, buildUpstreams, serviceIdentity, type SnapshotInputs } from './snapshot/build.ts';
+import { serviceIdentity } from './snapshot/build.ts';
 import { SYSTEM_NAMESPACE, workloadNamespace } from './config/names.ts';
-import type { Upstream } from './snapshot/types.ts';
-import { toResources } from './snapshot/resources.ts';
 import { StateDir } from './state-dir.ts';
 import { StateLock } from './state-lock.ts';
 import { OwnSvid } from './own-svid.ts';
@@ -110,27 +109,15 @@ export class ControlPlane {
       isRevoked: (serial) => this.#revocations.has(serial),
       now: () => this.#clock(),
     };
-    // Per push: each namespace's upstream list is built once and each shared resource serialised once.
-    let memo = { version: -1, upstreams: new Map<string, readonly Upstream[]>(), json: new WeakMap<object, BuiltResource>() };
     this.#pusher = new SnapshotPusher({
       // Versions start from the clock so they keep increasing across restarts.
       initialVersion: this.#clock(),
-      build: (key, version) => {
-        if (memo.version !== version) memo = { version, upstreams: new Map(), json: new WeakMap() };
-        const [name, namespace] = key.split('.') as [string, string];
-        const inputs: SnapshotInputs = {
-          config: this.#config,
-          endpoints: (s, ns) => this.#registry.endpoints(s, ns),
-          trustBundle: this.#store.bundle.toPem(),
-          revokedSerials: [...this.#revocations.serials],
-          upstreams: (ns) => {
-            let list = memo.upstreams.get(ns);
-            if (!list) memo.upstreams.set(ns, (list = buildUpstreams(inputs, ns)));
-            return list;
-          },
-        };
-        return built(toResources(buildSnapshot(inputs, name, namespace)), memo.json);
-      },
+      build: pushBuilder({
+        config: () => this.#config,
+        endpoints: (s, ns) => this.#registry.endpoints(s, ns),
+        trustBundle: () => this.#store.bundle.toPem(),
+        revokedSerials: () => [...this.#revocations.serials],
+      }),
     });
     this.#configVersion = this.#pusher.version;
     this.#registry = new Registry({ onEndpointsChange: () => this.#pusher.schedule() });
