@@ -5,7 +5,6 @@ import { parseCertificates } from '../../ca/pem.ts';
 import { workloadId } from '../../ca/spiffe-id.ts';
 import { spiffeIdOfCertificate } from '../../ca/svid.ts';
 import { startApp } from '../../sidecar/app-process.ts';
-import { MAX_SLICE_US, MIN_SLICE_US, parseSlice, requestSlice } from '../../sidecar/sched-slice.ts';
 import { Sidecar, type UpstreamPort } from '../../sidecar/sidecar.ts';
 import { isoTime } from '../../sidecar/clock.ts';
 import { parse, parseDuration } from '../args.ts';
@@ -38,8 +37,6 @@ const FLAGS = {
   // Rotation drills: renew this often instead of at half-life.
   'renew-every': ['WEFT_RENEW_EVERY', ''],
   'policy-header': ['WEFT_POLICY_HEADER', 'on'],
-  // The event loop's CPU time slice (sidecar/sched-slice.ts).
-  'sched-slice': ['WEFT_SCHED_SLICE', '100us'],
 } as const;
 
 type Flag = keyof typeof FLAGS;
@@ -118,9 +115,7 @@ WEFT_ADMIN_PORT, WEFT_UPSTREAMS, WEFT_DRAIN (and *_HOST for each address). Logs 
 --renew-every 30s (WEFT_RENEW_EVERY) renews the certificate that often instead of at half-life (rotation drills).
 --drain 5s (WEFT_DRAIN): how long in-flight requests may finish on SIGTERM before the rest are closed.
 --control-plane-identity ID (WEFT_CONTROL_PLANE_IDENTITY): the SPIFFE ID the control plane must present; by
-default spiffe://<the trust bundle's trust domain>/ns/weft-system/sa/control-plane.
---sched-slice 100us (WEFT_SCHED_SLICE): the CPU time slice the sidecar's event loop asks Linux (6.12+) for, so
-that it runs soon after it wakes; no priority or CPU share changes. 100us-100ms, or off for the kernel's default.`,
+default spiffe://<the trust bundle's trust domain>/ns/weft-system/sa/control-plane.`,
   async run(argv) {
     const split = argv.indexOf('--');
     const own = split === -1 ? argv : argv.slice(0, split);
@@ -141,9 +136,6 @@ that it runs soon after it wakes; no priority or CPU share changes. 100us-100ms,
     const missing: string[] = (['control-plane', 'trust-bundle', 'service', 'app-port'] as const).filter((f) => !get(f)).map((f) => `--${f} (or ${FLAGS[f][0]})`);
     if (!get('token') && !get('token-file')) missing.splice(2, 0, `--token or --token-file (or ${FLAGS.token[0]} / ${FLAGS['token-file'][0]})`);
     if (missing.length) throw new WeftError('WEFT_CLI_USAGE', `missing ${missing.join(', ')}; see 'weft sidecar --help'`);
-    const sliceText = need('sched-slice');
-    const sliceUs = parseSlice(sliceText);
-    if (sliceUs === undefined) throw new WeftError('WEFT_CLI_USAGE', `--sched-slice ${JSON.stringify(sliceText)} must be off or a time from ${MIN_SLICE_US}us to ${MAX_SLICE_US / 1000}ms (like 100us, 0.5ms)`, { flag: 'sched-slice' });
     const bundleFile = need('trust-bundle');
     let ca: string;
     try {
@@ -157,11 +149,6 @@ that it runs soon after it wakes; no priority or CPU share changes. 100us-100ms,
     const token = tokenFile ? readFileSync(tokenFile, 'utf8').trim() : need('token');
     const upstreams: UpstreamPort[] = pairs('upstream', get('upstream') ?? '').map(([service, p]) => ({ service, port: port('upstream', p) }));
     const log = batchedLog(get('service'));
-    if (sliceUs > 0) {
-      void requestSlice(sliceUs).then((r) =>
-        log('sliceUs' in r ? { msg: 'event loop runs with a short CPU time slice', sliceUs: r.sliceUs } : { msg: "could not ask for a short CPU time slice; the kernel's default applies", reason: r.unavailable }),
-      );
-    }
 
     const sc = new Sidecar({
       controlPlane: { url: need('control-plane'), ca, caSource: `--trust-bundle ${bundleFile}`, serverIdentity },
