@@ -95,6 +95,11 @@ abstract class Family<L extends string, C> implements Metric {
     this.children.delete(this.key(values));
   }
 
+  /** Removes every child: for a gauge whose series are recomputed at scrape time, so that gone ones go. */
+  clear(): void {
+    this.children.clear();
+  }
+
   /** called before rendering, to fill in values read at scrape time */
   protected collect(): void {}
 
@@ -116,8 +121,14 @@ export class CounterChild {
 }
 
 export class Counter<L extends string = never> extends Family<L, CounterChild> {
-  constructor(o: MetricOptions<L>) {
+  readonly #collect: ((c: Counter<L>) => void) | undefined;
+  /** `collect`: for a count kept elsewhere (the process's CPU time), copied into the children at scrape time */
+  constructor(o: MetricOptions<L> & { collect?: (c: Counter<L>) => void }) {
     super('counter', o);
+    this.#collect = o.collect;
+  }
+  protected override collect(): void {
+    this.#collect?.(this);
   }
   protected make(): CounterChild {
     return new CounterChild();

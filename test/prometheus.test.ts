@@ -52,3 +52,24 @@ test('histograms: cumulative buckets with le last, +Inf, sum and count; a remove
     ].join('\n'),
   );
 });
+
+test('read at scrape time: a counter copied from elsewhere, a gauge recomputed whole (series gone since are gone)', (t) => {
+  const registry = new Registry();
+  let cpu = 1.5;
+  new Counter({ name: 'cpu_seconds_total', help: 'CPU.', registry, collect: (c) => (c.labels({}).value = cpu) });
+  let services = ['a', 'b'];
+  new Gauge({
+    name: 'up',
+    help: 'Up.',
+    labelNames: ['svc'],
+    registry,
+    collect: (g) => {
+      g.clear();
+      for (const svc of services) g.set({ svc }, 1);
+    },
+  });
+  t.is(registry.metrics(), '# HELP cpu_seconds_total CPU.\n# TYPE cpu_seconds_total counter\ncpu_seconds_total 1.5\n# HELP up Up.\n# TYPE up gauge\nup{svc="a"} 1\nup{svc="b"} 1\n');
+  cpu = 2.25;
+  services = ['b'];
+  t.is(registry.metrics(), '# HELP cpu_seconds_total CPU.\n# TYPE cpu_seconds_total counter\ncpu_seconds_total 2.25\n# HELP up Up.\n# TYPE up gauge\nup{svc="b"} 1\n');
+});
