@@ -34,6 +34,8 @@ export const ErrorCodes = {
   WEFT_CERT_REVOKED: 403,
   WEFT_API_BAD_REQUEST: 400,
   WEFT_API_NOT_FOUND: 404,
+  /** a method a path does not take (the metrics port: GET /metrics only) */
+  WEFT_API_METHOD_NOT_ALLOWED: 405,
   WEFT_API_TOO_LARGE: 413,
   /** a request body (or a stream's registration line) that did not arrive whole in time */
   WEFT_API_TIMEOUT: 408,

@@ -47,6 +47,19 @@ export function optional(values: Parsed['values'], name: string): string | undef
   return typeof v === 'string' ? v : undefined;
 }
 
+/**
+ * A listening address: HOST:PORT, [IPv6]:PORT, or :PORT for every interface; port 0 lets the system pick one.
+ * `env`: the environment variable the text came from, named in the error when there was no flag; `example`: a
+ * good value, for the error.
+ */
+export function listenAddress(flag: string, text: string, o: { env?: string; example: string }): { host: string; port: number } {
+  const m = /^(.*):(\d{1,5})$/.exec(text);
+  if (!m || Number(m[2]) > 65535) {
+    throw new WeftError('WEFT_CLI_USAGE', `--${flag} ${JSON.stringify(text)}${o.env ? ` (from ${o.env})` : ''} must be HOST:PORT with a port from 0 to 65535 (0 picks a free one), such as ${o.example}`, { flag });
+  }
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+}
+
 const UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 
 /** "90s", "5m", "1h", "1h30m", or a bare number of seconds. */

@@ -15,6 +15,8 @@ import { getConfig, getStatus, postRevocation, postToken, putConfig, unknownServ
 import { healthz, router } from './api/router.ts';
 import { controlPlaneServer, type ServerLimits } from './api/server.ts';
 import { FailureBudget } from './api/failure-budget.ts';
+import { MetricsListener } from './api/metrics-listener.ts';
+import { ControlPlaneMetrics } from './metrics.ts';
 import { RenewalBudget } from './api/renewal-budget.ts';
 import { SidecarApi } from './api/sidecars.ts';
 import { liveMesh } from './config/live.ts';
@@ -54,6 +56,8 @@ export interface ControlPlaneOptions {
   readonly log?: (event: Record<string, unknown>) => void;
   /** told of each change of the watched config file: applied (its version), or refused (why) */
   readonly onConfigFile?: (event: ConfigFileEvent) => void;
+  /** where to serve GET /metrics over plain HTTP (port 0 picks a free one); none without it */
+  readonly metrics?: { readonly host: string; readonly port: number };
 }
 
 /** Where a running control plane listens, written to the state dir so the CLI finds it. */
@@ -61,6 +65,8 @@ export interface ControlPlaneInfo {
   readonly url: string;
   readonly identity: string;
   readonly pid: number;
+  /** http://host:port/metrics, when it serves metrics */
+  readonly metricsUrl?: string;
 }
 
 export class ControlPlane {
@@ -81,6 +87,8 @@ export class ControlPlane {
   readonly #configPath: string | undefined;
   readonly #lock: StateLock;
   readonly #ownSvid: OwnSvid;
+  readonly #metrics: ControlPlaneMetrics;
+  #metricsListener: MetricsListener | null = null;
   #configVersion: number;
   #server: http2.Http2SecureServer | null = null;
   #timers: NodeJS.Timeout[] = [];
@@ -109,9 +117,11 @@ export class ControlPlane {
       isRevoked: (serial) => this.#revocations.has(serial),
       now: () => this.#clock(),
     };
+    this.#metrics = new ControlPlaneMetrics({ sidecars: () => this.#registry.list(), services: () => this.#config.services, snapshotVersion: () => this.#pusher.version, configVersion: () => this.#configVersion });
     this.#pusher = new SnapshotPusher({
       // Versions start from the clock so they keep increasing across restarts.
       initialVersion: this.#clock(),
+      observer: this.#metrics,
       build: pushBuilder({
         config: () => this.#config,
         endpoints: (s, ns) => this.#registry.endpoints(s, ns),
@@ -129,6 +139,7 @@ export class ControlPlane {
       expectedIdentity: (service, namespace) => serviceIdentity(this.#config, service, namespace),
       keepaliveMs: opts.keepaliveMs ?? 10_000,
       log: this.#log,
+      observer: this.#metrics,
     });
   }
 
@@ -152,6 +163,8 @@ export class ControlPlane {
         throw new WeftError('WEFT_CONFIG_INVALID', `${file}: Mesh trustDomain is ${config.mesh.trustDomain} but the CA in ${caDir} is for ${store.trustDomain}; the trust domain cannot change under a running CA`);
       }
       cp = new ControlPlane(opts, state, config, store, lock);
+      // Bound first: a taken metrics port fails the start before the API's listening writes anything.
+      if (opts.metrics) await (cp.#metricsListener = new MetricsListener(() => cp!.#metrics.text())).listen(opts.metrics.host, opts.metrics.port);
       await cp.#listen(opts.host ?? '127.0.0.1', opts.port ?? 15010, { idleTimeoutMs: opts.idleTimeoutMs ?? 60_000, maxConnectionsPerClient: opts.maxConnectionsPerClient ?? 256, log: cp.#log });
       cp.#startTimers(opts.heartbeatTimeoutMs ?? 15_000);
       cp.#watch();
@@ -168,6 +181,11 @@ export class ControlPlane {
     return this.#url;
   }
 
+  /** http://host:port/metrics, or null when it serves no metrics */
+  get metricsUrl(): string | null {
+    return this.#metricsListener?.url || null;
+  }
+
   get config(): MeshConfig {
     return this.#config;
   }
@@ -182,12 +200,16 @@ export class ControlPlane {
    */
   apply(text: string, file: string): { version: number; summary: Record<string, number>; warnings: string[] } {
     const loaded = loadMeshConfig(text, file, liveMesh(this.#config.mesh.trustDomain, this.#registry.list()));
-    if (!loaded.ok) throw new ConfigError(loaded.errors);
+    if (!loaded.ok) {
+      this.#metrics.configApplied(false);
+      throw new ConfigError(loaded.errors);
+    }
     const config = loaded.config;
     writeFileAtomic(this.state.path('config.yaml'), text, 0o600);
     this.#config = config;
     this.#pusher.pushNow();
     this.#configVersion = this.#pusher.version;
+    this.#metrics.configApplied(true);
     return {
       version: this.#configVersion,
       summary: { services: config.services.length, routes: config.routes.length, authorizationPolicies: config.authorizationPolicies.length, trafficPolicies: config.trafficPolicies.length },
@@ -211,6 +233,7 @@ export class ControlPlane {
     this.#ownSvid.stop();
     for (const w of this.#watchers) w.close();
     this.#sidecars.closeAll();
+    await this.#metricsListener?.close();
     const server = this.#server;
     if (server) {
       await new Promise<void>((resolve) => {
@@ -251,6 +274,7 @@ export class ControlPlane {
       renewals: new RenewalBudget(this.#clock),
       authority: () => this.#ca,
       workloadTtlSeconds: () => Math.round(this.#config.mesh.certificates.workloadTtlMs / 1000),
+      observer: this.#metrics,
     };
     const handler = router({
       'GET /healthz': healthz,
@@ -284,10 +308,10 @@ export class ControlPlane {
     writeFileAtomic(this.state.path('config.yaml'), this.#config.source, 0o600);
     const addr = server.address() as AddressInfo;
     this.#url = `https://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
-    const info: ControlPlaneInfo = { url: this.#url, identity: this.identity, pid: process.pid };
+    const info: ControlPlaneInfo = { url: this.#url, identity: this.identity, pid: process.pid, ...(this.metricsUrl ? { metricsUrl: this.metricsUrl } : {}) };
     writeFileAtomic(this.state.path('control-plane.json'), JSON.stringify(info, null, 2) + '\n', 0o644);
     this.#ownSvid.schedule(own.notAfter);
-    this.#log({ msg: 'control plane listening', url: this.#url, identity: this.identity, trustDomain: this.#config.mesh.trustDomain });
+    this.#log({ msg: 'control plane listening', url: this.#url, identity: this.identity, trustDomain: this.#config.mesh.trustDomain, ...(this.metricsUrl ? { metrics: this.metricsUrl } : {}) });
   }
 
   #startTimers(heartbeatTimeoutMs: number): void {

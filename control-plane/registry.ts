@@ -24,6 +24,8 @@ export interface SidecarEntry extends SidecarRegistration {
   certNotAfter: number;
   /** version of the last snapshot sent, and what the sidecar said about it */
   sentVersion: number | null;
+  /** version of the first snapshot sent (its stream's full one): ACKs of later ones count for convergence */
+  firstSentVersion: number | null;
   ackedVersion: number | null;
   nack: { version: number; error: string } | null;
 }
@@ -47,7 +49,7 @@ export class Registry {
   /** Registers (or re-registers, after a reconnect) a sidecar. */
   register(reg: SidecarRegistration, cert: { serial: string; notAfter: number }, nowMs: number): SidecarEntry {
     const previous = this.#entries.get(reg.id);
-    const entry: SidecarEntry = { ...reg, generation: ++this.#generation, connectedAt: nowMs, lastSeen: nowMs, certSerial: cert.serial, certNotAfter: cert.notAfter, sentVersion: null, ackedVersion: previous?.ackedVersion ?? null, nack: null };
+    const entry: SidecarEntry = { ...reg, generation: ++this.#generation, connectedAt: nowMs, lastSeen: nowMs, certSerial: cert.serial, certNotAfter: cert.notAfter, sentVersion: null, firstSentVersion: null, ackedVersion: previous?.ackedVersion ?? null, nack: null };
     this.#entries.set(reg.id, entry);
     if (previous && keyOf(previous) !== keyOf(reg)) this.#onEndpointsChange(keyOf(previous));
     this.#onEndpointsChange(keyOf(reg));

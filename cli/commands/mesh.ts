@@ -5,7 +5,8 @@ import { WeftError } from '../../errors.ts';
 import { ControlPlane, type ControlPlaneOptions } from '../../control-plane/control-plane.ts';
 import { DEFAULT_STATE_DIR } from '../../control-plane/state-dir.ts';
 import type { StatusReport } from '../../control-plane/api/operator.ts';
-import { optional, parse, parseDuration, required } from '../args.ts';
+import { isMetricsListenError } from '../../control-plane/api/metrics-listener.ts';
+import { listenAddress, optional, parse, parseDuration, required } from '../args.ts';
 import type { Command } from '../command.ts';
 import { listenError } from '../listen-error.ts';
 import { CONNECT_FLAGS, CONNECT_HELP, operatorClient } from '../operator-client.ts';
@@ -13,8 +14,8 @@ import { readiness } from '../sidecar-admin.ts';
 
 export const controlPlane: Command = {
   name: 'control-plane',
-  help: `Usage: weft control-plane --config mesh.yaml [--state DIR] [--listen HOST:PORT] [--max-connections-per-client N]
-                         [--stream-keepalive DURATION]
+  help: `Usage: weft control-plane --config mesh.yaml [--state DIR] [--listen HOST:PORT] [--metrics-listen HOST:PORT]
+                         [--max-connections-per-client N] [--stream-keepalive DURATION]
 
 Runs until interrupted. On first start it creates the CA in DIR/ca for the Mesh's trust domain. It watches
 mesh.yaml and applies every valid change (an invalid one is refused whole and the last good config stays live;
@@ -24,6 +25,10 @@ ${DEFAULT_STATE_DIR}) and survives restarts. One control plane per DIR: while th
 refuses another (weft token and weft ca beside it are fine). Logs are JSON lines on stderr.
 
   --listen HOST:PORT   default 127.0.0.1:15010; port 0 picks a free port (see DIR/control-plane.json)
+  --metrics-listen HOST:PORT
+                       serve Prometheus metrics there: GET /metrics over plain HTTP, like istiod's port 15014
+                       (127.0.0.1:15014, or :15014 for every interface). Port 0 picks a free port, printed at
+                       start. Off by default (WEFT_METRICS_LISTEN). The metrics: docs/observability.md
   --max-connections-per-client N
                        open connections one address may hold (a node's sidecars share theirs); default 256
                        (WEFT_MAX_CONNECTIONS_PER_CLIENT)
@@ -31,8 +36,19 @@ refuses another (weft token and weft ca beside it are fine). Logs are JSON lines
                        how often each sidecar's snapshot stream gets a keepalive, 1s to 30s; default 10s. A sidecar
                        that hears nothing for three of them reconnects (WEFT_STREAM_KEEPALIVE)`,
   async run(argv) {
-    const { values } = parse('control-plane', argv, { config: { type: 'string', short: 'c' }, state: { type: 'string' }, listen: { type: 'string' }, 'max-connections-per-client': { type: 'string' }, 'stream-keepalive': { type: 'string' } });
-    const listen = optional(values, 'listen') ?? process.env.WEFT_LISTEN ?? '127.0.0.1:15010';
+    const { values } = parse('control-plane', argv, { config: { type: 'string', short: 'c' }, state: { type: 'string' }, listen: { type: 'string' }, 'metrics-listen': { type: 'string' }, 'max-connections-per-client': { type: 'string' }, 'stream-keepalive': { type: 'string' } });
+    const listenFlag = optional(values, 'listen');
+    const listenText = listenFlag ?? process.env.WEFT_LISTEN ?? '127.0.0.1:15010';
+    const listen = listenAddress('listen', listenText, { env: listenFlag === undefined && process.env.WEFT_LISTEN ? 'WEFT_LISTEN' : undefined, example: '127.0.0.1:15010' });
+    // Off without the flag, and with an empty WEFT_METRICS_LISTEN as with none.
+    const metricsFlag = optional(values, 'metrics-listen');
+    const metricsText = metricsFlag ?? (process.env.WEFT_METRICS_LISTEN || undefined);
+    const metrics = metricsText === undefined ? undefined : listenAddress('metrics-listen', metricsText, { env: metricsFlag === undefined ? 'WEFT_METRICS_LISTEN' : undefined, example: '127.0.0.1:15014' });
+    // The same port on the same address, or on every address (a wildcard bind takes the port on all of them).
+    const everywhere = (host: string) => host === '' || host === '0.0.0.0' || host === '::';
+    if (metrics && metrics.port !== 0 && metrics.port === listen.port && (metrics.host === listen.host || everywhere(metrics.host) || everywhere(listen.host))) {
+      throw new WeftError('WEFT_CLI_USAGE', `--metrics-listen ${JSON.stringify(metricsText)} would take the API's port (--listen ${listenText}); give metrics a port of their own (istiod's is 15014)`, { flag: 'metrics-listen' });
+    }
     const capText = optional(values, 'max-connections-per-client') ?? process.env.WEFT_MAX_CONNECTIONS_PER_CLIENT;
     const maxConnectionsPerClient = capText === undefined ? undefined : Number(capText);
     if (maxConnectionsPerClient !== undefined && !(Number.isSafeInteger(maxConnectionsPerClient) && maxConnectionsPerClient >= 1)) {
@@ -45,8 +61,6 @@ refuses another (weft token and weft ca beside it are fine). Logs are JSON lines
     if (keepaliveS !== undefined && (keepaliveS < 1 || keepaliveS > 30)) {
       throw new WeftError('WEFT_CLI_USAGE', `--stream-keepalive ${JSON.stringify(keepaliveText)} must be between 1s and 30s`, { flag: 'stream-keepalive' });
     }
-    const m = /^(.*):(\d+)$/.exec(listen);
-    if (!m) throw new WeftError('WEFT_CLI_USAGE', `--listen ${JSON.stringify(listen)} must be HOST:PORT`);
     // A change to the watched file is told on stdout too, where whoever edits it is looking (weft up relays it).
     const onConfigFile: ControlPlaneOptions['onConfigFile'] = (e) =>
       process.stdout.write(
@@ -59,11 +73,15 @@ refuses another (weft token and weft ca beside it are fine). Logs are JSON lines
     const stateDir = optional(values, 'state') ?? DEFAULT_STATE_DIR;
     let cp: ControlPlane;
     try {
-      cp = await ControlPlane.start({ stateDir, configPath: optional(values, 'config'), host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]), onConfigFile, maxConnectionsPerClient, keepaliveMs: keepaliveS === undefined ? undefined : keepaliveS * 1000 });
+      cp = await ControlPlane.start({ stateDir, configPath: optional(values, 'config'), ...listen, metrics, onConfigFile, maxConnectionsPerClient, keepaliveMs: keepaliveS === undefined ? undefined : keepaliveS * 1000 });
     } catch (err) {
-      throw listenError(err, { '--listen': Number(m[2]) }, `is a control plane with another --state (or weft up) running there? Pass another --listen HOST:PORT, or port 0 for a free one (its address is then in ${stateDir}/control-plane.json)`) ?? err;
+      if (isMetricsListenError(err)) {
+        throw listenError(err, { '--metrics-listen': metrics!.port }, `is another control plane, or another exporter, serving metrics there? Pass another --metrics-listen HOST:PORT, or port 0 for a free one (printed at start, and in ${stateDir}/control-plane.json)`) ?? err;
+      }
+      throw listenError(err, { '--listen': listen.port }, `is a control plane with another --state (or weft up) running there? Pass another --listen HOST:PORT, or port 0 for a free one (its address is then in ${stateDir}/control-plane.json)`) ?? err;
     }
     process.stdout.write(`control plane ${cp.identity} listening on ${cp.url}\n`);
+    if (cp.metricsUrl) process.stdout.write(`control plane metrics on ${cp.metricsUrl}\n`);
     await new Promise<void>((resolve) => {
       const stop = () => void cp.stop().then(resolve);
       process.once('SIGINT', stop);

@@ -19,6 +19,26 @@ export interface IdentityDeps {
   readonly renewals: RenewalBudget;
   authority(): CertificateAuthority;
   workloadTtlSeconds(): number;
+  readonly observer: CertificateObserver;
+}
+
+export type CertificateKind = 'bootstrap' | 'renewal';
+
+/** What the identity API tells metrics (../metrics.ts): each request ends in a certificate or a refusal. */
+export interface CertificateObserver {
+  certificateIssued(kind: CertificateKind): void;
+  certificateRefused(kind: CertificateKind, err: unknown): void;
+}
+
+/** Runs one request of `kind`, telling the observer what it came to. */
+async function observed(kind: CertificateKind, observer: CertificateObserver, call: () => Promise<void>): Promise<void> {
+  try {
+    await call();
+  } catch (err) {
+    observer.certificateRefused(kind, err);
+    throw err;
+  }
+  observer.certificateIssued(kind);
 }
 
 function answer(svid: IssuedSvid) {
@@ -34,7 +54,11 @@ function answer(svid: IssuedSvid) {
 }
 
 /** POST /v1/identity/bootstrap {token, csr}: the token names the identity; the CSR only brings a key. */
-export async function bootstrap(req: Request, res: Response, deps: IdentityDeps): Promise<void> {
+export function bootstrap(req: Request, res: Response, deps: IdentityDeps): Promise<void> {
+  return observed('bootstrap', deps.observer, () => bootstrapCall(req, res, deps));
+}
+
+async function bootstrapCall(req: Request, res: Response, deps: IdentityDeps): Promise<void> {
   const address = req.socket?.remoteAddress ?? '';
   if (!deps.refusals.allows(address)) {
     res.setHeader('retry-after', String(deps.refusals.retryAfterSeconds(address)));
@@ -59,7 +83,11 @@ export async function bootstrap(req: Request, res: Response, deps: IdentityDeps)
 }
 
 /** POST /v1/identity/renew {csr}: over mTLS with the current certificate, for that same identity only. */
-export async function renew(req: Request, res: Response, deps: IdentityDeps): Promise<void> {
+export function renew(req: Request, res: Response, deps: IdentityDeps): Promise<void> {
+  return observed('renewal', deps.observer, () => renewCall(req, res, deps));
+}
+
+async function renewCall(req: Request, res: Response, deps: IdentityDeps): Promise<void> {
   const peer = requireWorkload(req, deps.auth);
   // Renewal is for workloads: an operator's certificate (weft ca issue) expires as issued, never renewed into a
   // fresh one on this path.

@@ -1,7 +1,7 @@
 // The sidecar API: register and receive snapshots on one long-lived stream, ACK or NACK them, heartbeat: on the
 // stream's own connection (a full-duplex stream, ./stream-lines.ts) or, from older sidecars, as calls.
 
-import { WeftError } from '../../errors.ts';
+import { WeftError, type ErrorCode } from '../../errors.ts';
 import { keyOf, type Registry, type SidecarEntry, type SidecarRegistration } from '../registry.ts';
 import type { SnapshotPusher } from '../push/pusher.ts';
 import { sseEvent, SSE_KEEPALIVE } from '../push/sse.ts';
@@ -23,6 +23,14 @@ export interface SidecarApiOptions {
   readonly expectedIdentity: (service: string, namespace: string) => string;
   readonly keepaliveMs: number;
   readonly log: (event: Record<string, unknown>) => void;
+  readonly observer: SidecarApiObserver;
+}
+
+/** What the sidecar API tells metrics (../metrics.ts). */
+export interface SidecarApiObserver {
+  /** an ACK (ok) or NACK; `converged`: the sidecar's first word on a version pushed to it after its stream began */
+  ack(version: number, ok: boolean, converged: boolean): void;
+  streamLineRejected(code: ErrorCode | undefined): void;
 }
 
 function parseRegistration(body: Record<string, unknown>): SidecarRegistration & { identity: '' } {
@@ -92,6 +100,7 @@ export class SidecarApi {
       write: (chunk: string) => res.write(chunk),
       onDrain: (resume: () => void) => void res.on('drain', resume),
       sent: (version: number) => {
+        entry.firstSentVersion ??= version;
         entry.sentVersion = version;
       },
     };
@@ -116,6 +125,7 @@ export class SidecarApi {
     let unknownTold = false;
     const refuse = (err: WeftError) => {
       if (closed) return;
+      this.#o.observer.streamLineRejected(err.code);
       this.#o.log({ msg: 'sidecar stream line refused; closing the stream', id: reg.id, identity: peer.identity, code: err.code, error: err.message });
       res.write(sseEvent('error', JSON.stringify(err.toJSON())));
       res.end();
@@ -189,6 +199,7 @@ export class SidecarApi {
     // ACK or NACK of an older version never moves the sidecar's state backwards.
     const { version } = line;
     const newer = entry.ackedVersion === null || version > entry.ackedVersion;
+    this.#o.observer.ack(version, line.ok, newer && version > (entry.firstSentVersion ?? Infinity));
     if (newer && line.ok) {
       entry.ackedVersion = version;
       if (entry.nack && entry.nack.version <= version) entry.nack = null;

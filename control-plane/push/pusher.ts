@@ -27,6 +27,15 @@ export interface BuiltResource {
 
 export type BuiltSnapshot = ReadonlyMap<string, BuiltResource>;
 
+/** What the pusher tells metrics (../metrics.ts): once per version and per snapshot written, nothing allocated. */
+export interface PushObserver {
+  /** the clock a change's time is read from (monotonic, ms) */
+  now(): number;
+  /** a new version, carrying changes the first of which happened at `changedAt` */
+  versionMade(version: number, changedAt: number): void;
+  snapshotSent(full: boolean): void;
+}
+
 /**
  * Serialises and hashes resources. A resource object shared by several snapshots (an upstream seen by every
  * sidecar in a namespace) is serialised once per push, found again through `cache` by identity.
@@ -63,13 +72,17 @@ export class SnapshotPusher {
   readonly #debounceMs: number;
   #version: number;
   #timer: NodeJS.Timeout | null = null;
+  readonly #observer: PushObserver;
+  /** when the first change waiting for the debounce happened (observer's clock) */
+  #changedAt = 0;
 
   /**
    * `initialVersion` should grow across restarts (the control plane passes the clock), so versions only increase.
    * `debounceMs` gathers a burst of endpoint changes (a deployment rolling) into one push, as Istio's debounce does.
    */
-  constructor(opts: { build: (key: string, version: number) => BuiltSnapshot; initialVersion: number; debounceMs?: number }) {
+  constructor(opts: { build: (key: string, version: number) => BuiltSnapshot; initialVersion: number; debounceMs?: number; observer: PushObserver }) {
     this.#build = opts.build;
+    this.#observer = opts.observer;
     this.#version = opts.initialVersion;
     this.#debounceMs = opts.debounceMs ?? 100;
   }
@@ -105,16 +118,20 @@ export class SnapshotPusher {
   /** Endpoints changed: push once the burst is over (at most `debounceMs` later). */
   schedule(): void {
     if (this.#timer) return;
+    this.#changedAt = this.#observer.now();
     this.#timer = setTimeout(() => this.pushNow(), this.#debounceMs);
     this.#timer.unref();
   }
 
   /** An operator's change: rebuild and push at once (any pending endpoint push is folded in). */
   pushNow(): void {
+    // A push folding in endpoint changes counts its convergence from the first of them, as Istio's does.
+    const changedAt = this.#timer ? this.#changedAt : this.#observer.now();
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
     this.#cache = new Map();
     this.#version++;
+    this.#observer.versionMade(this.#version, changedAt);
     for (const sub of this.#subscribers.values()) this.#send(sub);
   }
 
@@ -143,6 +160,7 @@ export class SnapshotPusher {
     // Resources are spliced in as already-serialised JSON: no per-sidecar JSON.stringify of the snapshot.
     const ok = sub.write(sseEvent('snapshot', `{"version":${this.#version},"full":${full},"resources":{${parts.join(',')}},"removed":${JSON.stringify(removed)}}`, this.#version));
     sub.sent(this.#version);
+    this.#observer.snapshotSent(full);
     sub.blocked = !ok;
   }
 }

@@ -1,5 +1,6 @@
-// Reading a sidecar's /metrics in tests.
+// Reading a sidecar's or the control plane's /metrics in tests.
 
+import { execFile } from 'node:child_process';
 import { samplesOf } from '../../cli/top/exposition.ts';
 
 /** The value of one sample: `name` with exactly these labels (NaN when there is no such series). */
@@ -7,4 +8,16 @@ export function sample(text: string, name: string, labels: Record<string, string
   const want = Object.entries(labels);
   const found = samplesOf(text, 'test').find((s) => s.name === name && Object.keys(s.labels).length === want.length && want.every(([k, v]) => s.labels[k] === v));
   return found ? found.value : NaN;
+}
+
+/** `promtool check metrics` on the text (Debian's prometheus package): exit status and what it said. */
+export function promtool(text: string): Promise<{ code: number; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = execFile('promtool', ['check', 'metrics'], (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
+      if (code === -1) reject(err);
+      else resolve({ code, output: stdout + stderr });
+    });
+    child.stdin!.end(text);
+  });
 }
