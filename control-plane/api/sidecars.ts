@@ -4,6 +4,7 @@
 import { WeftError, type ErrorCode } from '../../errors.ts';
 import { keyOf, type Registry, type SidecarEntry, type SidecarRegistration } from '../registry.ts';
 import type { SnapshotPusher } from '../push/pusher.ts';
+import { PacedWriter } from '../push/paced-writer.ts';
 import { sseEvent, SSE_KEEPALIVE } from '../push/sse.ts';
 import { requireWorkload, type AuthContext, type PeerIdentity } from './authenticate.ts';
 import { BODY_DEADLINE_MS, field, readJson, sendJson, type Request, type Response } from './http.ts';
@@ -93,18 +94,21 @@ export class SidecarApi {
     this.#streams.get(reg.id)?.end();
     // The client takes a stream silent for three keepalives for dead (control-plane/client.ts).
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', 'weft-keepalive-ms': String(this.#o.keepaliveMs) });
-    res.write(sseEvent('registered', JSON.stringify({ id: reg.id, identity: peer.identity })));
+    const out = new PacedWriter(res);
+    out.write(sseEvent('registered', JSON.stringify({ id: reg.id, identity: peer.identity })));
     const sub = {
       id: reg.id,
       key: keyOf(reg),
-      write: (chunk: string) => res.write(chunk),
-      onDrain: (resume: () => void) => void res.on('drain', resume),
+      write: (chunk: string) => out.write(chunk),
+      onDrain: (resume: () => void) => out.onIdle(resume),
       sent: (version: number) => {
         entry.firstSentVersion ??= version;
         entry.sentVersion = version;
       },
     };
-    const keepalive = setInterval(() => res.write(SSE_KEEPALIVE), this.#o.keepaliveMs);
+    // Only when nothing else is on its way: a stream that is sending needs no keepalive, and one whose sidecar
+    // has stopped reading must not pile them up.
+    const keepalive = setInterval(() => out.idle && out.write(SSE_KEEPALIVE), this.#o.keepaliveMs);
     keepalive.unref();
     let closed = false;
     const close = () => {
@@ -116,7 +120,7 @@ export class SidecarApi {
       if (this.#streams.get(reg.id)?.generation === entry.generation) this.#streams.delete(reg.id);
       if (this.#o.registry.remove(reg.id, entry.generation)) this.#o.log({ msg: 'sidecar disconnected', id: reg.id, identity: peer.identity });
     };
-    this.#streams.set(reg.id, { end: () => (res.end(), close()), generation: entry.generation });
+    this.#streams.set(reg.id, { end: () => (out.end(), close()), generation: entry.generation });
     res.on('close', close);
     this.#o.log({ msg: 'sidecar connected', id: reg.id, identity: peer.identity, service: keyOf(reg), address: reg.address, duplex: lines !== null });
     this.#o.pusher.subscribe(sub);
@@ -127,8 +131,8 @@ export class SidecarApi {
       if (closed) return;
       this.#o.observer.streamLineRejected(err.code);
       this.#o.log({ msg: 'sidecar stream line refused; closing the stream', id: reg.id, identity: peer.identity, code: err.code, error: err.message });
-      res.write(sseEvent('error', JSON.stringify(err.toJSON())));
-      res.end();
+      out.write(sseEvent('error', JSON.stringify(err.toJSON())));
+      out.end();
       close();
     };
     lines?.listen({
