@@ -19,6 +19,7 @@ import { csrFor, StubSidecar } from '../test/helpers/stub-sidecar.ts';
 
 const SIDECARS = Number(process.env.BENCH_SIDECARS ?? 1000);
 const SERVICES = Number(process.env.BENCH_SERVICES ?? 50);
+const SETTLE_SECONDS = Number(process.env.BENCH_SETTLE_SECONDS ?? 60);
 const REPO = fileURLToPath(new URL('../', import.meta.url));
 
 function meshYaml(weightV1: number): string {
@@ -51,7 +52,12 @@ const dir = mkdtempSync(join(tmpdir(), 'weft-bench-push-'));
 const state = join(dir, 'state');
 const config = join(dir, 'mesh.yaml');
 writeFileSync(config, meshYaml(90));
-const cpProc = spawn(process.execPath, [...(process.env.BENCH_CP_NODE_ARGS?.split(' ').filter(Boolean) ?? []), join(REPO, 'cli/weft.ts'), 'control-plane', '--config', config, '--state', state, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, WEFT_MAX_CONNECTIONS_PER_CLIENT: String(SIDECARS * 16), ...(process.env.BENCH_CP_ENV ? Object.fromEntries(process.env.BENCH_CP_ENV.split(' ').map((kv) => kv.split('='))) : {}) } });
+// Through bin/weft, as a user starts it (its node flags included: --expose-gc for the settled collection).
+const cpNodeArgs = process.env.BENCH_CP_NODE_ARGS ?? '';
+const cpProc = spawn(join(REPO, 'bin/weft'), ['control-plane', '--config', config, '--state', state, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(cpNodeArgs ? { NODE_OPTIONS: cpNodeArgs } : {}), WEFT_MAX_CONNECTIONS_PER_CLIENT: String(SIDECARS * 16), ...(process.env.BENCH_CP_ENV ? Object.fromEntries(process.env.BENCH_CP_ENV.split(' ').map((kv) => kv.split('='))) : {}) } });
+// The control plane's log: what the settled collection says (control-plane/heap-settle.ts).
+let cpLog = '';
+cpProc.stderr!.setEncoding('utf8').on('data', (d: string) => (cpLog = (cpLog + d).slice(-65536)));
 const url = await new Promise<string>((resolve, reject) => {
   cpProc.stdout!.setEncoding('utf8').on('data', (d: string) => {
     const m = /listening on (\S+)/.exec(d);
@@ -97,6 +103,17 @@ try {
   const cpMem = (await op.request<{ controlPlane: { heapUsedMb: number; heapTotalMb: number; externalMb: number } }>('GET', '/v1/status')).controlPlane;
   const connections = establishedTo(Number(new URL(url).port));
   op.close();
+  // Once the storm of connections has passed and the control plane is at rest with every sidecar connected
+  // (heartbeats and ACKs only), it collects the storm's garbage: wait for that, up to BENCH_SETTLE_SECONDS.
+  const settleStart = performance.now();
+  let settledLine: { pauseMs: number } | undefined;
+  while (!settledLine && performance.now() - settleStart < SETTLE_SECONDS * 1000) {
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const line = cpLog.split('\n').find((l) => l.includes('"msg":"settled: garbage collected"'));
+    settledLine = line ? (JSON.parse(line) as { pauseMs: number }) : undefined;
+  }
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  const settled = rssMb(cpProc.pid!);
 
   const result = {
     sidecars: SIDECARS,
@@ -111,6 +128,9 @@ try {
     rssMb: after.rss,
     rssIdleMb: idle.rss,
     rssPeakMb: after.peak,
+    rssSettledMb: settled.rss,
+    settledAfterSeconds: Math.round((performance.now() - settleStart) / 1000),
+    settleCollectionMs: settledLine?.pauseMs ?? null,
     heapUsedMb: cpMem.heapUsedMb,
     heapTotalMb: cpMem.heapTotalMb,
     externalMb: cpMem.externalMb,
@@ -124,6 +144,7 @@ try {
   writeFileSync(new URL('./results/push.json', import.meta.url), JSON.stringify(result, null, 2) + '\n');
   console.log(`${SIDECARS} sidecars (${SERVICES} services): change reached p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, max ${result.maxMs} ms; ${bytesPerSidecar} bytes each`);
   console.log(`control plane RSS ${result.rssMb} MB (idle with all connected ${idle.rss} MB, peak ${after.peak} MB; V8 heap ${cpMem.heapTotalMb} MB, ${cpMem.heapUsedMb} in use); ${connections} connections to it; connecting took ${result.connectSeconds} s`);
+  console.log(settledLine ? `settled: control plane RSS ${settled.rss} MB, ${result.settledAfterSeconds} s after the push (one collection, ${settledLine.pauseMs} ms)` : `not settled within ${SETTLE_SECONDS} s: control plane RSS ${settled.rss} MB`);
   console.log('written bench/results/push.json');
   for (const b of beats) clearInterval(b);
   for (const s of stubs) s.close();
