@@ -81,8 +81,9 @@ refuses another (weft token and weft ca beside it are fine). Logs are JSON lines
       }
       throw listenError(err, { '--listen': listen.port }, `is a control plane with another --state (or weft up) running there? Pass another --listen HOST:PORT, or port 0 for a free one (its address is then in ${stateDir}/control-plane.json)`) ?? err;
     }
-    process.stdout.write(`control plane ${cp.identity} listening on ${cp.url}\n`);
+    // The metrics line first: "listening on" is the line that says the control plane is up (weft up waits for it).
     if (cp.metricsUrl) process.stdout.write(`control plane metrics on ${cp.metricsUrl}\n`);
+    process.stdout.write(`control plane ${cp.identity} listening on ${cp.url}\n`);
     // A busy spell's garbage goes back to the OS once things settle (control-plane/heap-settle.ts).
     const settler = new HeapSettler({ log: (e) => process.stderr.write(JSON.stringify({ time: new Date().toISOString(), component: 'control-plane', ...e }) + '\n') });
     settler.start();

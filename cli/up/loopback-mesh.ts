@@ -52,7 +52,7 @@ export interface RunningSidecar {
 
 export interface RunningMesh {
   readonly trustDomain: string;
-  readonly controlPlane: { readonly url: string; readonly identity: string; readonly pid: number; readonly log: string };
+  readonly controlPlane: { readonly url: string; readonly identity: string; readonly pid: number; readonly log: string; readonly metricsUrl?: string };
   readonly ingress: { readonly url: string; readonly to: string; readonly identity: string; readonly workload: string };
   readonly sidecars: readonly RunningSidecar[];
   /** things that work but not as hoped (e.g. the ingress did not answer in time) */
@@ -101,7 +101,7 @@ export class LoopbackMesh {
 
     this.#o.progress(`starting the control plane (state in ${shown(stateDir)})`);
     const cpPort = this.#port(plan.controlPlaneSlot);
-    const cp = this.#start('control-plane', ['control-plane', '--config', this.#o.configFile, '--state', stateDir, '--listen', `127.0.0.1:${cpPort}`], this.#o.env, true);
+    const cp = this.#start('control-plane', ['control-plane', '--config', this.#o.configFile, '--state', stateDir, '--listen', `127.0.0.1:${cpPort}`, '--metrics-listen', `127.0.0.1:${this.#port(plan.controlPlaneMetricsSlot)}`], this.#o.env, true);
     this.#controlPlane = cp;
     const listening = await this.#controlPlaneListening(cp);
 
@@ -179,7 +179,7 @@ export class LoopbackMesh {
    * Reads the control plane's stdout (which Child also copies to its log) until it says where it listens; what
    * it prints after that goes to controlPlaneSays for the rest of its life.
    */
-  async #controlPlaneListening(cp: Child): Promise<{ url: string; identity: string }> {
+  async #controlPlaneListening(cp: Child): Promise<{ url: string; identity: string; metricsUrl?: string }> {
     const lines = createInterface({ input: cp.stdout! });
     const signal = this.#abort.signal;
     let timer: NodeJS.Timeout | undefined;
@@ -188,12 +188,15 @@ export class LoopbackMesh {
       return await new Promise((resolve, reject) => {
         timer = setTimeout(() => reject(new Error(`the control plane did not start within ${CONTROL_PLANE_START_MS / 1000} s; see ${cp.logFile}`)), CONTROL_PLANE_START_MS);
         signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+        let metricsUrl: string | undefined;
         lines.on('line', (line) => {
           if (listening) return void this.#o.controlPlaneSays?.(line);
+          const metrics = /^control plane metrics on (\S+)/.exec(line);
+          if (metrics) return void (metricsUrl = metrics[1]);
           const m = /^control plane (\S+) listening on (\S+)/.exec(line);
           if (m) {
             listening = true;
-            resolve({ identity: m[1]!, url: m[2]! });
+            resolve({ identity: m[1]!, url: m[2]!, ...(metricsUrl ? { metricsUrl } : {}) });
           }
         });
       });

@@ -11,6 +11,8 @@ import type { MeshConfig, ServiceConfig } from '../../control-plane/config/types
 
 export const DEFAULT_BASE_PORT = 15000;
 const CONTROL_PLANE_OFFSET = 10;
+/** The control plane's Prometheus metrics (istiod's are on 15014 too). */
+const CONTROL_PLANE_METRICS_OFFSET = 14;
 const INGRESS_OFFSET = 80;
 const FIRST_BLOCK_OFFSET = 100;
 /** ports per workload before its upstream ports */
@@ -43,6 +45,7 @@ export interface Workload {
 export interface Plan {
   readonly trustDomain: string;
   readonly controlPlaneSlot: string;
+  readonly controlPlaneMetricsSlot: string;
   readonly ingress: { readonly workload: string; readonly to: string; readonly slot: string };
   readonly workloads: readonly Workload[];
   /** every port slot with its preferred port, in order */
@@ -91,8 +94,10 @@ export function planMesh(config: MeshConfig, opts: PlanOptions): Plan {
 
   const ports = new Map<string, number>();
   const controlPlaneSlot = 'control plane';
+  const controlPlaneMetricsSlot = 'control plane metrics';
   const ingressSlot = 'ingress';
   ports.set(controlPlaneSlot, opts.basePort + CONTROL_PLANE_OFFSET);
+  ports.set(controlPlaneMetricsSlot, opts.basePort + CONTROL_PLANE_METRICS_OFFSET);
   ports.set(ingressSlot, opts.basePort + INGRESS_OFFSET);
 
   const workloads: Workload[] = [];
@@ -134,6 +139,7 @@ export function planMesh(config: MeshConfig, opts: PlanOptions): Plan {
   return {
     trustDomain: config.mesh.trustDomain,
     controlPlaneSlot,
+    controlPlaneMetricsSlot,
     ingress: { workload: workloads.at(-1)!.name, to: target.service.name, slot: ingressSlot },
     workloads,
     ports,

@@ -81,6 +81,7 @@ export function summaryText(s: Summary): string {
     '',
     ...table([
       ['control plane', `${mesh.controlPlane.url}  ${mesh.controlPlane.identity}`],
+      ...(mesh.controlPlane.metricsUrl ? [['  its metrics', `${mesh.controlPlane.metricsUrl}  (Prometheus; sidecars connected, pushes, certificates)`] as [string, string]] : []),
       ['state', `${shown(s.stateDir)}  (the CA in ${shown(s.stateDir)}/ca is kept and reused next time)`],
       ['logs', `${shown(s.logsDir)}/  ${logs.join(' ')}`],
     ]),

@@ -11,6 +11,7 @@ import { planMesh } from '../../cli/up/plan.ts';
 import { run as runTool, tempDir, writeTemp } from '../helpers/ca.ts';
 import { REPO, weft } from '../helpers/cli.ts';
 import { waitFor } from '../helpers/mesh.ts';
+import { sample } from '../helpers/metrics.ts';
 import { EXAMPLE, freeBase, startUp, type Up } from '../helpers/up.ts';
 
 const ID = (sa: string) => `spiffe://shop.example/ns/default/sa/${sa}`;
@@ -112,6 +113,7 @@ test('planning: the example runs five workloads on ports derived from the base',
     ['ingress', {}, null, 15140, 15143],
   ]);
   t.is(plan.ports.get(plan.controlPlaneSlot), 15010);
+  t.is(plan.ports.get(plan.controlPlaneMetricsSlot), 15014);
   t.is(plan.ports.get(plan.ingress.slot), 15080);
   t.deepEqual(plan.workloads.find((w) => w.name === 'catalog-v2')!.appEnv, { VERSION: 'v2' });
   // The ingress's only upstream is web, on the ingress port.
@@ -203,6 +205,16 @@ test.serial('weft status lists all five sidecars SYNCED', async (t) => {
   t.deepEqual(report.sidecars.map((x) => x.service).sort(), ['catalog.default', 'catalog.default', 'ingress.default', 'prices.default', 'web.default']);
   const text = await weft(['status', '--state', state]);
   t.is((text.stdout.match(/ SYNCED /g) ?? []).length, 5, text.stdout);
+});
+
+test.serial("the control plane's metrics, named in the summary and up.json, count the five sidecars by service", async (t) => {
+  const shown = /its metrics\s+(http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(up.stdout())?.[1];
+  t.is(shown, `http://127.0.0.1:${base + 14}/metrics`, up.stdout());
+  const recorded = JSON.parse(readFileSync(join(state, 'up.json'), 'utf8')) as Recorded & { controlPlane: { metricsUrl?: string } };
+  t.is(recorded.controlPlane.metricsUrl, shown);
+  const text = (await get(shown!)).body;
+  const connected = (service: string) => sample(text, 'weft_control_plane_sidecars_connected', { namespace: 'default', service });
+  t.deepEqual(['web', 'catalog', 'prices', 'ingress'].map(connected), [1, 2, 1, 1], text);
 });
 
 test.serial('catalog fails on demand (GET /fail on its own port) and the shop page says so', async (t) => {
