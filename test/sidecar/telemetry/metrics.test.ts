@@ -3,12 +3,11 @@
 // policy denials; one access-log line per request; `weft status` (labels, ready) and `weft top`.
 
 import test from 'ava';
-import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { samplesOf } from '../../../cli/top/exposition.ts';
-import { sample } from '../../helpers/metrics.ts';
+import { promtool, sample } from '../../helpers/metrics.ts';
 import { tcpEcho, type App } from '../../helpers/apps.ts';
 import { MeshMetrics } from '../../../sidecar/telemetry/metrics.ts';
 import { weft } from '../../helpers/cli.ts';
@@ -102,17 +101,6 @@ function callFull(path: string, headers: Record<string, string> = {}): Promise<{
   });
 }
 
-/** `promtool check metrics` on the text (Debian's prometheus package): exit status and what it said. */
-function promtool(text: string): Promise<{ code: number; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = execFile('promtool', ['check', 'metrics'], (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
-      if (code === -1) reject(err);
-      else resolve({ code, output: stdout + stderr });
-    });
-    child.stdin!.end(text);
-  });
-}
 
 const accessLines = (p: SidecarProc) =>
   p
