@@ -19,6 +19,8 @@ export class PacedWriter {
   #busy = false;
   #broken = false;
   #ending = false;
+  /** a write returned false: whoever waits is told when the writer is idle again */
+  #owed = false;
   readonly #waiting: (() => void)[] = [];
 
   constructor(sink: Sink, pieceChars = PIECE_CHARS) {
@@ -46,6 +48,7 @@ export class PacedWriter {
       at = end;
     }
     if (!this.#busy) this.#next();
+    this.#owed = true;
     return false;
   }
 
@@ -76,7 +79,10 @@ export class PacedWriter {
     }
     if (this.#queue.length > 0) this.#next();
     else if (this.#ending) this.#sink.end();
-    else for (const resume of this.#waiting) resume();
+    else if (this.#owed) {
+      this.#owed = false;
+      for (const resume of this.#waiting) resume();
+    }
   };
 
   #next(): void {

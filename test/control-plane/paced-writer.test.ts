@@ -49,6 +49,23 @@ test('a large message arrives whole, in pieces of at most 16 KiB, with the messa
   t.true(pieces.every((n) => n <= PIECE_CHARS), String(pieces));
 });
 
+test('onIdle is told only after a write that returned false, once each time', async (t) => {
+  let told = 0;
+  await roundTrip(t, (out) => {
+    out.onIdle(() => {
+      told++;
+      if (told === 1) {
+        // A small write when idle goes at once and owes nobody a call.
+        t.true(out.write('event: small\n\n'));
+        setTimeout(() => out.end(), 100);
+      }
+    });
+    t.true(out.write('event: first\n\n'));
+    t.false(out.write('x'.repeat(3 * PIECE_CHARS)));
+  });
+  t.is(told, 1);
+});
+
 test('end() behind queued pieces ends the response after them, and nothing is written after it', async (t) => {
   const big = `data: ${'y'.repeat(5 * PIECE_CHARS)}\n\n`;
   const { body } = await roundTrip(t, (out) => {
