@@ -4,6 +4,7 @@
 import { constants as cryptoConstants } from 'node:crypto';
 import http2 from 'node:http2';
 import type { Socket } from 'node:net';
+import { ConnectionCap } from '../../connection-cap.ts';
 
 export interface ServerLimits {
   /** a connection with nothing going on for this long is closed */
@@ -53,32 +54,13 @@ export function controlPlaneServer(own: { key: string; cert: string; ca: string 
 }
 
 /**
- * At most maxConnectionsPerClient open connections from one address. The idle timeout alone does not stop one
- * client from holding every file descriptor the process may open: it reconnects faster than they time out
- * (2 x 10,000 handshakes took a control plane to its 20,000-descriptor limit, and sidecars could no longer
- * reach it). Counted before the TLS handshake, which is where the cost is. Told once per address until it is
- * back under the cap, so that a flood of refusals is not a flood of log lines.
+ * At most maxConnectionsPerClient open connections from one address (../../connection-cap.ts): the idle timeout
+ * alone does not stop one client from holding every file descriptor the process may open.
  */
 function capPerClient(server: http2.Http2SecureServer, limits: ServerLimits): void {
-  const open = new Map<string, number>();
-  const told = new Set<string>();
-  server.on('connection', (socket: Socket) => {
-    const address = socket.remoteAddress ?? '';
-    const n = (open.get(address) ?? 0) + 1;
-    if (n > limits.maxConnectionsPerClient) {
-      if (!told.has(address)) {
-        told.add(address);
-        limits.log({ msg: 'refusing connections from a client over its limit', client: address, limit: limits.maxConnectionsPerClient });
-      }
-      socket.destroy();
-      return;
-    }
-    open.set(address, n);
-    socket.once('close', () => {
-      const left = open.get(address)! - 1;
-      if (left === 0) open.delete(address);
-      else open.set(address, left);
-      if (left < limits.maxConnectionsPerClient) told.delete(address);
-    });
+  const cap = new ConnectionCap({
+    limit: limits.maxConnectionsPerClient,
+    onOverLimit: (client, limit) => limits.log({ msg: 'refusing connections from a client over its limit', client, limit }),
   });
+  server.on('connection', (socket: Socket) => cap.admit(socket));
 }
