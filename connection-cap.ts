@@ -32,10 +32,6 @@ export class ConnectionCap {
     this.#o = opts;
   }
 
-  get limit(): number {
-    return this.#o.limit;
-  }
-
   /**
    * Counts a connection just accepted, until it closes. Over the limit, it is destroyed and not counted: the
    * caller must then leave it alone (false). One Map lookup per connection; nothing per request.

@@ -48,6 +48,8 @@ export interface SidecarOptions {
   readonly renewEveryMs?: number;
   /** name the deciding policy and rule on denials (x-weft-policy); default true */
   readonly policyHeader?: boolean;
+  /** open inbound connections from one remote address; more are closed as they arrive (default 1024) */
+  readonly maxInboundConnectionsPerAddress?: number;
   readonly log: (event: Record<string, unknown>) => void;
 }
 
@@ -154,7 +156,7 @@ export class Sidecar {
     this.#peers = new PeerConnector(material);
     this.#peers.applyConfig(this.#config!);
     const config = () => this.#config!;
-    this.#inbound = new InboundListener({ host: o.inboundHost, port: this.ports.inbound, appHost: o.appHost, appPort: o.appPort, config, log: o.log, policyHeader: o.policyHeader, observer: () => this.observer }, material);
+    this.#inbound = new InboundListener({ host: o.inboundHost, port: this.ports.inbound, appHost: o.appHost, appPort: o.appPort, config, log: o.log, policyHeader: o.policyHeader, observer: () => this.observer, maxConnectionsPerAddress: o.maxInboundConnectionsPerAddress }, material);
     await inboundPort.release();
     await this.#inbound.listen();
     const main = new OutboundListener({ host: o.outboundHost, port: o.outboundPort, config, peers: this.#peers, log: o.log, observer: () => this.observer, state: this.#resilience });

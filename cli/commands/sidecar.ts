@@ -5,6 +5,7 @@ import { parseCertificates } from '../../ca/pem.ts';
 import { workloadId } from '../../ca/spiffe-id.ts';
 import { spiffeIdOfCertificate } from '../../ca/svid.ts';
 import { startApp } from '../../sidecar/app-process.ts';
+import { DEFAULT_MAX_CONNECTIONS_PER_ADDRESS } from '../../sidecar/inbound/listener.ts';
 import { Sidecar, type UpstreamPort } from '../../sidecar/sidecar.ts';
 import { isoTime } from '../../sidecar/clock.ts';
 import { parse, parseDuration } from '../args.ts';
@@ -37,6 +38,7 @@ const FLAGS = {
   // Rotation drills: renew this often instead of at half-life.
   'renew-every': ['WEFT_RENEW_EVERY', ''],
   'policy-header': ['WEFT_POLICY_HEADER', 'on'],
+  'max-inbound-connections-per-address': ['WEFT_MAX_INBOUND_CONNECTIONS_PER_ADDRESS', String(DEFAULT_MAX_CONNECTIONS_PER_ADDRESS)],
 } as const;
 
 type Flag = keyof typeof FLAGS;
@@ -79,6 +81,12 @@ function batchedLog(service: string | undefined): (e: Record<string, unknown>) =
   };
 }
 
+function wholeAtLeastOne(flag: string, v: string, from: string): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || !Number.isSafeInteger(n) || n < 1) throw new WeftError('WEFT_CLI_USAGE', `--${flag} ${JSON.stringify(v)}${from} must be a whole number of at least 1`, { flag });
+  return n;
+}
+
 function onOff(flag: string, v: string): boolean {
   if (v === 'on' || v === 'off') return v === 'on';
   throw new WeftError('WEFT_CLI_USAGE', `--${flag} must be on or off, not ${JSON.stringify(v)}`);
@@ -114,6 +122,8 @@ WEFT_ADMIN_PORT, WEFT_UPSTREAMS, WEFT_DRAIN (and *_HOST for each address). Logs 
 --policy-header off (WEFT_POLICY_HEADER) leaves the deciding policy out of 403 answers (it is always logged).
 --renew-every 30s (WEFT_RENEW_EVERY) renews the certificate that often instead of at half-life (rotation drills).
 --drain 5s (WEFT_DRAIN): how long in-flight requests may finish on SIGTERM before the rest are closed.
+--max-inbound-connections-per-address 1024 (WEFT_MAX_INBOUND_CONNECTIONS_PER_ADDRESS): open connections one
+remote address may hold on the inbound port; more are closed as they arrive, before any handshake.
 --control-plane-identity ID (WEFT_CONTROL_PLANE_IDENTITY): the SPIFFE ID the control plane must present; by
 default spiffe://<the trust bundle's trust domain>/ns/weft-system/sa/control-plane.`,
   async run(argv) {
@@ -136,6 +146,8 @@ default spiffe://<the trust bundle's trust domain>/ns/weft-system/sa/control-pla
     const missing: string[] = (['control-plane', 'trust-bundle', 'service', 'app-port'] as const).filter((f) => !get(f)).map((f) => `--${f} (or ${FLAGS[f][0]})`);
     if (!get('token') && !get('token-file')) missing.splice(2, 0, `--token or --token-file (or ${FLAGS.token[0]} / ${FLAGS['token-file'][0]})`);
     if (missing.length) throw new WeftError('WEFT_CLI_USAGE', `missing ${missing.join(', ')}; see 'weft sidecar --help'`);
+    const capFlag = 'max-inbound-connections-per-address';
+    const maxInboundConnectionsPerAddress = wholeAtLeastOne(capFlag, get(capFlag) ?? '', values[capFlag] === undefined && process.env[FLAGS[capFlag][0]] !== undefined ? ` (from ${FLAGS[capFlag][0]})` : '');
     const bundleFile = need('trust-bundle');
     let ca: string;
     try {
@@ -167,6 +179,7 @@ default spiffe://<the trust bundle's trust domain>/ns/weft-system/sa/control-pla
       upstreams,
       drainMs: parseDuration('drain', need('drain')) * 1000,
       policyHeader: onOff('policy-header', need('policy-header')),
+      maxInboundConnectionsPerAddress,
       renewEveryMs: get('renew-every') ? parseDuration('renew-every', get('renew-every')!) * 1000 : undefined,
       log,
     });

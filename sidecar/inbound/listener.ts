@@ -1,7 +1,7 @@
 // The inbound listener: terminates mTLS from peer sidecars, learns the caller's identity from its verified
 // certificate, and hands each connection to the app as HTTP/1.1, HTTP/2 or raw TCP (by ALPN).
 //
-//   peer ─TLS 1.3 (client cert required)─► identity check ─► revocation check ─► ALPN:
+//   peer ─per-address cap─► TLS 1.3 (client cert required)─► identity check ─► revocation check ─► ALPN:
 //       h2        → HTTP/2 streams to the app over h2c (gRPC, http2 services)
 //       http/1.1  → HTTP/1.1 requests to the app over a keep-alive pool (WebSocket upgrades tunnelled on a 101)
 //       weft-tcp  → a TCP connection to the app, bytes piped both ways
@@ -19,6 +19,7 @@ import type * as http2 from 'node:http2';
 import type { ServerHttp2Stream } from 'node:http2';
 import net, { type Socket } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
+import { ConnectionCap } from '../../connection-cap.ts';
 import { normalizeSerial } from '../../ca/serial.ts';
 import { spiffeIdOfCertificate } from '../../ca/svid.ts';
 import type { RuntimeConfig } from '../config/runtime.ts';
@@ -47,7 +48,12 @@ export interface InboundOptions {
   /** name the deciding policy and rule in a header on denials (x-weft-policy); default on */
   readonly policyHeader?: boolean;
   readonly observer?: () => Observer;
+  /** open connections from one remote address; more are closed as they arrive (DEFAULT_MAX_CONNECTIONS_PER_ADDRESS) */
+  readonly maxConnectionsPerAddress?: number;
 }
+
+/** A caller's sidecar pools up to 128 connections per endpoint (../outbound/peers.ts); several may share an address (NAT, loopback). */
+export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 1024;
 
 export class InboundListener {
   readonly #o: InboundOptions;
@@ -57,6 +63,7 @@ export class InboundListener {
   /** made on the first HTTP/2 connection (see ../http/node-http.ts) */
   #h2Server: http2.Http2Server | null = null;
   readonly #app: AppConnector;
+  readonly #cap: ConnectionCap;
   /** open peer connections and who is on the other end, to close them when a certificate is revoked */
   readonly #peers = new Map<TLSSocket, PeerIdentity>();
   readonly #plain = new Set<Socket>();
@@ -72,6 +79,11 @@ export class InboundListener {
   constructor(opts: InboundOptions, material: TlsMaterial) {
     this.#o = opts;
     this.#app = new AppConnector(opts.appHost, opts.appPort);
+    this.#cap = new ConnectionCap({
+      limit: opts.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+      onOverLimit: (address, limit) => opts.log({ msg: 'refusing inbound connections from an address over its limit', address, limit }),
+      onRefused: () => (opts.observer ?? (() => noopObserver))().inboundRefused('per_address_limit'),
+    });
     this.#tls = tls.createServer({
       ...serverTlsOptions(material),
       requestCert: true,
@@ -148,6 +160,7 @@ export class InboundListener {
   }
 
   #onConnection(socket: Socket): void {
+    if (!this.#cap.admit(socket)) return; // over its address's cap: closed, before TLS or first-byte detection
     socket.on('error', () => {});
     if (this.#o.config().mtlsMode === 'STRICT') {
       this.#tls.emit('connection', socket);

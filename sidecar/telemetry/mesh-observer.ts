@@ -6,7 +6,7 @@ import { monotonicMs } from '../clock.ts';
 import type { RuntimeConfig } from '../config/runtime.ts';
 import { connectionRecord, requestRecord } from './access-log.ts';
 import { MeshMetrics, type ConnectionLabels, type RequestSeries, type SidecarState } from './metrics.ts';
-import type { BreakerState, ConnectionObservation, Direction, Observer, RequestEnd, RequestFacts, RequestObservation, RequestStart } from './observer.ts';
+import type { BreakerState, ConnectionObservation, Direction, InboundRefusal, Observer, RequestEnd, RequestFacts, RequestObservation, RequestStart } from './observer.ts';
 import { withoutUserinfo } from './redact.ts';
 import { Tracing, type TraceSpan, type TracingSettings } from './tracing.ts';
 
@@ -179,6 +179,10 @@ export class MeshObserver implements Observer {
 
   breakerState(service: string, endpoint: string, state: BreakerState): void {
     this.#metrics.breakerState(service, endpoint, state);
+  }
+
+  inboundRefused(reason: InboundRefusal): void {
+    this.#metrics.inboundRefused(reason);
   }
 
   metrics(): Promise<string> {

@@ -6,7 +6,7 @@
 // number of series is bounded by the size of the mesh, not by its traffic.
 
 import { Counter, Gauge, Histogram, Registry, type CounterChild, type GaugeChild, type HistogramChild } from '../../prometheus.ts';
-import type { BreakerState, Direction } from './observer.ts';
+import type { BreakerState, Direction, InboundRefusal } from './observer.ts';
 
 /** What the sidecar itself reports: read at scrape time. */
 export interface SidecarState {
@@ -61,6 +61,7 @@ export class MeshMetrics {
   readonly #retries: Counter<'destination_service' | 'destination_subset'>;
   readonly #budgetExhausted: Counter<'destination_service'>;
   readonly #denials: Counter<'policy' | 'rule'>;
+  readonly #inboundRefused: Counter<'reason'>;
   readonly #spansExported: Counter;
   readonly #spansDropped: Counter<'reason'>;
   readonly #spansUnconfirmed: Counter;
@@ -88,6 +89,8 @@ export class MeshMetrics {
     this.#retries = new Counter({ name: 'weft_retries_total', help: 'Retry attempts made for outbound requests.', labelNames: ['destination_service', 'destination_subset'], registry });
     this.#budgetExhausted = new Counter({ name: 'weft_retry_budget_exhausted_total', help: 'Retries not made because the retry budget was used up.', labelNames: ['destination_service'], registry });
     this.#denials = new Counter({ name: 'weft_policy_denials_total', help: 'Inbound requests denied by authorization policy, by deciding policy ("mesh-default" for the default policy) and rule index.', labelNames: ['policy', 'rule'], registry });
+    this.#inboundRefused = new Counter({ name: 'weft_inbound_connections_refused_total', help: 'Inbound connections closed as they arrived, before any handshake: per_address_limit, the remote address already held as many open as --max-inbound-connections-per-address allows.', labelNames: ['reason'], registry });
+    this.#inboundRefused.inc({ reason: 'per_address_limit' }, 0); // (0 from the start: a rate is 0, not empty)
     this.#spansExported = new Counter({ name: 'weft_trace_spans_exported_total', help: 'Spans accepted by the trace collector.', registry });
     this.#spansDropped = new Counter({ name: 'weft_trace_spans_dropped_total', help: 'Spans lost: the export queue was full (collector slow or down), or the collector refused or never answered an export.', labelNames: ['reason'], registry });
     // Both reasons exist from the start, so `rate(weft_trace_spans_dropped_total[5m])` is 0, not empty.
@@ -200,6 +203,10 @@ export class MeshMetrics {
 
   denied(policy: string, rule: string): void {
     this.#denials.inc({ policy, rule });
+  }
+
+  inboundRefused(reason: InboundRefusal): void {
+    this.#inboundRefused.inc({ reason });
   }
 
   spansExported(n: number): void {

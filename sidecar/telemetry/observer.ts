@@ -63,12 +63,17 @@ export interface ConnectionObservation {
 
 export type BreakerState = 'closed' | 'open' | 'half-open';
 
+/** why an inbound connection was closed as it arrived, before any byte was read */
+export type InboundRefusal = 'per_address_limit';
+
 export interface Observer {
   request(start: RequestStart): RequestObservation;
   /** a raw TCP connection through the sidecar */
   connection(direction: Direction, service: string, peer: string | null): ConnectionObservation;
   /** a circuit breaker changed state (or was created, as 'closed'); `endpoint` is host:port of the peer */
   breakerState(service: string, endpoint: string, state: BreakerState): void;
+  /** an inbound connection closed as it arrived (counted in weft_inbound_connections_refused_total) */
+  inboundRefused(reason: InboundRefusal): void;
   /** Prometheus text exposition for /metrics */
   metrics(): Promise<string>;
   close(): Promise<void>;
@@ -82,6 +87,7 @@ export const noopObserver: Observer = {
   request: () => NOOP_REQUEST,
   connection: () => NOOP_CONNECTION,
   breakerState() {},
+  inboundRefused() {},
   metrics: async () => '',
   close: async () => {},
 };
