@@ -8,30 +8,19 @@ import { parseCertificates } from '../../ca/pem.ts';
 import { spiffeIdOfCertificate } from '../../ca/svid.ts';
 import { TrustBundle } from '../../ca/trust-bundle.ts';
 import { makeCsr } from '../helpers/ca.ts';
-import { startControlPlane, type TestControlPlane } from '../helpers/control-plane.ts';
+import { startControlPlane } from '../helpers/control-plane.ts';
 import { bootstrap, csrFor } from '../helpers/stub-sidecar.ts';
 import { join } from 'node:path';
 
 const WEB = 'spiffe://shop.example/ns/default/sa/web';
 const CATALOG = 'spiffe://shop.example/ns/default/sa/catalog';
 
-async function tokenFor(t: TestControlPlane, service: string): Promise<string> {
-  const op = t.operator();
-  try {
-    return (await op.request<{ token: string }>('POST', '/v1/tokens', { service, namespace: 'default' })).token;
-  } finally {
-    op.close();
-  }
-}
 
-function journalLength(t: TestControlPlane): number {
-  return CaStore.open(join(t.dir, 'state', 'ca')).journal.read().length;
-}
 
 test('a token buys one certificate for exactly its identity; the chain verifies against the bundle', async (t) => {
   const cp = await startControlPlane();
   t.teardown(() => cp.cp.stop());
-  const svid = await bootstrap(cp.conn, await tokenFor(cp, 'web'));
+  const svid = await bootstrap(cp.conn, await cp.tokenFor('web'));
   t.is(svid.identity, WEB);
   const chain = parseCertificates(svid.chain, 'chain');
   t.is(new TrustBundle('shop.example', parseCertificates(cp.cp.bundlePem, 'bundle')).verify(chain).spiffeId.uri, WEB);
@@ -43,19 +32,19 @@ test('a token buys one certificate for exactly its identity; the chain verifies 
 test('a replayed token is refused, and no certificate is issued for it', async (t) => {
   const cp = await startControlPlane();
   t.teardown(() => cp.cp.stop());
-  const token = await tokenFor(cp, 'web');
+  const token = await cp.tokenFor('web');
   await bootstrap(cp.conn, token);
-  const issued = journalLength(cp);
+  const issued = cp.journalLength();
   const err = await t.throwsAsync(bootstrap(cp.conn, token));
   t.true(isWeftError(err, 'WEFT_TOKEN_REPLAYED'), err?.message);
   t.regex(err!.message, /was already used; a token works once/);
-  t.is(journalLength(cp), issued);
+  t.is(cp.journalLength(), issued);
 });
 
 test('an expired token is refused with when it expired', async (t) => {
   const cp = await startControlPlane();
   t.teardown(() => cp.cp.stop());
-  const token = await tokenFor(cp, 'web');
+  const token = await cp.tokenFor('web');
   cp.advance(11 * 60_000);
   const err = await t.throwsAsync(bootstrap(cp.conn, token));
   t.true(isWeftError(err, 'WEFT_TOKEN_EXPIRED'), err?.message);
@@ -65,7 +54,7 @@ test('an expired token is refused with when it expired', async (t) => {
 test('a forged or tampered token is refused', async (t) => {
   const cp = await startControlPlane();
   t.teardown(() => cp.cp.stop());
-  const token = await tokenFor(cp, 'web');
+  const token = await cp.tokenFor('web');
   const [h, p, s] = token.split('.');
   const claims = JSON.parse(Buffer.from(p!, 'base64url').toString());
   claims.sub = CATALOG;
@@ -79,21 +68,21 @@ test('a forged or tampered token is refused', async (t) => {
 test('a token for X with a CSR asking for Y is refused, and the token stays good', async (t) => {
   const cp = await startControlPlane();
   t.teardown(() => cp.cp.stop());
-  const token = await tokenFor(cp, 'web');
+  const token = await cp.tokenFor('web');
   const client = cp.anonymous();
   t.teardown(() => client.close());
   const { pem } = await makeCsr({ sans: [{ type: 'url', value: CATALOG }] });
   const err = await t.throwsAsync(client.request('POST', '/v1/identity/bootstrap', { token, csr: pem }));
   t.true(isWeftError(err, 'WEFT_CA_CSR_NAME_MISMATCH'), err?.message);
   t.regex(err!.message, /asks for URI SAN "spiffe:\/\/shop\.example\/ns\/default\/sa\/catalog" but the caller is authorised only for spiffe:\/\/shop\.example\/ns\/default\/sa\/web/);
-  t.is(journalLength(cp), 1, 'only the control plane\'s own certificate');
+  t.is(cp.journalLength(), 1, 'only the control plane\'s own certificate');
   t.is((await bootstrap(cp.conn, token)).identity, WEB);
 });
 
 test('renewal over mTLS renews the same identity only; without a certificate it is refused', async (t) => {
   const cp = await startControlPlane();
   t.teardown(() => cp.cp.stop());
-  const svid = await bootstrap(cp.conn, await tokenFor(cp, 'web'));
+  const svid = await bootstrap(cp.conn, await cp.tokenFor('web'));
   const mtls = new ControlPlaneClient({ ...cp.conn, cert: svid.chain, key: svid.key });
   t.teardown(() => mtls.close());
   const renewed = await mtls.request<{ identity: string; serial: string; chain: string }>('POST', '/v1/identity/renew', { csr: await csrFor(generateKeyPair()) });
@@ -120,7 +109,7 @@ test('the operator API lets nothing in without an operator credential', async (t
     ['GET', '/v1/status', undefined],
     ['GET', '/v1/config', undefined],
   ];
-  const svid = await bootstrap(cp.conn, await tokenFor(cp, 'web'));
+  const svid = await bootstrap(cp.conn, await cp.tokenFor('web'));
   const anonymous = cp.anonymous();
   const workload = new ControlPlaneClient({ ...cp.conn, cert: svid.chain, key: svid.key });
   const wrongToken = new ControlPlaneClient({ ...cp.conn, adminToken: 'x'.repeat(43) });
@@ -157,7 +146,7 @@ test('an address presenting refused tokens is told to wait (429) before its toke
   // A clock that stands still: on a busy machine the 20 refusals can take long enough for the allowance to refill.
   const cp = await startControlPlane({ frozenClock: true });
   t.teardown(() => cp.cp.stop());
-  const good = await tokenFor(cp, 'web');
+  const good = await cp.tokenFor('web');
   const bad = async () => (await t.throwsAsync(bootstrap(cp.conn, 'not.a.token'))) as WeftError;
   // A burst of 20 refusals is allowed, each checked and refused as what it is.
   for (let i = 0; i < 20; i++) t.true(isWeftError(await bad(), 'WEFT_TOKEN_INVALID'));

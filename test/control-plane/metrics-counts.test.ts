@@ -27,14 +27,6 @@ async function scrape(cp: TestControlPlane): Promise<string> {
   return res.text();
 }
 
-async function tokenFor(cp: TestControlPlane, service: string): Promise<string> {
-  const op = cp.operator();
-  try {
-    return (await op.request<{ token: string }>('POST', '/v1/tokens', { service, namespace: 'default' })).token;
-  } finally {
-    op.close();
-  }
-}
 
 async function renew(client: ControlPlaneClient, csr?: string): Promise<Svid> {
   const keys = generateKeyPair();
@@ -49,7 +41,7 @@ const issued = (text: string, kind: string) => sample(text, `${P}certificates_is
 test('renewals count as issued; one refused by its rate limit (429) counts as rate_limited and issues nothing', async (t) => {
   const cp = await start();
   t.teardown(() => cp.cp.stop());
-  const svid = await bootstrap(cp.conn, await tokenFor(cp, 'web'));
+  const svid = await bootstrap(cp.conn, await cp.tokenFor('web'));
   const client = mtls(cp, svid);
   t.teardown(() => client.close());
   for (let i = 0; i < PER_CERTIFICATE.burst; i++) await renew(client);
@@ -68,7 +60,7 @@ test('renewals count as issued; one refused by its rate limit (429) counts as ra
 test('bootstrap refusals count by reason: a reused token, a bad one; renewal refusals: no certificate, another identity, revoked', async (t) => {
   const cp = await start();
   t.teardown(() => cp.cp.stop());
-  const token = await tokenFor(cp, 'web');
+  const token = await cp.tokenFor('web');
   const svid = await bootstrap(cp.conn, token);
   await t.throwsAsync(bootstrap(cp.conn, token), { instanceOf: Error, message: /already used/ });
   await t.throwsAsync(bootstrap(cp.conn, 'not.a.token'), { message: /not valid/ });
@@ -96,7 +88,7 @@ test('bootstrap refusals count by reason: a reused token, a bad one; renewal ref
 });
 
 async function stub(cp: TestControlPlane, service: string, opts: Partial<StubOptions> = {}): Promise<StubSidecar> {
-  const s = new StubSidecar({ ...cp.conn, service, ...opts }, await bootstrap(cp.conn, await tokenFor(cp, service)));
+  const s = new StubSidecar({ ...cp.conn, service, ...opts }, await bootstrap(cp.conn, await cp.tokenFor(service)));
   await s.connect();
   return s;
 }

@@ -2,27 +2,14 @@
 // too much, is told to wait (429, Retry-After) before anything is signed; other certificates are unaffected.
 
 import test from 'ava';
-import { join } from 'node:path';
 import { isWeftError, type WeftError } from '../../errors.ts';
 import { ControlPlaneClient } from '../../control-plane/client.ts';
 import { generateKeyPair, privateKeyToPem } from '../../ca/keys.ts';
-import { CaStore } from '../../ca/store.ts';
 import { PER_ADDRESS, PER_CERTIFICATE } from '../../control-plane/api/renewal-budget.ts';
 import { startControlPlane, type TestControlPlane } from '../helpers/control-plane.ts';
 import { bootstrap, csrFor, type Svid } from '../helpers/stub-sidecar.ts';
 
-async function tokenFor(cp: TestControlPlane, service: string): Promise<string> {
-  const op = cp.operator();
-  try {
-    return (await op.request<{ token: string }>('POST', '/v1/tokens', { service, namespace: 'default' })).token;
-  } finally {
-    op.close();
-  }
-}
 
-function journalLength(cp: TestControlPlane): number {
-  return CaStore.open(join(cp.dir, 'state', 'ca')).journal.read().length;
-}
 
 /** Renews over mTLS with `svid`; the new certificate comes back as a Svid that can renew in turn. */
 async function renew(client: ControlPlaneClient): Promise<Svid> {
@@ -36,20 +23,20 @@ const mtls = (cp: TestControlPlane, svid: Svid) => new ControlPlaneClient({ ...c
 test('a certificate renewed past its budget is told to wait (429, Retry-After); another replica of the identity is not', async (t) => {
   const cp = await startControlPlane({ frozenClock: true });
   t.teardown(() => cp.cp.stop());
-  const a = await bootstrap(cp.conn, await tokenFor(cp, 'web'));
-  const b = await bootstrap(cp.conn, await tokenFor(cp, 'web'));
+  const a = await bootstrap(cp.conn, await cp.tokenFor('web'));
+  const b = await bootstrap(cp.conn, await cp.tokenFor('web'));
   const clientA = mtls(cp, a);
   const clientB = mtls(cp, b);
   t.teardown(() => (clientA.close(), clientB.close()));
 
   for (let i = 0; i < PER_CERTIFICATE.burst; i++) await renew(clientA);
-  const issued = journalLength(cp);
+  const issued = cp.journalLength();
   const limited = (await t.throwsAsync(renew(clientA))) as WeftError;
   t.true(isWeftError(limited, 'WEFT_API_RATE_LIMITED'), limited.message);
   t.regex(limited.message, new RegExp(`^certificate ${a.serial} for spiffe://shop\\.example/ns/default/sa/web has asked for renewal too often \\(5 at once, then one every 30 s\\); try again in \\d+ s$`));
   // The Retry-After header (the client reads it into details): the next token is 30 s away.
   t.is(limited.details['retryAfterSeconds'], 30);
-  t.is(journalLength(cp), issued, 'nothing was signed for the refused renewal');
+  t.is(cp.journalLength(), issued, 'nothing was signed for the refused renewal');
 
   // Same identity, same address, its own certificate: renews as usual, and so does a certificate A got.
   const renewedB = await renew(clientB);
@@ -66,10 +53,10 @@ test('a certificate renewed past its budget is told to wait (429, Retry-After); 
 test('an address renewing past its budget is told to wait, before any signature; the allowance comes back', async (t) => {
   const cp = await startControlPlane({ frozenClock: true });
   t.teardown(() => cp.cp.stop());
-  const fresh = await bootstrap(cp.conn, await tokenFor(cp, 'catalog'));
+  const fresh = await bootstrap(cp.conn, await cp.tokenFor('catalog'));
   // A chain of renewals from one address, each certificate used within its own budget: only the address's
   // budget can stop it.
-  const queue = [await bootstrap(cp.conn, await tokenFor(cp, 'web'))];
+  const queue = [await bootstrap(cp.conn, await cp.tokenFor('web'))];
   const clients: ControlPlaneClient[] = [];
   t.teardown(() => clients.forEach((c) => c.close()));
   let renewed = 0;
@@ -94,10 +81,10 @@ test('an address renewing past its budget is told to wait, before any signature;
   // A certificate that never renewed waits too: the limit is the address's.
   const freshClient = mtls(cp, fresh);
   clients.push(freshClient);
-  const issued = journalLength(cp);
+  const issued = cp.journalLength();
   const waiting = (await t.throwsAsync(renew(freshClient))) as WeftError;
   t.true(isWeftError(waiting, 'WEFT_API_RATE_LIMITED'), waiting.message);
-  t.is(journalLength(cp), issued);
+  t.is(cp.journalLength(), issued);
   cp.advance(1000);
   t.is((await renew(freshClient)).identity, 'spiffe://shop.example/ns/default/sa/catalog');
 });

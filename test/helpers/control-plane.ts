@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { ControlPlane, type ControlPlaneOptions } from '../../control-plane/control-plane.ts';
 import { ControlPlaneClient } from '../../control-plane/client.ts';
+import { CaStore } from '../../ca/store.ts';
 import { tempDir } from './ca.ts';
 
 export const MESH_YAML = `apiVersion: weft/v1
@@ -46,6 +47,10 @@ export interface TestControlPlane {
   advance(ms: number): void;
   operator(): ControlPlaneClient;
   anonymous(): ControlPlaneClient;
+  /** a bootstrap token for `service` in namespace default, from the operator API */
+  tokenFor(service: string): Promise<string>;
+  /** certificates the CA has journalled so far */
+  journalLength(): number;
   /** what a stub sidecar needs to reach it */
   readonly conn: { url: string; ca: string; serverIdentity: string };
 }
@@ -70,13 +75,23 @@ export async function startControlPlane(opts: Partial<ControlPlaneOptions> & { y
     ...opts,
   });
   const conn = { url: cp.url, ca: cp.bundlePem, serverIdentity: cp.identity };
+  const operator = () => new ControlPlaneClient({ ...conn, adminToken: cp.state.readAdminToken() });
   return {
     cp,
     dir,
     configPath,
     conn,
     advance: (ms) => (offset += ms),
-    operator: () => new ControlPlaneClient({ ...conn, adminToken: cp.state.readAdminToken() }),
+    operator,
     anonymous: () => new ControlPlaneClient(conn),
+    async tokenFor(service) {
+      const op = operator();
+      try {
+        return (await op.request<{ token: string }>('POST', '/v1/tokens', { service, namespace: 'default' })).token;
+      } finally {
+        op.close();
+      }
+    },
+    journalLength: () => CaStore.open(join(dir, 'state', 'ca')).journal.read().length,
   };
 }
