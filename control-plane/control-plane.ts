@@ -10,14 +10,11 @@ import type { CertificateAuthority, IssuanceRecord } from '../ca/authority.ts';
 import { CaStore } from '../ca/store.ts';
 import { workloadId } from '../ca/spiffe-id.ts';
 import type { AuthContext } from './api/authenticate.ts';
-import { bootstrap, renew } from './api/identity.ts';
-import { getConfig, getStatus, postRevocation, postToken, putConfig, unknownServiceWarning, type OperatorDeps, type StatusReport } from './api/operator.ts';
-import { healthz, router } from './api/router.ts';
+import { unknownServiceWarning, type StatusReport } from './api/operator.ts';
+import { apiRoutes } from './api/routes.ts';
 import { controlPlaneServer, type ServerLimits } from './api/server.ts';
-import { FailureBudget } from './api/failure-budget.ts';
 import { MetricsListener } from './api/metrics-listener.ts';
 import { ControlPlaneMetrics } from './metrics.ts';
-import { RenewalBudget } from './api/renewal-budget.ts';
 import { SidecarApi } from './api/sidecars.ts';
 import { liveMesh } from './config/live.ts';
 import { loadMeshConfig, parseMeshConfigOrThrow } from './config/load.ts';
@@ -254,41 +251,27 @@ export class ControlPlane {
     // Journaled once listening: a start that cannot bind hands this certificate to no one.
     const unjournaled: IssuanceRecord[] = [];
     const own = await this.#ownSvid.issue(this.#store.authority({ clock: this.#clock, onIssue: (r) => unjournaled.push(r) }));
-    const operator: OperatorDeps = {
+    const handler = apiRoutes({
       auth: this.#auth,
       log: this.#log,
-      apply: (text, file) => this.apply(text, file),
-      configText: () => this.#config.source,
-      issueToken: async (service, namespace, ttl) => {
-        const ns = workloadNamespace(namespace);
-        const t = await this.#tokens.issue(serviceIdentity(this.#config, service, ns), ttl);
-        return { ...t, warning: unknownServiceWarning(this.#config, service, ns) };
-      },
-      revoke: (what) => this.#revoke(what),
-      status: () => this.status(),
-    };
-    const identity = {
-      auth: this.#auth,
+      clock: this.#clock,
       tokens: this.#tokens,
-      refusals: new FailureBudget(this.#clock),
-      renewals: new RenewalBudget(this.#clock),
+      sidecars: this.#sidecars,
+      certificates: this.#metrics,
       authority: () => this.#ca,
       workloadTtlSeconds: () => Math.round(this.#config.mesh.certificates.workloadTtlMs / 1000),
-      observer: this.#metrics,
-    };
-    const handler = router({
-      'GET /healthz': healthz,
-      'POST /v1/identity/bootstrap': (req, res) => bootstrap(req, res, identity),
-      'POST /v1/identity/renew': (req, res) => renew(req, res, identity),
-      'POST /v1/sidecars/stream': (req, res) => this.#sidecars.stream(req, res),
-      'POST /v1/sidecars/ack': (req, res) => this.#sidecars.ack(req, res),
-      'POST /v1/sidecars/heartbeat': (req, res) => this.#sidecars.heartbeat(req, res),
-      'PUT /v1/config': (req, res) => putConfig(req, res, operator),
-      'GET /v1/config': (req, res) => getConfig(req, res, operator),
-      'POST /v1/tokens': (req, res) => postToken(req, res, operator),
-      'POST /v1/revocations': (req, res) => postRevocation(req, res, operator),
-      'GET /v1/status': (req, res) => getStatus(req, res, operator),
-    }, this.#log);
+      operator: {
+        apply: (text, file) => this.apply(text, file),
+        configText: () => this.#config.source,
+        issueToken: async (service, namespace, ttl) => {
+          const ns = workloadNamespace(namespace);
+          const t = await this.#tokens.issue(serviceIdentity(this.#config, service, ns), ttl);
+          return { ...t, warning: unknownServiceWarning(this.#config, service, ns) };
+        },
+        revoke: (what) => this.#revoke(what),
+        status: () => this.status(),
+      },
+    });
     const server = controlPlaneServer(own, handler, limits);
     server.on('session', (s) => {
       this.#sessions.add(s);
