@@ -34,7 +34,8 @@ import { watchConfigFile, watchFile, type ConfigFileEvent } from './file-watch.t
 
 export const CONTROL_PLANE_SA = { namespace: SYSTEM_NAMESPACE, serviceAccount: 'control-plane' };
 export const OPERATOR_SA = { namespace: SYSTEM_NAMESPACE, serviceAccount: 'operator' };
-const jsonLog = (e: Record<string, unknown>) => process.stderr.write(JSON.stringify({ time: new Date().toISOString(), component: 'control-plane', ...e }) + '\n');
+/** The control plane's log: one JSON line per event on stderr. */
+export const jsonLog = (e: Record<string, unknown>) => process.stderr.write(JSON.stringify({ time: new Date().toISOString(), component: 'control-plane', ...e }) + '\n');
 
 export interface ControlPlaneOptions {
   readonly stateDir: string;

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { WeftError } from '../../errors.ts';
 import { HeapSettler } from '../../control-plane/heap-settle.ts';
-import { ControlPlane, type ControlPlaneOptions } from '../../control-plane/control-plane.ts';
+import { ControlPlane, jsonLog, type ControlPlaneOptions } from '../../control-plane/control-plane.ts';
 import { DEFAULT_STATE_DIR } from '../../control-plane/state-dir.ts';
 import type { StatusReport } from '../../control-plane/api/operator.ts';
 import { isMetricsListenError } from '../../control-plane/api/metrics-listener.ts';
@@ -85,7 +85,7 @@ refuses another (weft token and weft ca beside it are fine). Logs are JSON lines
     if (cp.metricsUrl) process.stdout.write(`control plane metrics on ${cp.metricsUrl}\n`);
     process.stdout.write(`control plane ${cp.identity} listening on ${cp.url}\n`);
     // A busy spell's garbage goes back to the OS once things settle (control-plane/heap-settle.ts).
-    const settler = new HeapSettler({ log: (e) => process.stderr.write(JSON.stringify({ time: new Date().toISOString(), component: 'control-plane', ...e }) + '\n') });
+    const settler = new HeapSettler({ log: jsonLog });
     settler.start();
     await new Promise<void>((resolve) => {
       const stop = () => void (settler.stop(), cp.stop().then(resolve));
