@@ -289,8 +289,7 @@ export class Connection {
       try {
         ex.handler.onHeaders(status, raw, this.#resume);
       } catch (err) {
-        // The caller could not take this head (node's response writer refuses some header values llhttp lets
-        // through): the exchange fails, never the process.
+        // The caller could not take this head (a handler's bug): the exchange fails, never the process.
         this.destroy(err as Error);
         return 1;
       }

@@ -160,6 +160,19 @@ export class H1Response extends EventEmitter {
     return this;
   }
 
+  /**
+   * A head relayed from an upstream answer: `raw` as responseHeadersRaw (./headers.ts) left it, from llhttp in
+   * strict mode, which has already refused any name that is not a token and any value with a control character
+   * (CR, LF, NUL, DEL and the rest, HTAB aside); so unlike writeHead, nothing is checked again.
+   */
+  relayHead(status: number, raw: readonly string[]): this {
+    if (this.headersSent) throw Object.assign(new Error('response head already sent'), { code: 'ERR_HTTP_HEADERS_SENT' });
+    this.statusCode = status;
+    this.#given = raw;
+    this.headersSent = true;
+    return this;
+  }
+
   #writeHead(endLength: number): string {
     if (!this.headersSent) this.writeHead(this.statusCode);
     this.#head = true;

@@ -89,7 +89,7 @@ class H1Relay implements H1Handler {
     // sidecars) as they can (./write-batch.ts). Corking the single write too measured slower: 4-5% fewer
     // requests/s in the pair, p50 0.15 ms higher at 2,000 requests/s (two runs of 8 alternating rounds).
     if (!leavesWithHead(rawHeaders)) corkForTurn(this.#res);
-    this.#res.writeHead(statusCode, responseHeadersRaw(rawHeaders));
+    this.#res.relayHead(statusCode, responseHeadersRaw(rawHeaders));
     this.#resume = resumeReading;
   }
 

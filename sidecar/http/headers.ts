@@ -42,24 +42,38 @@ export function forwardHeaders(incoming: IncomingHttpHeaders, keep: readonly str
   return out;
 }
 
+/** Whether a name of this length could be a hop-by-hop one (other than host): the rest need no lower-casing. */
+const HOP_LENGTH = new Uint8Array(32);
+for (const name of HOP_BY_HOP) if (name !== 'host') HOP_LENGTH[name.length] = 1;
+
 /**
  * Response headers for the previous hop, from the raw name/value list the parser delivers (names in any
  * case): hop-by-hop ones dropped, everything else as the app sent it. A new flat list for `res.writeHead`,
- * without building an object per response.
+ * without building an object per response. A name is lower-cased only when its length is one a dropped name has
+ * (the common answer has none to drop but Connection).
  */
 export function responseHeadersRaw(raw: readonly string[]): string[] {
   let named: Set<string> | null = null;
+  let namedLength: Uint8Array | null = null;
   for (let i = 0; i < raw.length; i += 2) {
     if (raw[i]!.length === 10 && raw[i]!.toLowerCase() === 'connection') {
       named ??= new Set();
-      for (const n of raw[i + 1]!.split(',')) named.add(n.trim().toLowerCase());
+      namedLength ??= new Uint8Array(32);
+      for (const n of raw[i + 1]!.split(',')) {
+        const lower = n.trim().toLowerCase();
+        named.add(lower);
+        namedLength[Math.min(lower.length, 31)] = 1;
+      }
     }
   }
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
-    const lower = name.toLowerCase();
-    if ((HOP_BY_HOP.has(lower) && lower !== 'host') || named?.has(lower)) continue;
+    const slot = name.length < 32 ? name.length : 31;
+    if (HOP_LENGTH[slot] === 1 || namedLength?.[slot] === 1) {
+      const lower = name.toLowerCase();
+      if ((HOP_BY_HOP.has(lower) && lower !== 'host') || named?.has(lower)) continue;
+    }
     out.push(name, raw[i + 1]!);
   }
   return out;
