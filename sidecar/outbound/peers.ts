@@ -46,6 +46,11 @@ export class PeerConnector {
   /** one OpenSSL context per certificate, shared by every connection (not a PEM parse per connection) */
   #context: tls.SecureContext;
   #h1 = new Map<string, H1Pool>();
+  /**
+   * The same pools by upstream key, then address: what each request looks its pool up by. Keyed by the config's
+   * strings, whose hashes V8 keeps, not by a key joined per request. Emptied whenever #h1 loses a pool.
+   */
+  #h1ByUpstream = new Map<string, Map<string, H1Pool>>();
   #h2 = new Map<string, H2Pool>();
   /** keys of the HTTP/2 pools whose peer is draining (sent GOAWAY); empty but for a peer stopping */
   readonly #draining = new Set<string>();
@@ -62,6 +67,7 @@ export class PeerConnector {
     const h1 = this.#h1;
     const h2 = this.#h2;
     this.#h1 = new Map();
+    this.#h1ByUpstream = new Map();
     this.#h2 = new Map();
     this.#draining.clear();
     for (const p of h1.values()) void p.close();
@@ -92,6 +98,7 @@ export class PeerConnector {
       const upstream = current(key);
       if (!upstream) {
         this.#h1.delete(key);
+        this.#h1ByUpstream.clear();
         void pool.close();
         continue;
       }
@@ -121,6 +128,8 @@ export class PeerConnector {
   }
 
   h1Pool(upstream: UpstreamRuntime, address: string): H1Pool {
+    const known = this.#h1ByUpstream.get(upstream.key)?.get(address);
+    if (known) return known;
     const key = `${upstream.key}|${address}`;
     let pool = this.#h1.get(key);
     if (!pool) {
@@ -135,6 +144,9 @@ export class PeerConnector {
       });
       this.#h1.set(key, pool);
     }
+    let byAddress = this.#h1ByUpstream.get(upstream.key);
+    if (!byAddress) this.#h1ByUpstream.set(upstream.key, (byAddress = new Map()));
+    byAddress.set(address, pool);
     return pool;
   }
 

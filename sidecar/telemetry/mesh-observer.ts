@@ -26,10 +26,25 @@ const UNKNOWN_SOURCE = 'unknown';
 /** How long a replaced tracer stays open for the requests that started on it. */
 const RETIRE_AFTER_MS = 10_000;
 
+/**
+ * A request's facts with every field there from the start (undefined until set), so that each request's object has
+ * one shape: set() then writes fields in place, where an empty object grew through a chain of shapes per request.
+ */
+class Facts implements RequestFacts {
+  destination?: string = undefined;
+  subset?: string | null = undefined;
+  endpoint?: string = undefined;
+  route?: string = undefined;
+  retries?: number = undefined;
+  retryBudgetExhausted?: boolean = undefined;
+  breaker?: RequestFacts['breaker'] = undefined;
+  policy?: RequestFacts['policy'] = undefined;
+}
+
 /** One request's observation: an object with its methods on the prototype, not closures per request. */
 class Observation implements RequestObservation {
   readonly propagate: Readonly<Record<string, string>>;
-  readonly facts: RequestFacts = {};
+  readonly facts: RequestFacts = new Facts();
   readonly began = monotonicMs();
   readonly start: RequestStart;
   readonly series: RequestSeries;

@@ -17,10 +17,17 @@ export interface SidecarState {
 }
 
 /** The children one (direction, caller, service) counts its requests in. */
+interface Outcome {
+  readonly count: CounterChild;
+  readonly duration: HistogramChild;
+}
+
 export interface RequestSeries {
   readonly labels: { readonly direction: Direction; readonly source_identity: string; readonly destination_service: string };
   readonly inFlight: GaugeChild;
-  readonly outcomes: Map<string, { readonly count: CounterChild; readonly duration: HistogramChild }>;
+  readonly outcomes: Map<string, Outcome>;
+  /** the outcome counted last, and what it was for: most requests end as the one before */
+  last: { readonly subset: string; readonly status: number; readonly reason: string; readonly grpcStatus: number | undefined; readonly outcome: Outcome } | null;
 }
 
 export interface ConnectionLabels {
@@ -132,18 +139,23 @@ export class MeshMetrics {
     return Promise.resolve(this.registry.metrics());
   }
 
-  // The request series of one (direction, caller, service), found once per request by one short key; within
-  // it, one counter and one histogram child per (subset, status, reason). Label values are bounded, so are these.
-  readonly #series = new Map<string, RequestSeries>();
+  // The request series of one (direction, caller, service), found once per request through a map per label,
+  // keyed by strings that last (the config's, the peer's identity), whose hashes V8 keeps: a key joined per request
+  // was a new string to flatten and hash every time. Within a series, one counter and one histogram child per
+  // (subset, status, reason). Label values are bounded, so are these.
+  readonly #series = new Map<Direction, Map<string, Map<string, RequestSeries>>>();
 
   /** The series a request with these labels is counted in; pass it to requestEnded. */
   requestStarted(l: ConnectionLabels): RequestSeries {
-    const key = `${l.direction}\0${l.source}\0${l.service}`;
-    let series = this.#series.get(key);
+    let bySource = this.#series.get(l.direction);
+    if (!bySource) this.#series.set(l.direction, (bySource = new Map()));
+    let byService = bySource.get(l.source);
+    if (!byService) bySource.set(l.source, (byService = new Map()));
+    let series = byService.get(l.service);
     if (!series) {
       const labels = { direction: l.direction, source_identity: l.source, destination_service: l.service };
-      series = { labels, inFlight: this.#inFlight.labels(labels), outcomes: new Map() };
-      this.#series.set(key, series);
+      series = { labels, inFlight: this.#inFlight.labels(labels), outcomes: new Map(), last: null };
+      byService.set(l.service, series);
     }
     series.inFlight.inc();
     return series;
@@ -151,6 +163,12 @@ export class MeshMetrics {
 
   requestEnded(series: RequestSeries, subset: string, status: number, reason: string, seconds: number, grpcStatus?: number): void {
     series.inFlight.dec();
+    const last = series.last;
+    if (last !== null && last.status === status && last.subset === subset && last.reason === reason && last.grpcStatus === grpcStatus) {
+      last.outcome.count.inc();
+      last.outcome.duration.observe(seconds);
+      return;
+    }
     const code = statusLabel(status);
     // gRPC's 17 codes (0 OK); anything else a server sends is 2, UNKNOWN, as gRPC reads it.
     const grpc = grpcStatus === undefined ? '' : Number.isInteger(grpcStatus) && grpcStatus >= 0 && grpcStatus <= 16 ? String(grpcStatus) : '2';
@@ -161,6 +179,7 @@ export class MeshMetrics {
       outcome = { count: this.#requests.labels({ ...labels, grpc_status: grpc, mesh_reason: reason }), duration: this.#duration.labels(labels) };
       series.outcomes.set(key, outcome);
     }
+    series.last = { subset, status, reason, grpcStatus, outcome };
     outcome.count.inc();
     outcome.duration.observe(seconds);
   }

@@ -313,3 +313,35 @@ test('breaker state: one-hot per endpoint, and gone once its endpoint leaves the
   t.is(sample(text, 'weft_config_version'), -1);
   t.is((await promtool(text)).code, 0);
 });
+
+test('request counts follow each outcome when outcomes alternate, per caller and service (the lookups that skip the label maps)', async (t) => {
+  const m = new MeshMetrics(() => ({ ready: true, configVersion: 1, certificateNotAfter: null }));
+  // Identities as separate string objects per connection, as sidecars get them from each peer's certificate.
+  const web = ['spiffe://shop.example/ns/default/sa/', 'web'].join('');
+  const web2 = ['spiffe://shop.example/ns/default/sa/', 'web'].join('');
+  const outcomes: [string, string, number, string, number | undefined][] = [
+    [web, 'catalog.default', 200, '', undefined],
+    [web2, 'catalog.default', 200, '', undefined],
+    [web, 'catalog.default', 404, '', undefined],
+    [web, 'catalog.default', 503, 'no-healthy-upstream', undefined],
+    [web, 'catalog.default', 200, '', undefined],
+    [web, 'prices.default', 200, '', 0],
+    [web, 'prices.default', 200, '', 5],
+    [web, 'prices.default', 200, '', 0],
+    [web, 'catalog.default', 200, '', undefined],
+  ];
+  for (const [source, service, status, reason, grpc] of outcomes) {
+    const series = m.requestStarted({ direction: 'outbound', source, service });
+    m.requestEnded(series, service === 'prices.default' ? '' : 'v1', status, reason, 0.001, grpc);
+  }
+  const text = await m.text();
+  const count = (service: string, subset: string, code: string, reason: string, grpc: string) =>
+    sample(text, 'weft_requests_total', { direction: 'outbound', source_identity: 'spiffe://shop.example/ns/default/sa/web', destination_service: service, destination_subset: subset, status_code: code, grpc_status: grpc, mesh_reason: reason });
+  t.is(count('catalog.default', 'v1', '200', '', ''), 4);
+  t.is(count('catalog.default', 'v1', '404', '', ''), 1);
+  t.is(count('catalog.default', 'v1', '503', 'no-healthy-upstream', ''), 1);
+  t.is(count('prices.default', '', '200', '', '0'), 2);
+  t.is(count('prices.default', '', '200', '', '5'), 1);
+  t.is(sample(text, 'weft_requests_in_flight', { direction: 'outbound', source_identity: 'spiffe://shop.example/ns/default/sa/web', destination_service: 'catalog.default' }), 0);
+  t.is((await promtool(text)).code, 0);
+});
