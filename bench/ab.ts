@@ -1,10 +1,10 @@
-// bench (A/B) — two builds of the sidecar pair's environment, measured against each other in one run: the same
-// nginx behind pair A and pair B, hey at a fixed rate on each in turn (order alternating per round), so that
-// what the machine does meanwhile hits both alike. For a change whose effect is smaller than the run-to-run
-// noise of `npm run bench` (single rounds vary by ±0.5 ms at p99).
+// bench (A/B) — two or more builds of the sidecar pair's environment, measured against each other in one run: the
+// same nginx behind pair A, pair B (and C, D, ... if given), hey at a fixed rate on each in turn (order reversed
+// every other round), so that what the machine does meanwhile hits all alike. For a change whose effect is smaller
+// than the run-to-run noise of `npm run bench` (single rounds vary by ±0.5 ms at p99).
 //
-// BENCH_AB_A and BENCH_AB_B: environment assignments for each pair's sidecars, space-separated
-// (e.g. BENCH_AB_B='WEFT_IDLE_SCAVENGE=0'). BENCH_ROUNDS (8), BENCH_SECONDS (10), BENCH_RATE (2000),
+// BENCH_AB_A and BENCH_AB_B (and BENCH_AB_C, ...): environment assignments for each pair's sidecars, space-separated
+// (e.g. BENCH_AB_B='WEFT_IDLE_SCAVENGE=0'); each is compared with A. BENCH_ROUNDS (8), BENCH_SECONDS (10), BENCH_RATE (2000),
 // BENCH_HEY_WORKERS (20), BENCH_WRK (1: a 5 s wrk run before each round, as npm run bench does).
 // Prints each round and the medians; writes nothing.
 
@@ -59,12 +59,14 @@ if ('missing' in support) {
 const dir = mkdtempSync(join(tmpdir(), 'weft-bench-ab-'));
 const children = new Children(dir);
 const pairChildren: Children[] = [];
-const pairs: Record<'A' | 'B', { pair: WeftPair; env: Record<string, string>; results: HeyResult[]; cpuUs: number[] }> = {} as never;
+// A and B always; C, D, ... as far as they are given, in order.
+const NAMES = ['A', 'B', ...'CDEFGH'.split('').filter((_, i, all) => all.slice(0, i + 1).every((n) => process.env[`BENCH_AB_${n}`] !== undefined))];
+const pairs: Record<string, { pair: WeftPair; env: Record<string, string>; results: HeyResult[]; cpuUs: number[] }> = {};
 try {
-  const [app, clientApp, ...rest] = await freePorts(2 + 2 * 7);
+  const [app, clientApp, ...rest] = await freePorts(2 + NAMES.length * 7);
   const nginx = startNginx(children, tools.paths.nginx!, dir, app!);
   await waitUntil('nginx', answers({ url: `http://127.0.0.1:${app}/` }, APP_BODY), [nginx]);
-  for (const [i, name] of (['A', 'B'] as const).entries()) {
+  for (const [i, name] of NAMES.entries()) {
     const [upstream, ci, co, ca, si, so, sa] = rest.slice(i * 7, i * 7 + 7) as [number, number, number, number, number, number, number];
     const extra = assignments(`BENCH_AB_${name}`);
     // startWeftPair starts its processes with this process's environment.
@@ -88,12 +90,12 @@ try {
     await waitUntil(`pair ${name}`, answers(pair.target, APP_BODY), watched);
     pairs[name] = { pair, env: extra, results: [], cpuUs: [] };
   }
-  console.log(`A: ${JSON.stringify(pairs.A.env)}  B: ${JSON.stringify(pairs.B.env)}; ${ROUNDS} rounds, hey ${RATE}/s (${WORKERS} workers) ${SECONDS} s each`);
+  console.log(`${NAMES.map((n) => `${n}: ${JSON.stringify(pairs[n]!.env)}`).join('  ')}; ${ROUNDS} rounds, hey ${RATE}/s (${WORKERS} workers) ${SECONDS} s each`);
   for (let round = 1; round <= ROUNDS; round++) {
-    const order = round % 2 ? (['A', 'B'] as const) : (['B', 'A'] as const);
+    const order = round % 2 ? NAMES : [...NAMES].reverse();
     const line: string[] = [];
     for (const name of order) {
-      const p = pairs[name];
+      const p = pairs[name]!;
       if (WRK) await wrk(children, tools.paths.wrk!, p.pair.target, { connections: 32, threads: 1, seconds: 5 });
       const before = [p.pair.client, p.pair.server].map((c) => mainThreadSched(c.pid).cpuNs);
       const h = await hey(children, tools.paths.hey!, p.pair.target, { rate: RATE, workers: WORKERS, seconds: SECONDS });
@@ -105,13 +107,16 @@ try {
     }
     console.log(`  round ${round}: ${line.join('   ')}`);
   }
-  for (const name of ['A', 'B'] as const) {
-    const r = pairs[name].results;
-    console.log(`${name}: median p50 ${median(r.map((x) => x.p50Ms)).toFixed(2)}  p90 ${median(r.map((x) => x.p90Ms)).toFixed(2)}  p99 ${median(r.map((x) => x.p99Ms)).toFixed(2)} ms; CPU per request, both sidecars ${median(pairs[name].cpuUs).toFixed(1)} µs`);
+  for (const name of NAMES) {
+    const r = pairs[name]!.results;
+    console.log(`${name}: median p50 ${median(r.map((x) => x.p50Ms)).toFixed(2)}  p90 ${median(r.map((x) => x.p90Ms)).toFixed(2)}  p99 ${median(r.map((x) => x.p99Ms)).toFixed(2)} ms; CPU per request, both sidecars ${median(pairs[name]!.cpuUs).toFixed(1)} µs`);
   }
-  const wins = pairs.A.results.filter((a, i) => pairs.B.results[i]!.p99Ms < a.p99Ms).length;
-  const cheaper = pairs.A.cpuUs.filter((a, i) => pairs.B.cpuUs[i]! < a).length;
-  console.log(`B's p99 below A's in ${wins} of ${ROUNDS} rounds; B's CPU per request below A's in ${cheaper}`);
+  const a = pairs.A!;
+  for (const name of NAMES.slice(1)) {
+    const wins = a.results.filter((x, i) => pairs[name]!.results[i]!.p99Ms < x.p99Ms).length;
+    const cheaper = a.cpuUs.filter((x, i) => pairs[name]!.cpuUs[i]! < x).length;
+    console.log(`${name}'s p99 below A's in ${wins} of ${ROUNDS} rounds; ${name}'s CPU per request below A's in ${cheaper}`);
+  }
 } finally {
   for (const c of pairChildren) await c.stopAll();
   await children.stopAll();

@@ -1,8 +1,17 @@
-// bench (floor): the same two hops done by haproxy, by a raw Node byte relay (bench/proxy/node-relay.ts) and by
-// the Weft sidecars, hey at a fixed rate on each in turn. Shows how much of the sidecars' cost per request is
-// Node's own floor. BENCH_ROUNDS (6), BENCH_SECONDS (10), BENCH_RATE (2000), BENCH_HEY_WORKERS (20);
-// BENCH_PERF=DIR records each server-side process with `perf record -g` during each hey run, into DIR (the relay
-// then runs with --perf-basic-prof; give the sidecars BENCH_SIDECAR_NODE_ARGS=--perf-basic-prof). Writes nothing else.
+// bench (floor): the same two hops (plain HTTP in, mTLS between, plain HTTP to nginx) done four ways, each loaded
+// in turn with wrk (32 connections, 3 s) and then hey at a fixed rate, the order reversed every other round:
+//   haproxy      the reference pair (as npm run bench);
+//   node-relay   the least a Node process can do: bytes relayed, one mTLS connection per connection in
+//                (./proxy/node-relay.ts);
+//   node-h1      the sidecar's HTTP/1 machinery alone: its server, relay and pools, without routing, policy,
+//                telemetry or identity checks (./proxy/h1-relay.ts);
+//   weft         the sidecar pair.
+// It prints p50/p99 at the fixed rate and each process's main-thread CPU per request under both loads, which
+// splits the sidecars' cost into Node's floor, HTTP handling and the mesh's own work.
+// BENCH_ROUNDS (6), BENCH_SECONDS (10), BENCH_RATE (2000), BENCH_HEY_WORKERS (20). BENCH_PERF=DIR records one
+// side of each pair (BENCH_PERF_SIDE: 1, the server side, or 0) with `perf record -g` during each load, into DIR
+// (the Node relays then run with --perf-basic-prof; give the sidecars BENCH_SIDECAR_NODE_ARGS=--perf-basic-prof).
+// Writes nothing else.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,7 +42,15 @@ const support = await sidecarSupport();
 if ('missing' in support) throw new Error(support.missing);
 const dir = mkdtempSync(join(tmpdir(), 'weft-bench-floor-'));
 const children = new Children(dir);
-interface Setup { name: string; target: Target; procs: Child[]; results: HeyResult[]; cpu: number[][] }
+/** `perf record` of one process of the setup for `seconds`, if BENCH_PERF names a directory. */
+function record(s: Setup, name: string, seconds: number): Child | null {
+  const out = process.env.BENCH_PERF;
+  const proc = s.procs[Number(process.env.BENCH_PERF_SIDE ?? 1)];
+  if (!out || !proc) return null;
+  return children.start(`perf-${name}`, 'perf', ['record', '-F', '2999', '-g', '-p', String(proc.pid), '-o', join(out, `${name}.data`), '--', 'sleep', String(seconds)]);
+}
+const ended = (c: Child | null) => new Promise((r) => (!c || c.proc.exitCode !== null ? r(null) : c.proc.once('exit', r)));
+interface Setup { name: string; target: Target; procs: Child[]; results: HeyResult[]; cpu: number[][]; wrk: { rps: number; cpu: number[] }[] }
 try {
   const p = await freePorts(16);
   const nginx = startNginx(children, tools.paths.nginx!, dir, p[0]!);
@@ -41,27 +58,38 @@ try {
   const hap = await startHaproxyPair(children, tools.paths.haproxy!, dir, { front: p[1]!, tls: p[2]!, app: p[0]! });
   const relayScript = fileURLToPath(new URL('./proxy/node-relay.ts', import.meta.url));
   const certs = join(dir, 'haproxy');
-  const rServer = children.start('relay-server', process.execPath, [...(process.env.BENCH_PERF ? ['--perf-basic-prof'] : []), relayScript, 'server', String(p[4]), String(p[0]), certs]);
-  const rClient = children.start('relay-client', process.execPath, [relayScript, 'client', String(p[3]), String(p[4]), certs]);
+  const h1Script = fileURLToPath(new URL('./proxy/h1-relay.ts', import.meta.url));
+  // With the sidecars' heap settings (bin/weft), so that they differ from the sidecars only in what runs per request.
+  const flags = ['--max-semi-space-size=4', '--no-parallel-scavenge', ...(process.env.BENCH_PERF ? ['--perf-basic-prof'] : [])];
+  const rServer = children.start('relay-server', process.execPath, [...flags, relayScript, 'server', String(p[4]), String(p[0]), certs]);
+  const rClient = children.start('relay-client', process.execPath, [...flags, relayScript, 'client', String(p[3]), String(p[4]), certs]);
+  const hServer = children.start('h1-server', process.execPath, [...flags, h1Script, 'server', String(p[14]), String(p[0]), certs]);
+  const hClient = children.start('h1-client', process.execPath, [...flags, h1Script, 'client', String(p[13]), String(p[14]), certs]);
   const weft = await startWeftPair(children, dir, { app: p[0]!, clientApp: p[5]!, upstream: p[6]!, client: { inbound: p[7]!, outbound: p[8]!, admin: p[9]! }, server: { inbound: p[10]!, outbound: p[11]!, admin: p[12]! } }, support);
   for (const url of Object.values(weft.admin)) await waitUntil(url, async () => ((await probe({ url }))?.status === 200 ? true : 'not ready'), [weft.client, weft.server]);
   const setups: Setup[] = [
-    { name: 'haproxy', target: { url: `http://127.0.0.1:${p[1]}/` }, procs: [hap.client, hap.server], results: [], cpu: [] },
-    { name: 'node-relay', target: { url: `http://127.0.0.1:${p[3]}/` }, procs: [rClient, rServer], results: [], cpu: [] },
-    { name: 'weft', target: weft.target, procs: [weft.client, weft.server], results: [], cpu: [] },
+    { name: 'haproxy', target: { url: `http://127.0.0.1:${p[1]}/` }, procs: [hap.client, hap.server], results: [], cpu: [], wrk: [] },
+    { name: 'node-relay', target: { url: `http://127.0.0.1:${p[3]}/` }, procs: [rClient, rServer], results: [], cpu: [], wrk: [] },
+    { name: 'node-h1', target: { url: `http://127.0.0.1:${p[13]}/` }, procs: [hClient, hServer], results: [], cpu: [], wrk: [] },
+    { name: 'weft', target: weft.target, procs: [weft.client, weft.server], results: [], cpu: [], wrk: [] },
   ];
   for (const s of setups) await waitUntil(s.name, answers(s.target, APP_BODY), s.procs);
-  const direct = { name: 'direct', target: { url: `http://127.0.0.1:${p[0]}/` }, procs: [], results: [], cpu: [] } as Setup;
+  const direct = { name: 'direct', target: { url: `http://127.0.0.1:${p[0]}/` }, procs: [], results: [], cpu: [], wrk: [] } as Setup;
   const all = [direct, ...setups];
   for (let round = 1; round <= ROUNDS; round++) {
     const order = round % 2 ? all : [...all].reverse();
     const line: string[] = [];
     for (const s of order) {
-      await wrk(children, tools.paths.wrk!, s.target, { connections: 32, threads: 1, seconds: 3 });
+      const w0 = s.procs.map((c) => mainThreadSched(c.pid).cpuNs);
+      const wperf = record(s, `${s.name}-wrk-${round}`, 2);
+      const w = await wrk(children, tools.paths.wrk!, s.target, { connections: 32, threads: 1, seconds: 3 });
+      const wcpu = s.procs.map((c, i) => (mainThreadSched(c.pid).cpuNs - w0[i]!) / w.requests / 1e3);
+      s.wrk.push({ rps: w.rps, cpu: wcpu });
+      await ended(wperf);
       const before = s.procs.map((c) => mainThreadSched(c.pid).cpuNs);
-      const perf = process.env.BENCH_PERF && s.procs.length ? children.start(`perf-${s.name}-${round}`, 'perf', ['record', '-F', '2999', '-g', '-p', String(s.procs[1]!.pid), '-o', join(process.env.BENCH_PERF, `${s.name}-${round}.data`), '--', 'sleep', String(SECONDS - 2)]) : null;
+      const perf = record(s, `${s.name}-${round}`, SECONDS - 2);
       const h = await hey(children, tools.paths.hey!, s.target, { rate: RATE, workers: WORKERS, seconds: SECONDS });
-      if (perf) await new Promise((r) => (perf.proc.exitCode !== null ? r(null) : perf.proc.once('exit', r)));
+      await ended(perf);
       const cpu = s.procs.map((c, i) => (mainThreadSched(c.pid).cpuNs - before[i]!) / h.requests / 1e3);
       s.results.push(h);
       s.cpu.push(cpu);
@@ -72,6 +100,8 @@ try {
   for (const s of all) {
     const r = s.results;
     const cpu = s.procs.map((_, i) => median(s.cpu.map((c) => c[i]!)).toFixed(1)).join(' + ');
+    const wcpu = s.procs.map((_, i) => median(s.wrk.map((c) => c.cpu[i]!)).toFixed(1)).join(' + ');
+    console.log(`${s.name}: wrk ${median(s.wrk.map((w) => w.rps)).toFixed(0)} requests/s, CPU per request ${wcpu || '-'} µs`);
     console.log(`${s.name}: median p50 ${median(r.map((x) => x.p50Ms)).toFixed(2)} p99 ${median(r.map((x) => x.p99Ms)).toFixed(2)} ms; CPU per request ${cpu || '-'} µs`);
   }
 } finally {
