@@ -11,8 +11,8 @@
 // BENCH_ROUNDS (6), BENCH_SECONDS (10), BENCH_RATE (2000), BENCH_HEY_WORKERS (20). BENCH_PERF=DIR records one
 // side of each pair (BENCH_PERF_SIDE: 1, the server side, or 0) with `perf record -g` during each load, into DIR
 // (the Node relays then run with --perf-basic-prof; give the sidecars BENCH_SIDECAR_NODE_ARGS=--perf-basic-prof).
-// Writes nothing else.
-import { mkdtempSync, rmSync } from 'node:fs';
+// Writes the medians to bench/results/floor.json.
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -97,13 +97,22 @@ try {
     }
     console.log(`round ${round}: ${line.join('  ')}`);
   }
+  const result: Record<string, unknown> = { rounds: ROUNDS, rate: RATE, heyWorkers: WORKERS, setups: {} };
+  const round1 = (x: number) => Math.round(x * 10) / 10;
   for (const s of all) {
     const r = s.results;
-    const cpu = s.procs.map((_, i) => median(s.cpu.map((c) => c[i]!)).toFixed(1)).join(' + ');
-    const wcpu = s.procs.map((_, i) => median(s.wrk.map((c) => c.cpu[i]!)).toFixed(1)).join(' + ');
-    console.log(`${s.name}: wrk ${median(s.wrk.map((w) => w.rps)).toFixed(0)} requests/s, CPU per request ${wcpu || '-'} µs`);
-    console.log(`${s.name}: median p50 ${median(r.map((x) => x.p50Ms)).toFixed(2)} p99 ${median(r.map((x) => x.p99Ms)).toFixed(2)} ms; CPU per request ${cpu || '-'} µs`);
+    const cpu = s.procs.map((_, i) => round1(median(s.cpu.map((c) => c[i]!))));
+    const wcpu = s.procs.map((_, i) => round1(median(s.wrk.map((c) => c.cpu[i]!))));
+    const rps = median(s.wrk.map((w) => w.rps));
+    const p50 = median(r.map((x) => x.p50Ms));
+    const p99 = median(r.map((x) => x.p99Ms));
+    console.log(`${s.name}: wrk ${rps.toFixed(0)} requests/s, CPU per request ${wcpu.join(' + ') || '-'} µs`);
+    console.log(`${s.name}: at ${RATE}/s median p50 ${p50.toFixed(2)} p99 ${p99.toFixed(2)} ms; CPU per request ${cpu.join(' + ') || '-'} µs`);
+    (result.setups as Record<string, unknown>)[s.name] = { wrkRps: rps, wrkCpuUsPerRequest: wcpu, p50Ms: p50, p99Ms: p99, atRateCpuUsPerRequest: cpu };
   }
+  mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
+  writeFileSync(new URL('./results/floor.json', import.meta.url), JSON.stringify(result, null, 2) + '\n');
+  console.log('written bench/results/floor.json');
 } finally {
   await children.stopAll();
   if (!process.env.BENCH_KEEP) rmSync(dir, { recursive: true, force: true });
