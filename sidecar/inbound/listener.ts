@@ -12,11 +12,8 @@
 //   prior knowledge, or TCP for a tcp service), with no identity (so policy sees an unauthenticated caller).
 //   When the mode turns STRICT, plaintext connections still open are closed (an HTTP/1.1 one after the
 //   response in progress).
+// What then happens to each HTTP request and stream (authorization, telemetry, the app) is ./requests.ts.
 
-import type { H1Request, H1Response } from '../http/h1-message.ts';
-import type { H1Server } from '../http/h1-server.ts';
-import type * as http2 from 'node:http2';
-import type { ServerHttp2Stream } from 'node:http2';
 import net, { type Socket } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
 import { ConnectionCap } from '../../connection-cap.ts';
@@ -24,19 +21,11 @@ import { normalizeSerial } from '../../ca/serial.ts';
 import { spiffeIdOfCertificate } from '../../ca/svid.ts';
 import type { RuntimeConfig } from '../config/runtime.ts';
 import { AppConnector } from './app.ts';
-import { relayH1 } from '../http/h1-proxy.ts';
-import { forwardH2, h2RequestHeaders, meshReplyH2, RefusedStreamError, refuseStream } from '../http/h2-proxy.ts';
-import { forwardHeaders, headerOf, PEER_IDENTITY_HEADER } from '../http/headers.ts';
-import { answerOnSocket, goAway, H2_IDLE_MS, hardenedH1Server, hardenedH2Server, refuseAmbiguousHead, refuseUpgrade } from '../http/servers.ts';
-import { meshReply } from '../http/mesh-reply.ts';
-import { forwardUpgrade } from '../http/upgrade.ts';
+import { isH2Preface, onFirstBytes } from '../http/first-bytes.ts';
 import { ALPN, serverTlsOptions, type PeerIdentity, type TlsMaterial } from './mesh-tls.ts';
 import { replaySocket } from './replay-socket.ts';
-import { isH2Preface, onFirstBytes } from '../http/first-bytes.ts';
-import { enforce, type Verdict } from '../policy/enforce.ts';
-import { pathOf } from '../policy/normalize.ts';
-import { noopObserver, sentGrpcStatus, type Observer, type RequestObservation } from '../telemetry/observer.ts';
-import { REASON_HEADER } from '../http/headers.ts';
+import { InboundRequests } from './requests.ts';
+import { noopObserver, type Observer } from '../telemetry/observer.ts';
 
 export interface InboundOptions {
   readonly host: string;
@@ -59,22 +48,13 @@ export class InboundListener {
   readonly #o: InboundOptions;
   readonly #net: net.Server;
   readonly #tls: tls.Server;
-  readonly #h1: H1Server;
-  /** made on the first HTTP/2 connection (see ../http/node-http.ts) */
-  #h2Server: http2.Http2Server | null = null;
+  /** what each connection's requests go through to the app (./requests.ts) */
+  readonly #requests: InboundRequests;
   readonly #app: AppConnector;
   readonly #cap: ConnectionCap;
   /** open peer connections and who is on the other end, to close them when a certificate is revoked */
   readonly #peers = new Map<TLSSocket, PeerIdentity>();
   readonly #plain = new Set<Socket>();
-  /** HTTP/2 hides the TLS socket behind a proxy; the peer is attached to the session as it is created */
-  readonly #sessionPeers = new WeakMap<http2.Http2Session, PeerIdentity>();
-  #nextPeer: PeerIdentity | null = null;
-  /** open HTTP/2 sessions: draining sends each a GOAWAY, so that callers take new calls elsewhere */
-  readonly #h2Sessions = new Set<http2.ServerHttp2Session>();
-  #draining = false;
-  /** the Mesh's streamIdleTimeout as the config says now (the servers read it once a second) */
-  readonly #streamIdleMs = (): number => this.#o.config().streamIdleTimeoutMs;
 
   constructor(opts: InboundOptions, material: TlsMaterial) {
     this.#o = opts;
@@ -102,7 +82,7 @@ export class InboundListener {
       // would hold its descriptor until the peer left.
       socket.destroy();
     });
-    this.#h1 = hardenedH1Server((req, res) => this.#onRequest(req, res), (req, socket, head) => this.#onUpgrade(req, socket, head), this.#streamIdleMs);
+    this.#requests = new InboundRequests(opts, this.#app, (socket) => this.#peers.get(socket as TLSSocket) ?? null);
     this.#net = net.createServer({ noDelay: true }, (socket) => this.#onConnection(socket));
   }
 
@@ -136,7 +116,7 @@ export class InboundListener {
   applyConfig(config: RuntimeConfig): void {
     if (config.mtlsMode !== 'STRICT' || this.#plain.size === 0) return;
     this.#o.log({ msg: 'mTLS is STRICT now: closing plaintext connections', connections: this.#plain.size });
-    for (const socket of this.#plain) if (!this.#h1.closeConnection(socket)) socket.destroy();
+    for (const socket of this.#plain) if (!this.#requests.closeH1(socket)) socket.destroy();
   }
 
   /**
@@ -145,10 +125,7 @@ export class InboundListener {
    */
   async close(deadlineMs: number): Promise<void> {
     const closed = new Promise<void>((resolve) => this.#net.close(() => resolve()));
-    this.#draining = true;
-    this.#o.log({ msg: 'draining', h2Sessions: this.#h2Sessions.size });
-    this.#h1.closeIdleConnections();
-    for (const session of this.#h2Sessions) goAway(session);
+    this.#requests.drain();
     const timer = setTimeout(() => {
       for (const s of this.#peers.keys()) s.destroy();
       for (const s of this.#plain) s.destroy();
@@ -182,10 +159,10 @@ export class InboundListener {
       // h2c with prior knowledge: a gRPC client with no sidecar yet. Its session has no peer: unauthenticated.
       // (The session reads what was put back itself; a flowing socket would take its bytes.)
       if (isH2Preface(first)) {
-        this.#h2().emit('connection', socket);
+        this.#requests.serveH2(socket, null);
         return;
       }
-      this.#h1.serve(socket);
+      this.#requests.serveH1(socket);
       socket.resume();
     });
   }
@@ -233,117 +210,7 @@ export class InboundListener {
     this.#peers.set(socket, peer);
     socket.on('close', () => this.#peers.delete(socket));
     if (tcp) this.#tcpToApp(socket, peer);
-    else if (socket.alpnProtocol === ALPN.h2) {
-      this.#nextPeer = peer;
-      this.#h2().emit('connection', socket);
-      this.#nextPeer = null;
-    } else this.#h1.serve(socket);
-  }
-
-  #peerOf(socket: unknown): PeerIdentity | null {
-    return this.#peers.get(socket as TLSSocket) ?? null;
-  }
-
-  #appHeaders(req: H1Request): Record<string, string | string[]> {
-    const headers = forwardHeaders(req.headers);
-    // The app is spoken to in HTTP/1.1, which needs a Host: an HTTP/1.0 request without one gets this service's name.
-    headers.host = req.headers.host ?? this.#o.config().self.name;
-    const peer = this.#peerOf(req.socket);
-    if (peer) headers[PEER_IDENTITY_HEADER] = peer.identity;
-    return headers;
-  }
-
-  #observe(protocol: 'http' | 'http2' | 'grpc', method: string, target: string, header: (n: string) => string | string[] | undefined, peer: PeerIdentity | null, verdict: Verdict): RequestObservation {
-    const config = this.#o.config();
-    const obs = (this.#o.observer ?? (() => noopObserver))().request({
-      direction: 'inbound', protocol, method, path: pathOf(target), header, source: peer?.identity ?? null, service: config.selfKey,
-    });
-    if (verdict.decision) obs.set({ policy: verdict.decision }); // (its allowed, policy and rule are what is read)
-    return obs;
-  }
-
-  /** Normalize and authorize; the single gate every HTTP request and stream passes before the app. */
-  #authorize(principal: PeerIdentity | null, method: string, target: string, header: (n: string) => string | string[] | undefined): Verdict {
-    return enforce(this.#o.config(), { principal: principal?.identity ?? null, method, target, header }, { policyHeader: this.#o.policyHeader ?? true, log: this.#o.log });
-  }
-
-  #onRequest(req: H1Request, res: H1Response): void {
-    if (refuseAmbiguousHead(req, res)) return;
-    const peer = this.#peerOf(req.socket);
-    const header = (n: string) => headerOf(req.headers, n);
-    const verdict = this.#authorize(peer, req.method, req.url, header);
-    const obs = this.#observe('http', req.method, verdict.target, header, peer, verdict);
-    res.observation = obs;
-    if (!verdict.ok) {
-      meshReply(res, verdict.status, verdict.reason!, verdict.message, verdict.headers);
-      return;
-    }
-    const headers = this.#appHeaders(req);
-    for (const name in obs.propagate) headers[name] = obs.propagate[name]!;
-    relayH1(this.#app.pool, req, res, headers, { path: verdict.target }, (err, status) => {
-      if (err && status === 0) meshReply(res, 503, 'app-unavailable', `the app at ${this.#o.appHost}:${this.#o.appPort} did not answer: ${err.message}`);
-    });
-  }
-
-  #onUpgrade(req: H1Request, socket: Socket, head: Buffer): void {
-    socket.on('error', () => {});
-    if (refuseUpgrade(req, socket)) return;
-    const peer = this.#peerOf(req.socket);
-    const header = (n: string) => headerOf(req.headers, n);
-    const verdict = this.#authorize(peer, req.method, req.url, header);
-    // An upgrade is observed as a request until its answer (a 101, or a refusal): counted, traced, logged.
-    const obs = this.#observe('http', req.method, verdict.target, header, peer, verdict);
-    const refuse = (status: number, reason: string, message: string, extra: Record<string, string> = {}) => (answerOnSocket(socket, status, reason, message, extra), obs.end({ status, reason }));
-    if (!verdict.ok) return refuse(verdict.status, verdict.reason!, verdict.message, verdict.headers);
-    req.url = verdict.target;
-    const headers = this.#appHeaders(req);
-    for (const name in obs.propagate) headers[name] = obs.propagate[name]!;
-    forwardUpgrade(req, socket, head, headers, () => this.#app.connectTcp()).then(
-      (status) => obs.end({ status }),
-      (err: Error & { code?: string }) => {
-        this.#o.log({ msg: 'upgrade to the app failed', error: err.message });
-        if (err.code === 'WEFT_UPGRADE_TIMEOUT') refuse(504, 'timeout', `the app at ${this.#o.appHost}:${this.#o.appPort}: ${err.message}`);
-        else refuse(503, 'app-unavailable', `the app at ${this.#o.appHost}:${this.#o.appPort} did not answer: ${err.message}`);
-      },
-    );
-  }
-
-  #h2(): http2.Http2Server {
-    if (!this.#h2Server) {
-      this.#h2Server = hardenedH2Server((stream, headers) => this.#onStream(stream, headers), H2_IDLE_MS, this.#streamIdleMs);
-      this.#h2Server.on('session', (session) => {
-        if (this.#nextPeer) this.#sessionPeers.set(session, this.#nextPeer);
-        this.#h2Sessions.add(session);
-        session.once('close', () => this.#h2Sessions.delete(session));
-        if (this.#draining) goAway(session); // a handshake that was under way when draining began
-      });
-    }
-    return this.#h2Server;
-  }
-
-  #onStream(stream: ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
-    const peer = stream.session ? (this.#sessionPeers.get(stream.session) ?? null) : null;
-    const grpc = String(headers['content-type'] ?? '').startsWith('application/grpc');
-    const verdict = this.#authorize(peer, String(headers[':method'] ?? ''), String(headers[':path'] ?? ''), (n) => headerOf(headers, n));
-    const obs = this.#observe(grpc ? 'grpc' : 'http2', String(headers[':method'] ?? ''), verdict.target, (n) => headerOf(headers, n), peer, verdict);
-    stream.once('close', () =>
-      obs.end({
-        status: Number(stream.sentHeaders?.[':status'] ?? 0),
-        reason: (stream.sentHeaders?.[REASON_HEADER] ?? stream.sentTrailers?.[REASON_HEADER]) as string | undefined,
-        grpcStatus: grpc ? sentGrpcStatus(stream) : undefined,
-      }),
-    );
-    if (!verdict.ok) {
-      meshReplyH2(stream, verdict.status, verdict.reason!, verdict.message, grpc, verdict.headers);
-      return;
-    }
-    const upstreamHeaders = h2RequestHeaders(headers, { ...obs.propagate, ...(peer ? { [PEER_IDENTITY_HEADER]: peer.identity } : {}) });
-    upstreamHeaders[':path'] = verdict.target;
-    forwardH2(stream, this.#app.h2Session(), upstreamHeaders).catch((err: Error) => {
-      // The app refused the stream (never processed it): so is the caller's, so that its sidecar may send it
-      // again, to another endpoint if there is one.
-      if (err instanceof RefusedStreamError) refuseStream(stream);
-      else meshReplyH2(stream, 503, 'app-unavailable', `the app did not answer: ${err.message}`, grpc);
-    });
+    else if (socket.alpnProtocol === ALPN.h2) this.#requests.serveH2(socket, peer);
+    else this.#requests.serveH1(socket);
   }
 }
