@@ -51,3 +51,8 @@ test('a chunked answer is relayed with the caller hop\'s own framing; its Transf
   t.true(text.startsWith('HTTP/1.1 200 OK\r\nX-Kept: 1\r\ntransfer-encoding: chunked\r\ndate: D\r\n\r\n'), text);
   t.false(/Transfer-Encoding/.test(text));
 });
+
+test('an answer\'s HTTP/1 trailers are not relayed (as Envoy\'s default); its chunked body arrives whole', async (t) => {
+  const text = await relayed(t, 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-checksum\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nx-checksum: abc\r\n\r\n', '0\r\n\r\n');
+  t.is(text, 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ndate: D\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n');
+});
