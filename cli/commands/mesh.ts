@@ -81,17 +81,21 @@ refuses another (weft token and weft ca beside it are fine). Logs are JSON lines
       }
       throw listenError(err, { '--listen': listen.port }, `is a control plane with another --state (or weft up) running there? Pass another --listen HOST:PORT, or port 0 for a free one (its address is then in ${stateDir}/control-plane.json)`) ?? err;
     }
-    // The metrics line first: "listening on" is the line that says the control plane is up (weft up waits for it).
-    if (cp.metricsUrl) process.stdout.write(`control plane metrics on ${cp.metricsUrl}\n`);
-    process.stdout.write(`control plane ${cp.identity} listening on ${cp.url}\n`);
     // A busy spell's garbage goes back to the OS once things settle (control-plane/heap-settle.ts).
     const settler = new HeapSettler({ log: jsonLog });
-    settler.start();
-    await new Promise<void>((resolve) => {
+    // Stopping is in place before the line that says the control plane is up: a supervisor (a test, weft up) may
+    // send SIGTERM the moment it reads that line, and a signal with no handler yet would kill the process without
+    // a stop (the state dir's lock left behind; seen once in a full test run).
+    const stopped = new Promise<void>((resolve) => {
       const stop = () => void (settler.stop(), cp.stop().then(resolve));
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
     });
+    // The metrics line first: "listening on" is the line that says the control plane is up (weft up waits for it).
+    if (cp.metricsUrl) process.stdout.write(`control plane metrics on ${cp.metricsUrl}\n`);
+    process.stdout.write(`control plane ${cp.identity} listening on ${cp.url}\n`);
+    settler.start();
+    await stopped;
     return 0;
   },
 };
