@@ -37,9 +37,12 @@ export class InboundRequests {
   #draining = false;
   /** the Mesh's streamIdleTimeout as the config says now (the servers read it once a second) */
   readonly #streamIdleMs = (): number => this.#o.config().streamIdleTimeoutMs;
+  /** the same for every request (the command line's), made once */
+  readonly #enforceOptions: { readonly policyHeader: boolean; readonly log: InboundOptions['log'] };
 
   constructor(opts: InboundOptions, app: AppConnector, peerOf: (socket: unknown) => PeerIdentity | null) {
     this.#o = opts;
+    this.#enforceOptions = { policyHeader: opts.policyHeader ?? true, log: opts.log };
     this.#app = app;
     this.#peerOf = peerOf;
     this.#h1 = hardenedH1Server((req, res) => this.#onRequest(req, res), (req, socket, head) => this.#onUpgrade(req, socket, head), this.#streamIdleMs);
@@ -90,7 +93,7 @@ export class InboundRequests {
 
   /** Normalize and authorize; the single gate every HTTP request and stream passes before the app. */
   #authorize(principal: PeerIdentity | null, method: string, target: string, header: (n: string) => string | string[] | undefined): Verdict {
-    return enforce(this.#o.config(), { principal: principal?.identity ?? null, method, target, header }, { policyHeader: this.#o.policyHeader ?? true, log: this.#o.log });
+    return enforce(this.#o.config(), { principal: principal?.identity ?? null, method, target, header }, this.#enforceOptions);
   }
 
   #onRequest(req: H1Request, res: H1Response): void {
