@@ -42,17 +42,45 @@ function clientContext(m: TlsMaterial): tls.SecureContext {
   return tls.createSecureContext({ ca: m.bundlePem, cert: m.chainPem, key: m.keyPem, minVersion: 'TLSv1.3' });
 }
 
+/**
+ * Pools by upstream key, then endpoint address. Every request looks its pool up here with the config's own strings,
+ * whose hashes V8 keeps: a key joined per request was a new string to flatten and hash each time.
+ */
+class ByEndpoint<P> {
+  readonly #byUpstream = new Map<string, Map<string, P>>();
+
+  get(upstream: string, address: string): P | undefined {
+    return this.#byUpstream.get(upstream)?.get(address);
+  }
+
+  set(upstream: string, address: string, pool: P): void {
+    let byAddress = this.#byUpstream.get(upstream);
+    if (!byAddress) this.#byUpstream.set(upstream, (byAddress = new Map()));
+    byAddress.set(address, pool);
+  }
+
+  delete(upstream: string, address: string): void {
+    const byAddress = this.#byUpstream.get(upstream);
+    byAddress?.delete(address);
+    if (byAddress?.size === 0) this.#byUpstream.delete(upstream);
+  }
+
+  /** A copy: entries may be deleted while it is walked. */
+  entries(): [string, string, P][] {
+    return [...this.#byUpstream].flatMap(([upstream, byAddress]) => [...byAddress].map(([address, pool]): [string, string, P] => [upstream, address, pool]));
+  }
+
+  values(): P[] {
+    return this.entries().map((e) => e[2]);
+  }
+}
+
 export class PeerConnector {
   /** one OpenSSL context per certificate, shared by every connection (not a PEM parse per connection) */
   #context: tls.SecureContext;
-  #h1 = new Map<string, H1Pool>();
-  /**
-   * The same pools by upstream key, then address: what each request looks its pool up by. Keyed by the config's
-   * strings, whose hashes V8 keeps, not by a key joined per request. Emptied whenever #h1 loses a pool.
-   */
-  #h1ByUpstream = new Map<string, Map<string, H1Pool>>();
-  #h2 = new Map<string, H2Pool>();
-  /** keys of the HTTP/2 pools whose peer is draining (sent GOAWAY); empty but for a peer stopping */
+  #h1 = new ByEndpoint<H1Pool>();
+  #h2 = new ByEndpoint<H2Pool>();
+  /** `upstream|address` of the HTTP/2 pools whose peer is draining (sent GOAWAY); empty but for a peer stopping */
   readonly #draining = new Set<string>();
   /** each upstream's expected peer identities, as the last config applied says */
   #expected = new Map<string, ReadonlySet<string>>();
@@ -66,9 +94,8 @@ export class PeerConnector {
     this.#context = clientContext(material);
     const h1 = this.#h1;
     const h2 = this.#h2;
-    this.#h1 = new Map();
-    this.#h1ByUpstream = new Map();
-    this.#h2 = new Map();
+    this.#h1 = new ByEndpoint();
+    this.#h2 = new ByEndpoint();
     this.#draining.clear();
     for (const p of h1.values()) void p.close();
     for (const s of h2.values()) s.close();
@@ -89,30 +116,28 @@ export class PeerConnector {
       const now = this.#expected.get(key);
       return was !== undefined && now !== undefined && identityKey(was) !== identityKey(now);
     };
-    const current = (key: string): UpstreamRuntime | null => {
-      const [service, address] = key.split('|') as [string, string];
+    const current = (service: string, address: string): UpstreamRuntime | null => {
       const upstream = config.upstreams.get(service);
       return upstream && upstream.endpoints.some((e) => e.address === address) ? upstream : null;
     };
-    for (const [key, pool] of this.#h1) {
-      const upstream = current(key);
+    for (const [service, address, pool] of this.#h1.entries()) {
+      const upstream = current(service, address);
       if (!upstream) {
-        this.#h1.delete(key);
-        this.#h1ByUpstream.clear();
+        this.#h1.delete(service, address);
         void pool.close();
         continue;
       }
       pool.resize(maxConnections(upstream));
       if (changed(upstream.key)) pool.dropIdle();
     }
-    for (const [key, pool] of this.#h2) {
-      const upstream = current(key);
+    for (const [service, address, pool] of this.#h2.entries()) {
+      const upstream = current(service, address);
       if (upstream && !changed(upstream.key)) {
         pool.resize(maxConnections(upstream));
         continue;
       }
-      this.#h2.delete(key);
-      this.#draining.delete(key);
+      this.#h2.delete(service, address);
+      this.#draining.delete(`${service}|${address}`);
       pool.close();
     }
   }
@@ -128,10 +153,7 @@ export class PeerConnector {
   }
 
   h1Pool(upstream: UpstreamRuntime, address: string): H1Pool {
-    const known = this.#h1ByUpstream.get(upstream.key)?.get(address);
-    if (known) return known;
-    const key = `${upstream.key}|${address}`;
-    let pool = this.#h1.get(key);
+    let pool = this.#h1.get(upstream.key, address);
     if (!pool) {
       const { host, port } = splitAddress(address);
       const options = { ...this.tlsOptions(upstream, ALPN.http1), host, port };
@@ -142,19 +164,16 @@ export class PeerConnector {
         connect: () => tls.connect(options),
         readyEvent: 'secureConnect',
       });
-      this.#h1.set(key, pool);
+      this.#h1.set(upstream.key, address, pool);
     }
-    let byAddress = this.#h1ByUpstream.get(upstream.key);
-    if (!byAddress) this.#h1ByUpstream.set(upstream.key, (byAddress = new Map()));
-    byAddress.set(address, pool);
     return pool;
   }
 
   /** The HTTP/2 sessions to an endpoint (./h2-pool.ts): one, or more when one is at the peer's stream limit. */
   h2Pool(upstream: UpstreamRuntime, address: string): H2Pool {
-    const key = `${upstream.key}|${address}`;
-    let pool = this.#h2.get(key);
+    let pool = this.#h2.get(upstream.key, address);
     if (!pool) {
+      const key = `${upstream.key}|${address}`;
       const options = { ...this.tlsOptions(upstream, ALPN.h2), peerMaxConcurrentStreams: PEER_MAX_CONCURRENT_STREAMS };
       // TrafficPolicy connectionPool.maxConnections bounds the sessions to each endpoint, as it does HTTP/1 connections.
       pool = new H2Pool({
@@ -162,12 +181,12 @@ export class PeerConnector {
         connections: maxConnections(upstream),
         connect: () => loadHttp2().connect(`https://${address}`, options),
         onDraining: (draining) => {
-          if (this.#h2.get(key) !== pool) return; // a pool already let go (a new certificate)
+          if (this.#h2.get(upstream.key, address) !== pool) return; // a pool already let go (a new certificate)
           if (draining) this.#draining.add(key);
           else this.#draining.delete(key);
         },
       });
-      this.#h2.set(key, pool);
+      this.#h2.set(upstream.key, address, pool);
     }
     return pool;
   }
