@@ -57,33 +57,38 @@ defaults
   timeout http-keep-alive 60s
 `;
 
-export async function startHaproxyPair(children: Children, binary: string, dir: string, ports: HaproxyPorts): Promise<HaproxyPair> {
-  const home = join(dir, 'haproxy');
+/**
+ * `h2`: HTTP/2 all the way, as the sidecars carry gRPC: h2c in (prior knowledge), h2 over mTLS between (ALPN h2),
+ * h2c to the app.
+ */
+export async function startHaproxyPair(children: Children, binary: string, dir: string, ports: HaproxyPorts, opts: { h2?: boolean } = {}): Promise<HaproxyPair> {
+  const home = join(dir, opts.h2 ? 'haproxy-h2' : 'haproxy');
+  const h2 = (words: string) => (opts.h2 ? ` ${words}` : '');
   mkdirSync(home, { recursive: true });
   const certs = await writeCertificates(home);
 
   // A: the client side. Plain HTTP from the app, then mTLS to B, verifying B's chain; idle connections to B are kept.
   const clientConf = `${GLOBAL}
 frontend from_app
-  bind 127.0.0.1:${ports.front}
+  bind 127.0.0.1:${ports.front}${h2('proto h2')}
   default_backend to_server_side
 
 backend to_server_side
-  server b 127.0.0.1:${ports.tls} ssl verify required ca-file ${certs.bundle} crt ${certs.client} ssl-min-ver TLSv1.3
+  server b 127.0.0.1:${ports.tls} ssl verify required ca-file ${certs.bundle} crt ${certs.client} ssl-min-ver TLSv1.3${h2('alpn h2')}
 `;
   // B: the server side. mTLS in, a client certificate required and verified, then plain HTTP to the app.
   const serverConf = `${GLOBAL}
 frontend from_mesh
-  bind 127.0.0.1:${ports.tls} ssl crt ${certs.server} ca-file ${certs.bundle} verify required ssl-min-ver TLSv1.3
+  bind 127.0.0.1:${ports.tls} ssl crt ${certs.server} ca-file ${certs.bundle} verify required ssl-min-ver TLSv1.3${h2('alpn h2')}
   default_backend to_app
 
 backend to_app
-  server app 127.0.0.1:${ports.app}
+  server app 127.0.0.1:${ports.app}${h2('proto h2')}
 `;
   writeFileSync(join(home, 'client.cfg'), clientConf);
   writeFileSync(join(home, 'server.cfg'), serverConf);
   // -db: stay in the foreground, one process each, so its pid is the one measured and stopped.
-  const server = children.start('haproxy-server', binary, ['-db', '-f', join(home, 'server.cfg')]);
-  const client = children.start('haproxy-client', binary, ['-db', '-f', join(home, 'client.cfg')]);
+  const server = children.start(opts.h2 ? 'haproxy-h2-server' : 'haproxy-server', binary, ['-db', '-f', join(home, 'server.cfg')]);
+  const client = children.start(opts.h2 ? 'haproxy-h2-client' : 'haproxy-client', binary, ['-db', '-f', join(home, 'client.cfg')]);
   return { client, server };
 }

@@ -92,3 +92,35 @@ export function parseHey(text: string): HeyResult {
   const transport = [...errorSection.matchAll(/^\s*\[(\d+)\]\s/gm)].reduce((n, m) => n + Number(m[1]), 0);
   return { rps: Math.round(Number(rps[1])), requests: ok + other + transport, p50Ms: pct(50), p90Ms: pct(90), p99Ms: pct(99), slowestMs: secondsToMs(slowest[1]!), errors: other + transport };
 }
+
+export interface H2loadResult {
+  readonly rps: number;
+  readonly requests: number;
+  /** mean and largest time per request, ms (h2load prints no percentiles) */
+  readonly meanMs: number;
+  readonly maxMs: number;
+  /** requests that failed, errored, timed out, or were answered other than 2xx */
+  readonly errors: number;
+}
+
+/**
+ * h2load (nghttp2): `clients` connections with `streams` concurrent streams each, for `seconds` after `warmupSeconds`,
+ * each request a POST of `bodyFile` with gRPC's request headers.
+ */
+export async function h2load(children: Children, path: string, url: string, o: { clients: number; streams: number; seconds: number; warmupSeconds: number; bodyFile: string }): Promise<H2loadResult> {
+  const args = ['-c', String(o.clients), '-m', String(o.streams), '-D', String(o.seconds), `--warm-up-time=${o.warmupSeconds}`, '-d', o.bodyFile, '-H', 'content-type: application/grpc', '-H', 'te: trailers', url];
+  return parseH2load(await run(children, path, args, o.seconds + o.warmupSeconds));
+}
+
+const H2LOAD_UNIT_MS: Record<string, number> = { us: 1e-3, ms: 1, s: 1e3 };
+
+export function parseH2load(text: string): H2loadResult {
+  const rps = /finished in [\d.]+\w+, ([\d.]+) req\/s/.exec(text);
+  const req = /requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(text);
+  const codes = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/.exec(text);
+  const time = /time for request:\s+[\d.]+(?:us|ms|s)\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)/.exec(text);
+  if (!rps || !req || !codes || !time) throw new Error(`h2load output has no summary:\n${text}`);
+  const errors = Number(req[4]) + Number(req[5]) + Number(req[6]) + Number(codes[2]) + Number(codes[3]) + Number(codes[4]);
+  const ms = (v: string, unit: string) => Math.round(Number(v) * H2LOAD_UNIT_MS[unit]! * 1000) / 1000;
+  return { rps: Math.round(Number(rps[1])), requests: Number(req[2]), meanMs: ms(time[3]!, time[4]!), maxMs: ms(time[1]!, time[2]!), errors };
+}

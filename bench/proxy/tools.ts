@@ -15,7 +15,11 @@ export const TOOLS: readonly Tool[] = [
   { binary: 'nginx', pkg: 'nginx-light', role: 'the app' },
   { binary: 'wrk', pkg: 'wrk', role: 'throughput load' },
   { binary: 'hey', pkg: 'hey', role: 'fixed-rate latency load' },
+  { binary: 'h2load', pkg: 'nghttp2-client', role: 'HTTP/2 (gRPC-shaped) load' },
 ];
+
+/** What bench/proxy.ts needs; bench/grpc.ts needs h2load instead of wrk and hey. */
+export const PROXY_TOOLS = ['haproxy', 'nginx', 'wrk', 'hey'] as const;
 
 /** PATH plus the sbin folders, which a non-root shell on Debian often lacks (haproxy and nginx live there). */
 export function locate(binary: string): string | null {
@@ -28,10 +32,10 @@ export function locate(binary: string): string | null {
 }
 
 /** Paths of every tool, or a message naming what is missing and the one command that installs it. */
-export function findTools(): { paths: Record<string, string> } | { missing: string } {
+export function findTools(names: readonly string[] = PROXY_TOOLS, bench = 'bench/proxy.ts'): { paths: Record<string, string> } | { missing: string } {
   const paths: Record<string, string> = {};
   const missing: Tool[] = [];
-  for (const t of TOOLS) {
+  for (const t of TOOLS.filter((x) => names.includes(x.binary))) {
     const p = locate(t.binary);
     if (p) paths[t.binary] = p;
     else missing.push(t);
@@ -39,7 +43,7 @@ export function findTools(): { paths: Record<string, string> } | { missing: stri
   if (missing.length === 0) return { paths };
   return {
     missing: [
-      `bench/proxy.ts needs ${missing.map((t) => `${t.binary} (${t.role})`).join(', ')}, not found on PATH or in /usr/sbin.`,
+      `${bench} needs ${missing.map((t) => `${t.binary} (${t.role})`).join(', ')}, not found on PATH or in /usr/sbin.`,
       `On Debian or Ubuntu: sudo apt-get update && sudo apt-get install -y ${missing.map((t) => t.pkg).join(' ')}`,
       `(the installed nginx and haproxy services are not used; the benchmark runs its own on 127.0.0.1)`,
     ].join('\n'),
@@ -47,9 +51,9 @@ export function findTools(): { paths: Record<string, string> } | { missing: stri
 }
 
 /** Package versions from dpkg (hey has no --version); 'unknown' off Debian. */
-export function toolVersions(): Record<string, string> {
+export function toolVersions(names: readonly string[] = PROXY_TOOLS): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const t of TOOLS) {
+  for (const t of TOOLS.filter((x) => names.includes(x.binary))) {
     try {
       out[t.pkg] = execFileSync('dpkg-query', ['-W', '-f', '${Version}', t.pkg], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() || 'unknown';
     } catch {

@@ -60,7 +60,7 @@ export interface WeftPair {
   readonly admin: { readonly client: string; readonly server: string };
 }
 
-function meshYaml(ports: WeftPorts): string {
+function meshYaml(ports: WeftPorts, protocol: 'http' | 'grpc'): string {
   return `apiVersion: weft/v1
 kind: Mesh
 metadata: {name: bench}
@@ -75,12 +75,12 @@ spec: {port: ${ports.clientApp}, protocol: http}
 apiVersion: weft/v1
 kind: Service
 metadata: {name: server, namespace: default}
-spec: {port: ${ports.app}, protocol: http}
+spec: {port: ${ports.app}, protocol: ${protocol}}
 `;
 }
 
-async function startControlPlane(children: Children, dir: string, ports: WeftPorts): Promise<{ child: Child; url: string }> {
-  writeFileSync(join(dir, 'mesh.yaml'), meshYaml(ports));
+async function startControlPlane(children: Children, dir: string, ports: WeftPorts, protocol: 'http' | 'grpc'): Promise<{ child: Child; url: string }> {
+  writeFileSync(join(dir, 'mesh.yaml'), meshYaml(ports, protocol));
   const child = children.start('control-plane', process.execPath, [WEFT, 'control-plane', '--config', join(dir, 'mesh.yaml'), '--state', join(dir, 'state'), '--listen', '127.0.0.1:0'], { cwd: REPO, pipeStdout: true });
   const url = await new Promise<string>((resolve, reject) => {
     let seen = '';
@@ -105,11 +105,12 @@ async function startControlPlane(children: Children, dir: string, ports: WeftPor
 /** Extra node flags for the sidecars, e.g. BENCH_SIDECAR_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof'. */
 const SIDECAR_NODE_ARGS = process.env.BENCH_SIDECAR_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
 
-export async function startWeftPair(children: Children, dir: string, ports: WeftPorts, support: SidecarSupport): Promise<WeftPair> {
-  const home = join(dir, 'weft');
+/** `protocol` grpc: the server side's service is a gRPC one, so the client side's local port for it speaks h2c. */
+export async function startWeftPair(children: Children, dir: string, ports: WeftPorts, support: SidecarSupport, protocol: 'http' | 'grpc' = 'http'): Promise<WeftPair> {
+  const home = join(dir, protocol === 'grpc' ? 'weft-grpc' : 'weft');
   mkdirSync(home, { recursive: true });
   const state = join(home, 'state');
-  const cp = await startControlPlane(children, home, ports);
+  const cp = await startControlPlane(children, home, ports, protocol);
   const bundle = join(state, 'ca', 'bundle.pem');
 
   const sidecar = async (service: 'client' | 'server', appPort: number, p: WeftPorts['client'], extra: string[]): Promise<Child> => {
