@@ -4,6 +4,7 @@ import type * as http2 from 'node:http2';
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { REASON_HEADER } from './headers.ts';
 import type { ReplayableBody } from './replayable-body.ts';
+import { StreamRelay } from './stream-relay.ts';
 
 // node:http2's constants, spelled out so that this module does not load node:http2 (see ./node-http.ts).
 const HTTP2_HEADER_METHOD = ':method';
@@ -110,7 +111,7 @@ export function forwardH2(inbound: ServerHttp2Stream, session: H2Target, headers
     }
     const body = opts.body;
     if (body) body.attach(upstream);
-    else inbound.pipe(upstream);
+    else new StreamRelay(inbound, upstream);
     const onInboundClose = () => {
       if (state === 'waiting') {
         // The caller gave up (a reset, a deadline) before any answer: not something to hold against the upstream.
@@ -156,7 +157,7 @@ export function forwardH2(inbound: ServerHttp2Stream, session: H2Target, headers
       relaying.delete(inbound);
       inbound.off('close', onInboundClose);
       body?.detach(upstream);
-      upstream.unpipe(inbound);
+      answer?.stop();
       upstream.close(NGHTTP2_CANCEL);
       upstreamGone = true;
       if (inbound.destroyed) {
@@ -206,8 +207,10 @@ export function forwardH2(inbound: ServerHttp2Stream, session: H2Target, headers
       });
       inbound.respond(responseHeaders(h), { waitForTrailers: true });
       relaying.set(inbound, cutOff);
-      upstream.pipe(inbound);
+      answer = new StreamRelay(upstream, inbound);
     });
+    /** the answer's body, relayed to the client */
+    let answer: StreamRelay | null = null;
     let trailers: http2.OutgoingHttpHeaders | null = null;
     /** the caller has its whole answer (the head that ended it, or the trailers) */
     let answered = false;
@@ -253,7 +256,7 @@ export function forwardH2(inbound: ServerHttp2Stream, session: H2Target, headers
       } else if (grpcAnswer && !inbound.sentTrailers) {
         // The upstream failed mid-answer (its connection died, or it reset the stream). The caller did not cancel,
         // so it is not told CANCEL (gRPC's CANCELLED): the answer ends with UNAVAILABLE, as gRPC reports a lost peer.
-        upstream.unpipe(inbound);
+        answer?.stop();
         trailers = { 'grpc-status': String(GRPC_UNAVAILABLE), 'grpc-message': grpcMessage(`weft: the upstream reset the stream before its answer ended (code ${code})`), [REASON_HEADER]: 'upstream-reset' };
         if (!inbound.writableEnded) inbound.end();
       } else inbound.close(NGHTTP2_INTERNAL_ERROR);
