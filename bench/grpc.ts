@@ -1,6 +1,7 @@
 // bench (grpc) — gRPC-shaped HTTP/2 through the data plane against a peer, as bench/proxy.ts does for HTTP/1: the
-// app alone, behind a pair of Weft sidecars, and behind a pair of haproxy processes doing the same two hops in
-// HTTP/2 (h2c in, h2 over mTLS between, h2c to the app), in one run on one machine.
+// app alone, behind a pair of Weft sidecars, behind a pair of haproxy processes doing the same two hops in HTTP/2
+// (h2c in, h2 over mTLS between, h2c to the app), and behind the least node:http2 can do for them (node-h2:
+// ./proxy/node-h2-relay.ts, with the sidecars' heap settings), in one run on one machine.
 //
 // The app is nginx speaking h2c and answering every call as a gRPC server does (content-type application/grpc, a
 // small body, grpc-status 0 in trailers); the load is h2load (nghttp2) posting a small gRPC message with gRPC's
@@ -15,6 +16,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Children, exited, logTail, type Child } from './proxy/children.ts';
 import { startHaproxyPair } from './proxy/haproxy.ts';
 import { h2load, type H2loadResult } from './proxy/load.ts';
@@ -71,7 +73,7 @@ function grpcCall(port: number): Promise<true | string> {
 const MESSAGE = Buffer.from([0, 0, 0, 0, 5, 0x0a, 3, 0x61, 0x62, 0x63]);
 
 interface Setup {
-  readonly name: 'direct' | 'haproxy' | 'weft';
+  readonly name: 'direct' | 'haproxy' | 'node-h2' | 'weft';
   readonly port: number;
   /** client side, server side */
   readonly proxies: readonly Child[];
@@ -94,16 +96,22 @@ if ('missing' in support || !support.upstreamFlag) {
 const dir = mkdtempSync(join(tmpdir(), 'weft-bench-grpc-'));
 const children = new Children(dir);
 try {
-  const p = await freePorts(12);
+  const p = await freePorts(13);
   const bodyFile = join(dir, 'message.bin');
   writeFileSync(bodyFile, MESSAGE);
   const nginx = startNginx(children, tools.paths.nginx!, dir, p[0]!, { grpc: true });
   await waitUntil('nginx (h2c)', () => grpcCall(p[0]!), [nginx]);
   const hap = await startHaproxyPair(children, tools.paths.haproxy!, dir, { front: p[1]!, tls: p[2]!, app: p[0]! }, { h2: true });
+  const relay = fileURLToPath(new URL('./proxy/node-h2-relay.ts', import.meta.url));
+  const certs = join(dir, 'haproxy-h2');
+  const flags = ['--max-semi-space-size=4', '--no-parallel-scavenge'];
+  const nServer = children.start('node-h2-server', process.execPath, [...flags, relay, 'server', String(p[12]), String(p[0]), certs]);
+  const nClient = children.start('node-h2-client', process.execPath, [...flags, relay, 'client', String(p[11]), String(p[12]), certs]);
   const weft = await startWeftPair(children, dir, { app: p[0]!, clientApp: p[3]!, upstream: p[4]!, client: { inbound: p[5]!, outbound: p[6]!, admin: p[7]! }, server: { inbound: p[8]!, outbound: p[9]!, admin: p[10]! } }, support, 'grpc');
   const setups: Setup[] = [
     { name: 'direct', port: p[0]!, proxies: [], others: [nginx], runs: [] },
     { name: 'haproxy', port: p[1]!, proxies: [hap.client, hap.server], others: [nginx], runs: [] },
+    { name: 'node-h2', port: p[11]!, proxies: [nClient, nServer], others: [nginx], runs: [] },
     { name: 'weft', port: p[4]!, proxies: [weft.client, weft.server], others: [nginx, weft.controlPlane], runs: [] },
   ];
   for (const s of setups) await waitUntil(`${s.name} (gRPC through it)`, () => grpcCall(s.port), [...s.proxies, ...s.others]);
@@ -128,7 +136,7 @@ try {
     console.log(`round ${round}: ${line.join('   ')}`);
   }
 
-  const [direct, haproxy, weftSetup] = setups as [Setup, Setup, Setup];
+  const [direct, haproxy, nodeH2, weftSetup] = setups as [Setup, Setup, Setup, Setup];
   const summary = (s: Setup) => ({
     callsPerSecond: Math.round(median(s.runs.map((r) => r.result.rps))),
     meanMs: r1(median(s.runs.map((r) => r.result.meanMs)) * 100) / 100,
@@ -141,18 +149,20 @@ try {
   const ratio = median(weftSetup.runs.map((r, i) => r.result.rps / haproxy.runs[i]!.result.rps));
   const result = {
     throughputRatio: Math.round(ratio * 1000) / 1000,
-    setups: { direct: summary(direct), haproxy: summary(haproxy), weft: summary(weftSetup) },
+    /** the same ratio for the bare node:http2 relay: how far Node itself gets */
+    nodeH2ThroughputRatio: Math.round(median(nodeH2.runs.map((r, i) => r.result.rps / haproxy.runs[i]!.result.rps)) * 1000) / 1000,
+    setups: { direct: summary(direct), haproxy: summary(haproxy), 'node-h2': summary(nodeH2), weft: summary(weftSetup) },
     load: { tool: 'h2load', clients: CLIENTS, streamsPerClient: STREAMS, seconds: SECONDS, warmupSeconds: WARMUP_SECONDS, rounds: ROUNDS, path: PATH, requestBytes: MESSAGE.length },
     machine: { cpus: availableParallelism() },
     tools: toolVersions(TOOLS),
     date: new Date().toISOString(),
   };
-  for (const name of ['direct', 'haproxy', 'weft'] as const) {
+  for (const name of ['direct', 'haproxy', 'node-h2', 'weft'] as const) {
     const m = result.setups[name];
     const cost = m.cpuUsPerCall.length ? `   CPU/call ${m.cpuUsPerCall.join(' + ')} µs   RSS idle ${m.rssIdleMb.join(' / ')} MB, peak ${m.rssPeakMb.join(' / ')} MB (client / server side)` : '';
     console.log(`${name.padEnd(8)} ${String(m.callsPerSecond).padStart(7)} calls/s   mean ${m.meanMs.toFixed(2)} ms${cost}`);
   }
-  console.log(`throughput ratio (sidecars ÷ haproxy): ${result.throughputRatio}`);
+  console.log(`throughput ratio (sidecars ÷ haproxy): ${result.throughputRatio}; node-h2 ÷ haproxy: ${result.nodeH2ThroughputRatio}`);
   mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
   writeFileSync(new URL('./results/grpc.json', import.meta.url), JSON.stringify(result, null, 2) + '\n');
   console.log('written bench/results/grpc.json');
