@@ -21,6 +21,8 @@ const GRPC_DEADLINE_EXCEEDED = 4;
 const GRPC_UNAVAILABLE = 14;
 const DROP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings', 'host']);
 
+function ignore(): void {}
+
 /** Request headers for the next hop: pseudo-headers rebuilt, x-weft-* removed, `extra` added. */
 // The header copies below walk the object with for...in rather than Object.entries: no array of pairs per call
 // (a gRPC call allocates ~38 KB in the sidecar, most of it node:http2's; the copies were ~5%).
@@ -121,7 +123,7 @@ export function forwardH2(inbound: ServerHttp2Stream, session: H2Target, headers
       if (!upstream.closed) upstream.close(inbound.rstCode || NGHTTP2_CANCEL);
     };
     inbound.on('close', onInboundClose);
-    if (inbound.listenerCount('error') === 0) inbound.on('error', () => {});
+    if (inbound.listenerCount('error') === 0) inbound.on('error', ignore);
     /** this try is over without an answer for the client: the next try (or the mesh's answer) takes the stream */
     const letGo = () => {
       state = 'done';
@@ -221,10 +223,13 @@ export function forwardH2(inbound: ServerHttp2Stream, session: H2Target, headers
      * RFC 9113 §8.1); so is the caller, else its call never ends. node:http2 submits trailers from a setImmediate
      * (sendTrailers): the reset is queued after them.
      */
-    const endCall = () =>
+    const endCall = () => {
+      // Most callers have sent their whole request by now (a unary call always): nothing to end, no immediate.
+      if (inbound.readableEnded || inbound.destroyed) return;
       setImmediate(() => {
         if (!inbound.destroyed && !inbound.closed && !inbound.state.remoteClose) inbound.close(NGHTTP2_NO_ERROR);
       });
+    };
     upstream.on('trailers', (t) => {
       if (state !== 'relaying') return;
       const out: http2.OutgoingHttpHeaders = {};

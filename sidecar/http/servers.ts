@@ -31,26 +31,33 @@ export const MAX_CONCURRENT_STREAMS = 256;
 /** How long an HTTP/2 session with no stream open may stay, as an HTTP/1 keep-alive connection may. */
 export const H2_IDLE_MS = 60_000;
 
+/** What a stream handler may return: called once, when its stream has closed. */
+export type OnStreamClose = () => void;
+
 /**
  * An HTTP/2 server fed by emit('connection'): bounded concurrent streams and header lists, and sessions with no
  * stream open closed (GOAWAY) after `idleMs` without a frame: else a client that sends the preface and nothing more
- * holds its connection for ever. A stream open keeps its session; one with no byte moving for
+ * holds its connection for ever. `onStream` gets each stream, and may return what to do when it closes. A stream open keeps its session; one with no byte moving for
  * `streamIdleTimeoutMs()` (a gRPC watch that stays quiet too) is ended (./stream-idle.ts).
  */
-export function hardenedH2Server(onStream: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void, idleMs = H2_IDLE_MS, streamIdleTimeoutMs: () => number = () => 0): Http2Server {
+export function hardenedH2Server(onStream: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => OnStreamClose | void, idleMs = H2_IDLE_MS, streamIdleTimeoutMs: () => number = () => 0): Http2Server {
   const server = http2().createServer({ settings: { maxConcurrentStreams: MAX_CONCURRENT_STREAMS, maxHeaderListSize: 64 * 1024 } });
   const quiet = new H2StreamIdle(streamIdleTimeoutMs);
-  server.on('stream', onStream);
   server.on('sessionError', () => {});
   server.on('session', (session) => {
     let open = 0;
     session.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
       open++;
       const watched = quiet.watch(stream, headers);
+      let onClose: OnStreamClose | void = undefined;
+      // One 'close' listener per stream, for the server and the handler both: each listener costs a closure and a
+      // pass through node:http2's 'newListener' hook, on every call.
       stream.once('close', () => {
         open--;
         quiet.forget(watched);
+        onClose?.();
       });
+      onClose = onStream(stream, headers);
     });
     // node's session timer restarts on every frame, a stream's end included. (A listener, not setTimeout's
     // callback, which is called once: a timeout while a stream was open must not end the watch.)

@@ -12,13 +12,13 @@ import type { AppConnector } from './app.ts';
 import { relayH1 } from '../http/h1-proxy.ts';
 import { forwardH2, h2RequestHeaders, meshReplyH2, RefusedStreamError, refuseStream } from '../http/h2-proxy.ts';
 import { forwardHeaders, headerOf, PEER_IDENTITY_HEADER, REASON_HEADER } from '../http/headers.ts';
-import { answerOnSocket, goAway, H2_IDLE_MS, hardenedH1Server, hardenedH2Server, refuseAmbiguousHead, refuseUpgrade } from '../http/servers.ts';
+import { answerOnSocket, goAway, H2_IDLE_MS, hardenedH1Server, hardenedH2Server, refuseAmbiguousHead, refuseUpgrade, type OnStreamClose } from '../http/servers.ts';
 import { meshReply } from '../http/mesh-reply.ts';
 import { forwardUpgrade } from '../http/upgrade.ts';
 import type { PeerIdentity } from './mesh-tls.ts';
 import { enforce, type Verdict } from '../policy/enforce.ts';
 import { pathOf } from '../policy/normalize.ts';
-import { noopObserver, sentGrpcStatus, type RequestObservation } from '../telemetry/observer.ts';
+import { endH2Observation, noopObserver, type RequestObservation } from '../telemetry/observer.ts';
 import type { InboundOptions } from './listener.ts';
 
 export class InboundRequests {
@@ -150,21 +150,18 @@ export class InboundRequests {
     return this.#h2Server;
   }
 
-  #onStream(stream: ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+  /** Authorizes, observes and forwards one stream; returns what ends its observation when it closes. */
+  #onStream(stream: ServerHttp2Stream, headers: http2.IncomingHttpHeaders): OnStreamClose {
     const peer = stream.session ? (this.#sessionPeers.get(stream.session) ?? null) : null;
     const grpc = String(headers['content-type'] ?? '').startsWith('application/grpc');
-    const verdict = this.#authorize(peer, String(headers[':method'] ?? ''), String(headers[':path'] ?? ''), (n) => headerOf(headers, n));
-    const obs = this.#observe(grpc ? 'grpc' : 'http2', String(headers[':method'] ?? ''), verdict.target, (n) => headerOf(headers, n), peer, verdict);
-    stream.once('close', () =>
-      obs.end({
-        status: Number(stream.sentHeaders?.[':status'] ?? 0),
-        reason: (stream.sentHeaders?.[REASON_HEADER] ?? stream.sentTrailers?.[REASON_HEADER]) as string | undefined,
-        grpcStatus: grpc ? sentGrpcStatus(stream) : undefined,
-      }),
-    );
+    const header = (n: string) => headerOf(headers, n);
+    const method = String(headers[':method'] ?? '');
+    const verdict = this.#authorize(peer, method, String(headers[':path'] ?? ''), header);
+    const obs = this.#observe(grpc ? 'grpc' : 'http2', method, verdict.target, header, peer, verdict);
+    const closed = () => endH2Observation(obs, stream, grpc);
     if (!verdict.ok) {
       meshReplyH2(stream, verdict.status, verdict.reason!, verdict.message, grpc, verdict.headers);
-      return;
+      return closed;
     }
     const upstreamHeaders = h2RequestHeaders(headers, { ...obs.propagate, ...(peer ? { [PEER_IDENTITY_HEADER]: peer.identity } : {}) });
     upstreamHeaders[':path'] = verdict.target;
@@ -174,5 +171,6 @@ export class InboundRequests {
       if (err instanceof RefusedStreamError) refuseStream(stream);
       else meshReplyH2(stream, 503, 'app-unavailable', `the app did not answer: ${err.message}`, grpc);
     });
+    return closed;
   }
 }

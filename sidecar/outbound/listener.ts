@@ -15,7 +15,7 @@ import net, { type Socket } from 'node:net';
 import { upstreamForHost, type RuntimeConfig, type UpstreamRuntime } from '../config/runtime.ts';
 import { h2RequestHeaders, meshReplyH2 } from '../http/h2-proxy.ts';
 import { forwardHeaders, headerOf } from '../http/headers.ts';
-import { answerOnSocket, H2_IDLE_MS, hardenedH1Server, hardenedH2Server, refuseAmbiguousHead, refuseUpgrade } from '../http/servers.ts';
+import { answerOnSocket, H2_IDLE_MS, hardenedH1Server, hardenedH2Server, refuseAmbiguousHead, refuseUpgrade, type OnStreamClose } from '../http/servers.ts';
 import { meshReply, type MeshReason } from '../http/mesh-reply.ts';
 import { forwardUpgrade } from '../http/upgrade.ts';
 import { isH2Preface, onFirstBytes } from '../http/first-bytes.ts';
@@ -27,8 +27,7 @@ import { pathOf } from '../policy/normalize.ts';
 import { callHttp } from './http-call.ts';
 import { callH2 } from './h2-call.ts';
 import type { ResilienceState } from '../resilience/state.ts';
-import { noopObserver, sentGrpcStatus, type Observer, type RequestObservation } from '../telemetry/observer.ts';
-import { REASON_HEADER } from '../http/headers.ts';
+import { endH2Observation, noopObserver, type Observer, type RequestObservation } from '../telemetry/observer.ts';
 
 
 export interface OutboundOptions {
@@ -43,6 +42,8 @@ export interface OutboundOptions {
   /** breakers, EWMA, budgets and pending counts, shared by every outbound listener of the sidecar */
   readonly state: ResilienceState;
 }
+
+function ignore(): void {}
 
 function failure(err: Error & { code?: string }): { status: number; reason: 'peer-identity-mismatch' | 'upstream-connect-failure'; message: string } {
   if (err.code === 'WEFT_PEER_IDENTITY') return { status: 502, reason: 'peer-identity-mismatch', message: err.message };
@@ -204,8 +205,9 @@ export class OutboundListener {
     return (this.#h2Server ??= hardenedH2Server((stream, headers) => this.#onStream(stream, headers), H2_IDLE_MS, this.#streamIdleMs));
   }
 
-  #onStream(stream: ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
-    stream.on('error', () => {});
+  /** Routes and forwards one stream; returns what ends its observation when it closes. */
+  #onStream(stream: ServerHttp2Stream, headers: http2.IncomingHttpHeaders): OnStreamClose | void {
+    stream.on('error', ignore);
     const grpc = String(headers['content-type'] ?? '').startsWith('application/grpc');
     const authority = headers[':authority'];
     const upstream = this.#fixed() ?? upstreamForHost(this.#o.config(), authority);
@@ -217,17 +219,11 @@ export class OutboundListener {
     const bare = pathOf(String(headers[':path'] ?? '/'));
     const facts = { method, path: bare, header: (n: string) => headerOf(headers, n) };
     const obs = this.#observe(upstream, grpc ? 'grpc' : 'http2', method, bare, facts.header);
-    stream.once('close', () =>
-      obs.end({
-        status: Number(stream.sentHeaders?.[':status'] ?? 0),
-        reason: (stream.sentHeaders?.[REASON_HEADER] ?? stream.sentTrailers?.[REASON_HEADER]) as string | undefined,
-        grpcStatus: grpc ? sentGrpcStatus(stream) : undefined,
-      }),
-    );
     callH2({ upstream, stream, headers: h2RequestHeaders(headers, { ...obs.propagate }), facts, grpc, peers: this.#o.peers, state: this.#o.state, obs }, headers).catch((err: Error) => {
       this.#o.log({ msg: 'outbound stream failed unexpectedly', upstream: upstream.key, error: err.stack ?? err.message });
       meshReplyH2(stream, 503, 'upstream-connect-failure', `internal error: ${err.message}`, grpc);
     });
+    return () => endH2Observation(obs, stream, grpc);
   }
 
   #observe(upstream: UpstreamRuntime, protocol: 'http' | 'http2' | 'grpc', method: string, path: string, header: (n: string) => string | string[] | undefined): RequestObservation {

@@ -1,6 +1,8 @@
 // The seam between the request path and telemetry: listeners report what happens, the observer turns it into
 // spans, metrics and access logs. The request path never waits on telemetry.
 
+import { REASON_HEADER } from '../http/headers.ts';
+
 export type Direction = 'inbound' | 'outbound';
 
 export interface RequestStart {
@@ -46,6 +48,15 @@ export interface RequestEnd {
 export function sentGrpcStatus(stream: { sentHeaders?: Record<string, unknown>; sentTrailers?: Record<string, unknown> }): number | undefined {
   const value = stream.sentTrailers?.['grpc-status'] ?? stream.sentHeaders?.['grpc-status'];
   return value === undefined ? undefined : Number(value);
+}
+
+/** Ends the observation of an HTTP/2 stream once it has closed: the status, mesh reason and gRPC status it was sent. */
+export function endH2Observation(obs: RequestObservation, stream: { sentHeaders?: Record<string, unknown>; sentTrailers?: Record<string, unknown> }, grpc: boolean): void {
+  obs.end({
+    status: Number(stream.sentHeaders?.[':status'] ?? 0),
+    reason: (stream.sentHeaders?.[REASON_HEADER] ?? stream.sentTrailers?.[REASON_HEADER]) as string | undefined,
+    grpcStatus: grpc ? sentGrpcStatus(stream) : undefined,
+  });
 }
 
 export interface RequestObservation {
