@@ -12,6 +12,7 @@
 //
 // Env: BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_WARMUP_SECONDS (2), BENCH_H2_CLIENTS (4), BENCH_H2_STREAMS (8).
 
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -71,6 +72,16 @@ function grpcCall(port: number): Promise<true | string> {
 
 /** A gRPC message frame: uncompressed, 5 bytes long (protobuf field 1, the string "abc"). */
 const MESSAGE = Buffer.from([0, 0, 0, 0, 5, 0x0a, 3, 0x61, 0x62, 0x63]);
+
+/** Which code was measured: the commit, and whether the sidecar's sources differed from it. */
+function codeRevision(): { commit: string; uncommittedChanges: boolean } | null {
+  try {
+    const git = (...args: string[]) => execFileSync('git', args, { cwd: new URL('..', import.meta.url), encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return { commit: git('rev-parse', 'HEAD'), uncommittedChanges: git('status', '--porcelain', '--', 'sidecar', 'cli', 'ca', 'control-plane') !== '' };
+  } catch {
+    return null;
+  }
+}
 
 interface Setup {
   readonly name: 'direct' | 'haproxy' | 'node-h2' | 'weft';
@@ -139,7 +150,7 @@ try {
   const [direct, haproxy, nodeH2, weftSetup] = setups as [Setup, Setup, Setup, Setup];
   const summary = (s: Setup) => ({
     callsPerSecond: Math.round(median(s.runs.map((r) => r.result.rps))),
-    meanMs: r1(median(s.runs.map((r) => r.result.meanMs)) * 100) / 100,
+    meanMs: Math.round(median(s.runs.map((r) => r.result.meanMs)) * 1000) / 1000,
     cpuUsPerCall: s.proxies.map((_, i) => r1(median(s.runs.map((r) => r.cpuUs[i]!)))),
     rssIdleMb: s.rssIdleMb ?? [],
     rssPeakMb: s.proxies.map((c) => rss(c.pid).peakMb),
@@ -153,6 +164,7 @@ try {
     nodeH2ThroughputRatio: Math.round(median(nodeH2.runs.map((r, i) => r.result.rps / haproxy.runs[i]!.result.rps)) * 1000) / 1000,
     setups: { direct: summary(direct), haproxy: summary(haproxy), 'node-h2': summary(nodeH2), weft: summary(weftSetup) },
     load: { tool: 'h2load', clients: CLIENTS, streamsPerClient: STREAMS, seconds: SECONDS, warmupSeconds: WARMUP_SECONDS, rounds: ROUNDS, path: PATH, requestBytes: MESSAGE.length },
+    code: codeRevision(),
     machine: { cpus: availableParallelism() },
     tools: toolVersions(TOOLS),
     date: new Date().toISOString(),
