@@ -12,7 +12,6 @@
 //
 // Env: BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_WARMUP_SECONDS (2), BENCH_H2_CLIENTS (4), BENCH_H2_STREAMS (8).
 
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -24,7 +23,7 @@ import { h2load, type H2loadResult } from './proxy/load.ts';
 import { freePorts, waitUntil } from './proxy/loopback.ts';
 import { APP_BODY, startNginx } from './proxy/nginx.ts';
 import { mainThreadSched, rss } from './proxy/proc-stats.ts';
-import { findTools, toolVersions } from './proxy/tools.ts';
+import { codeRevision, findTools, toolVersions } from './proxy/tools.ts';
 import { sidecarSupport, startWeftPair } from './proxy/weft.ts';
 
 const env = (name: string, dflt: number) => Number(process.env[name] ?? dflt);
@@ -72,16 +71,6 @@ function grpcCall(port: number): Promise<true | string> {
 
 /** A gRPC message frame: uncompressed, 5 bytes long (protobuf field 1, the string "abc"). */
 const MESSAGE = Buffer.from([0, 0, 0, 0, 5, 0x0a, 3, 0x61, 0x62, 0x63]);
-
-/** Which code was measured: the commit, and whether the sidecar's sources differed from it. */
-function codeRevision(): { commit: string; uncommittedChanges: boolean } | null {
-  try {
-    const git = (...args: string[]) => execFileSync('git', args, { cwd: new URL('..', import.meta.url), encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    return { commit: git('rev-parse', 'HEAD'), uncommittedChanges: git('status', '--porcelain', '--', 'sidecar', 'cli', 'ca', 'control-plane') !== '' };
-  } catch {
-    return null;
-  }
-}
 
 interface Setup {
   readonly name: 'direct' | 'haproxy' | 'node-h2' | 'weft';

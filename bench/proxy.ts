@@ -14,7 +14,6 @@
 // BENCH_MAX_FOREIGN_CPU (10: a run during which other programs took more than this % of the CPUs is repeated,
 // up to BENCH_MAX_ATTEMPTS, 3, keeping the quietest).
 
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -24,7 +23,7 @@ import { hey, wrk, type HeyResult, type WrkResult } from './proxy/load.ts';
 import { answers, freePorts, probe, waitUntil, type Target } from './proxy/loopback.ts';
 import { APP_BODY, startNginx } from './proxy/nginx.ts';
 import { cpuSeconds, machineBusyPercent, mainThreadSched, rss, sampleRss, watchForeignCpu, type Rss } from './proxy/proc-stats.ts';
-import { findTools, toolVersions } from './proxy/tools.ts';
+import { codeRevision, findTools, toolVersions } from './proxy/tools.ts';
 import { sidecarSupport, startWeftPair, type SidecarSupport } from './proxy/weft.ts';
 
 const env = (name: string, dflt: number) => Number(process.env[name] ?? dflt);
@@ -109,16 +108,6 @@ function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
-/** Which code was measured: the commit, and whether the working tree differed from it (read-only git calls). */
-function codeRevision(): { commit: string; uncommittedChanges: boolean } | null {
-  try {
-    const git = (...args: string[]) => execFileSync('git', args, { cwd: new URL('..', import.meta.url), encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    return { commit: git('rev-parse', 'HEAD'), uncommittedChanges: git('status', '--porcelain', '--', 'sidecar', 'cli', 'ca', 'control-plane') !== '' };
-  } catch {
-    return null;
-  }
 }
 
 /** One warm-up, wrk and hey round, with the CPU the proxies spent during wrk and what anything else spent. */

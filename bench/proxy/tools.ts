@@ -62,3 +62,13 @@ export function toolVersions(names: readonly string[] = PROXY_TOOLS): Record<str
   }
   return out;
 }
+
+/** Which code was measured: the commit, and whether the sidecar's (or CLI's, CA's, control plane's) sources differed from it. */
+export function codeRevision(): { commit: string; uncommittedChanges: boolean } | null {
+  try {
+    const git = (...args: string[]) => execFileSync('git', args, { cwd: new URL('../..', import.meta.url), encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return { commit: git('rev-parse', 'HEAD'), uncommittedChanges: git('status', '--porcelain', '--', 'sidecar', 'cli', 'ca', 'control-plane') !== '' };
+  } catch {
+    return null;
+  }
+}
