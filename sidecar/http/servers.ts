@@ -49,13 +49,14 @@ export function hardenedH2Server(onStream: (stream: ServerHttp2Stream, headers: 
     session.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
       open++;
       const watched = quiet.watch(stream, headers);
-      let onClose: OnStreamClose | void = undefined;
+      let onClose: unknown = undefined;
       // One 'close' listener per stream, for the server and the handler both: each listener costs a closure and a
-      // pass through node:http2's 'newListener' hook, on every call.
+      // pass through node:http2's 'newListener' hook, on every call. (A handler written as an arrow may return
+      // whatever its expression gives: only a function is called.)
       stream.once('close', () => {
         open--;
         quiet.forget(watched);
-        onClose?.();
+        if (typeof onClose === 'function') onClose();
       });
       onClose = onStream(stream, headers);
     });
