@@ -101,172 +101,188 @@ const relaying = new WeakMap<ServerHttp2Stream, (grpcStatus: number, reason: str
  * answered by the mesh, a route timeout) first; neither is the upstream's failure.
  */
 export function forwardH2(inbound: ServerHttp2Stream, session: H2Target, headers: http2.OutgoingHttpHeaders, opts: ForwardH2Options = {}): Promise<H2Try> {
-  return new Promise((resolve, reject) => {
-    /** waiting for the answer's head; relaying it; or done (failed, dropped, or relayed to its end) */
-    let state: 'waiting' | 'relaying' | 'done' = 'waiting';
-    let upstream: http2.ClientHttp2Stream;
-    try {
-      upstream = session.request(headers, { endStream: false });
-    } catch (err) {
-      reject(err);
+  return new Promise((resolve, reject) => relayH2(inbound, session, headers, opts, (err, outcome) => (err ? reject(err) : resolve(outcome))));
+}
+
+const NOT_RELAYED: H2Try = Object.freeze({ relayed: false });
+const RELAYED: H2Try = Object.freeze({ relayed: true });
+const TIMED_OUT: H2Try = Object.freeze({ relayed: true, timedOut: true });
+
+/**
+ * forwardH2 with a callback, called once: for every call's path, where a promise (and the async functions awaiting
+ * it) would cost its allocations and microtasks on each call.
+ */
+export function relayH2(inbound: ServerHttp2Stream, session: H2Target, headers: http2.OutgoingHttpHeaders, opts: ForwardH2Options, done: (err: Error | null, outcome: H2Try) => void): void {
+  let over = false;
+  const finish = (err: Error | null, outcome: H2Try) => {
+    if (over) return;
+    over = true;
+    done(err, outcome);
+  };
+  /** waiting for the answer's head; relaying it; or done (failed, dropped, or relayed to its end) */
+  let state: 'waiting' | 'relaying' | 'done' = 'waiting';
+  let upstream: http2.ClientHttp2Stream;
+  try {
+    upstream = session.request(headers, { endStream: false });
+  } catch (err) {
+    finish(err as Error, NOT_RELAYED);
+    return;
+  }
+  const body = opts.body;
+  if (body) body.attach(upstream);
+  else new StreamRelay(inbound, upstream);
+  const onInboundClose = () => {
+    if (state === 'waiting') {
+      // The caller gave up (a reset, a deadline) before any answer: not something to hold against the upstream.
+      letGo();
+      finish(null, NOT_RELAYED);
+    }
+    if (!upstream.closed) upstream.close(inbound.rstCode || NGHTTP2_CANCEL);
+  };
+  inbound.on('close', onInboundClose);
+  if (inbound.listenerCount('error') === 0) inbound.on('error', ignore);
+  /** this try is over without an answer for the client: the next try (or the mesh's answer) takes the stream */
+  const letGo = () => {
+    state = 'done';
+    if (timer) clearTimeout(timer);
+    body?.detach(upstream);
+    inbound.off('close', onInboundClose);
+  };
+  const fail = (err: Error) => {
+    if (state !== 'waiting') return;
+    letGo();
+    finish(err as Error, NOT_RELAYED);
+  };
+  let timer: NodeJS.Timeout | null = null;
+  const startTimer = (ms: number) => {
+    if (state === 'done') return;
+    timer = setTimeout(() => {
+      timer = null;
+      if (state === 'relaying') {
+        cutOff(GRPC_DEADLINE_EXCEEDED, 'timeout', `the answer did not end within the per-try timeout of ${ms} ms`, true);
+        return;
+      }
+      fail(Object.assign(new Error(`no answer within the per-try timeout of ${ms} ms`), { code: 'WEFT_PER_TRY_TIMEOUT' }));
+      upstream.close(NGHTTP2_CANCEL);
+    }, ms);
+  };
+  /** Whether the answer being relayed is gRPC's: it is cut off with a status in its trailers, not a reset. */
+  let grpcAnswer = false;
+  /** Ends a streaming answer early: the upstream's stream cancelled, the client's ended for the mesh. */
+  const cutOff = (grpcStatus: number, reason: string, message: string, timedOut = false) => {
+    if (state !== 'relaying') return;
+    state = 'done';
+    if (timer) clearTimeout(timer);
+    relaying.delete(inbound);
+    inbound.off('close', onInboundClose);
+    body?.detach(upstream);
+    answer?.stop();
+    upstream.close(NGHTTP2_CANCEL);
+    upstreamGone = true;
+    if (inbound.destroyed) {
+      // nothing to tell the client
+    } else if (grpcAnswer) {
+      trailers = { 'grpc-status': String(grpcStatus), 'grpc-message': grpcMessage(`weft: ${message}`), [REASON_HEADER]: reason };
+      inbound.end();
+    } else inbound.close(NGHTTP2_CANCEL);
+    finish(null, timedOut ? TIMED_OUT : RELAYED);
+  };
+  const perTry = opts.answerTimeoutMs;
+  if (perTry) {
+    if (body) body.whenEnded(() => startTimer(perTry));
+    else startTimer(perTry);
+  }
+  upstream.on('response', (h, flags) => {
+    if (state !== 'waiting') return;
+    const endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
+    if (opts.accept && !opts.accept(h, endStream)) {
+      letGo();
+      upstream.close(NGHTTP2_CANCEL);
+      finish(null, NOT_RELAYED);
       return;
     }
-    const body = opts.body;
-    if (body) body.attach(upstream);
-    else new StreamRelay(inbound, upstream);
-    const onInboundClose = () => {
-      if (state === 'waiting') {
-        // The caller gave up (a reset, a deadline) before any answer: not something to hold against the upstream.
-        letGo();
-        resolve({ relayed: false });
-      }
-      if (!upstream.closed) upstream.close(inbound.rstCode || NGHTTP2_CANCEL);
-    };
-    inbound.on('close', onInboundClose);
-    if (inbound.listenerCount('error') === 0) inbound.on('error', ignore);
-    /** this try is over without an answer for the client: the next try (or the mesh's answer) takes the stream */
-    const letGo = () => {
+    state = 'relaying';
+    if (inbound.destroyed || inbound.headersSent) {
+      // The mesh answered meanwhile (a route timeout): this answer has nowhere to go.
       state = 'done';
       if (timer) clearTimeout(timer);
-      body?.detach(upstream);
-      inbound.off('close', onInboundClose);
-    };
-    const fail = (err: Error) => {
-      if (state !== 'waiting') return;
-      letGo();
-      reject(err);
-    };
-    let timer: NodeJS.Timeout | null = null;
-    const startTimer = (ms: number) => {
-      if (state === 'done') return;
-      timer = setTimeout(() => {
-        timer = null;
-        if (state === 'relaying') {
-          cutOff(GRPC_DEADLINE_EXCEEDED, 'timeout', `the answer did not end within the per-try timeout of ${ms} ms`, true);
-          return;
-        }
-        fail(Object.assign(new Error(`no answer within the per-try timeout of ${ms} ms`), { code: 'WEFT_PER_TRY_TIMEOUT' }));
-        upstream.close(NGHTTP2_CANCEL);
-      }, ms);
-    };
-    /** Whether the answer being relayed is gRPC's: it is cut off with a status in its trailers, not a reset. */
-    let grpcAnswer = false;
-    /** Ends a streaming answer early: the upstream's stream cancelled, the client's ended for the mesh. */
-    const cutOff = (grpcStatus: number, reason: string, message: string, timedOut = false) => {
-      if (state !== 'relaying') return;
-      state = 'done';
-      if (timer) clearTimeout(timer);
-      relaying.delete(inbound);
-      inbound.off('close', onInboundClose);
-      body?.detach(upstream);
-      answer?.stop();
       upstream.close(NGHTTP2_CANCEL);
-      upstreamGone = true;
-      if (inbound.destroyed) {
-        // nothing to tell the client
-      } else if (grpcAnswer) {
-        trailers = { 'grpc-status': String(grpcStatus), 'grpc-message': grpcMessage(`weft: ${message}`), [REASON_HEADER]: reason };
-        inbound.end();
-      } else inbound.close(NGHTTP2_CANCEL);
-      resolve({ relayed: true, timedOut });
-    };
-    const perTry = opts.answerTimeoutMs;
-    if (perTry) {
-      if (body) body.whenEnded(() => startTimer(perTry));
-      else startTimer(perTry);
+      finish(null, NOT_RELAYED);
+      return;
     }
-    upstream.on('response', (h, flags) => {
-      if (state !== 'waiting') return;
-      const endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
-      if (opts.accept && !opts.accept(h, endStream)) {
-        letGo();
-        upstream.close(NGHTTP2_CANCEL);
-        resolve({ relayed: false });
-        return;
-      }
-      state = 'relaying';
-      if (inbound.destroyed || inbound.headersSent) {
-        // The mesh answered meanwhile (a route timeout): this answer has nowhere to go.
-        state = 'done';
-        if (timer) clearTimeout(timer);
-        upstream.close(NGHTTP2_CANCEL);
-        resolve({ relayed: false });
-        return;
-      }
-      if (endStream) {
-        // A trailers-only answer (how gRPC reports most errors): one header block that also ends the stream.
-        if (timer) clearTimeout(timer);
-        inbound.respond(responseHeaders(h), { endStream: true });
-        answered = true;
-        return;
-      }
-      // Only the try whose answer is relayed sends the client trailers: this one's, when they come.
-      grpcAnswer = String(h['content-type'] ?? '').startsWith('application/grpc');
-      inbound.once('wantTrailers', () => {
-        inbound.sendTrailers(trailers ?? {});
-        answered = true;
-        if (upstreamGone) endCall();
-      });
-      inbound.respond(responseHeaders(h), { waitForTrailers: true });
-      relaying.set(inbound, cutOff);
-      answer = new StreamRelay(upstream, inbound);
-    });
-    /** the answer's body, relayed to the client */
-    let answer: StreamRelay | null = null;
-    let trailers: http2.OutgoingHttpHeaders | null = null;
-    /** the caller has its whole answer (the head that ended it, or the trailers) */
-    let answered = false;
-    /** the upstream's stream is over: once the caller has its answer, a request still open is ended too */
-    let upstreamGone = false;
-    /**
-     * The upstream may end its stream once it has answered, before all of the request came (a reset with NO_ERROR,
-     * RFC 9113 §8.1); so is the caller, else its call never ends. node:http2 submits trailers from a setImmediate
-     * (sendTrailers): the reset is queued after them.
-     */
-    const endCall = () => {
-      // Most callers have sent their whole request by now (a unary call always): nothing to end, no immediate.
-      if (inbound.readableEnded || inbound.destroyed) return;
-      setImmediate(() => {
-        if (!inbound.destroyed && !inbound.closed && !inbound.state.remoteClose) inbound.close(NGHTTP2_NO_ERROR);
-      });
-    };
-    upstream.on('trailers', (t) => {
-      if (state !== 'relaying') return;
-      const out: http2.OutgoingHttpHeaders = {};
-      for (const name in t) {
-        const value = t[name];
-        if (!name.startsWith(':') && value !== undefined && value !== null) out[name] = value as string | string[];
-      }
-      trailers = out;
-    });
-    upstream.on('error', (err) => fail(upstream.rstCode === NGHTTP2_REFUSED_STREAM ? new RefusedStreamError('the upstream refused the stream without processing it (REFUSED_STREAM)', { cause: err }) : err));
-    upstream.on('close', () => {
-      if (state === 'waiting') {
-        // Closed with no answer and no error (an RST_STREAM with NO_ERROR, or the session went away).
-        fail(Object.assign(new Error(`the upstream closed the stream without answering (code ${upstream.rstCode})`), { code: 'ERR_HTTP2_STREAM_ERROR' }));
-        return;
-      }
-      if (state !== 'relaying') return;
-      state = 'done';
+    if (endStream) {
+      // A trailers-only answer (how gRPC reports most errors): one header block that also ends the stream.
       if (timer) clearTimeout(timer);
-      relaying.delete(inbound);
-      const code = upstream.rstCode ?? NGHTTP2_NO_ERROR;
-      // A gRPC answer is whole only with its trailers; any other, unless the upstream reset it with an error.
-      const whole = trailers !== null || (!grpcAnswer && code === NGHTTP2_NO_ERROR);
-      upstreamGone = true;
-      if (inbound.destroyed) {
-        // the caller went first (its reset was passed upstream): nothing to tell it
-      } else if (whole) {
-        if (answered) endCall();
-      } else if (grpcAnswer && !inbound.sentTrailers) {
-        // The upstream failed mid-answer (its connection died, or it reset the stream). The caller did not cancel,
-        // so it is not told CANCEL (gRPC's CANCELLED): the answer ends with UNAVAILABLE, as gRPC reports a lost peer.
-        answer?.stop();
-        trailers = { 'grpc-status': String(GRPC_UNAVAILABLE), 'grpc-message': grpcMessage(`weft: the upstream reset the stream before its answer ended (code ${code})`), [REASON_HEADER]: 'upstream-reset' };
-        if (!inbound.writableEnded) inbound.end();
-      } else inbound.close(NGHTTP2_INTERNAL_ERROR);
-      resolve({ relayed: true });
+      inbound.respond(responseHeaders(h), { endStream: true });
+      answered = true;
+      return;
+    }
+    // Only the try whose answer is relayed sends the client trailers: this one's, when they come.
+    grpcAnswer = String(h['content-type'] ?? '').startsWith('application/grpc');
+    inbound.once('wantTrailers', () => {
+      inbound.sendTrailers(trailers ?? {});
+      answered = true;
+      if (upstreamGone) endCall();
     });
+    inbound.respond(responseHeaders(h), { waitForTrailers: true });
+    relaying.set(inbound, cutOff);
+    answer = new StreamRelay(upstream, inbound);
+  });
+  /** the answer's body, relayed to the client */
+  let answer: StreamRelay | null = null;
+  let trailers: http2.OutgoingHttpHeaders | null = null;
+  /** the caller has its whole answer (the head that ended it, or the trailers) */
+  let answered = false;
+  /** the upstream's stream is over: once the caller has its answer, a request still open is ended too */
+  let upstreamGone = false;
+  /**
+   * The upstream may end its stream once it has answered, before all of the request came (a reset with NO_ERROR,
+   * RFC 9113 §8.1); so is the caller, else its call never ends. node:http2 submits trailers from a setImmediate
+   * (sendTrailers): the reset is queued after them.
+   */
+  const endCall = () => {
+    // Most callers have sent their whole request by now (a unary call always): nothing to end, no immediate.
+    if (inbound.readableEnded || inbound.destroyed) return;
+    setImmediate(() => {
+      if (!inbound.destroyed && !inbound.closed && !inbound.state.remoteClose) inbound.close(NGHTTP2_NO_ERROR);
+    });
+  };
+  upstream.on('trailers', (t) => {
+    if (state !== 'relaying') return;
+    const out: http2.OutgoingHttpHeaders = {};
+    for (const name in t) {
+      const value = t[name];
+      if (!name.startsWith(':') && value !== undefined && value !== null) out[name] = value as string | string[];
+    }
+    trailers = out;
+  });
+  upstream.on('error', (err) => fail(upstream.rstCode === NGHTTP2_REFUSED_STREAM ? new RefusedStreamError('the upstream refused the stream without processing it (REFUSED_STREAM)', { cause: err }) : err));
+  upstream.on('close', () => {
+    if (state === 'waiting') {
+      // Closed with no answer and no error (an RST_STREAM with NO_ERROR, or the session went away).
+      fail(Object.assign(new Error(`the upstream closed the stream without answering (code ${upstream.rstCode})`), { code: 'ERR_HTTP2_STREAM_ERROR' }));
+      return;
+    }
+    if (state !== 'relaying') return;
+    state = 'done';
+    if (timer) clearTimeout(timer);
+    relaying.delete(inbound);
+    const code = upstream.rstCode ?? NGHTTP2_NO_ERROR;
+    // A gRPC answer is whole only with its trailers; any other, unless the upstream reset it with an error.
+    const whole = trailers !== null || (!grpcAnswer && code === NGHTTP2_NO_ERROR);
+    upstreamGone = true;
+    if (inbound.destroyed) {
+      // the caller went first (its reset was passed upstream): nothing to tell it
+    } else if (whole) {
+      if (answered) endCall();
+    } else if (grpcAnswer && !inbound.sentTrailers) {
+      // The upstream failed mid-answer (its connection died, or it reset the stream). The caller did not cancel,
+      // so it is not told CANCEL (gRPC's CANCELLED): the answer ends with UNAVAILABLE, as gRPC reports a lost peer.
+      answer?.stop();
+      trailers = { 'grpc-status': String(GRPC_UNAVAILABLE), 'grpc-message': grpcMessage(`weft: the upstream reset the stream before its answer ended (code ${code})`), [REASON_HEADER]: 'upstream-reset' };
+      if (!inbound.writableEnded) inbound.end();
+    } else inbound.close(NGHTTP2_INTERNAL_ERROR);
+    finish(null, RELAYED);
   });
 }
 

@@ -10,8 +10,8 @@ import type { H1Request, H1Response } from '../http/h1-message.ts';
 import type { H1Server } from '../http/h1-server.ts';
 import type { AppConnector } from './app.ts';
 import { relayH1 } from '../http/h1-proxy.ts';
-import { forwardH2, h2RequestHeaders, meshReplyH2, RefusedStreamError, refuseStream } from '../http/h2-proxy.ts';
-import { forwardHeaders, headerOf, PEER_IDENTITY_HEADER, REASON_HEADER } from '../http/headers.ts';
+import { h2RequestHeaders, meshReplyH2, RefusedStreamError, refuseStream, relayH2 } from '../http/h2-proxy.ts';
+import { forwardHeaders, headerOf, PEER_IDENTITY_HEADER } from '../http/headers.ts';
 import { answerOnSocket, goAway, H2_IDLE_MS, hardenedH1Server, hardenedH2Server, refuseAmbiguousHead, refuseUpgrade, type OnStreamClose } from '../http/servers.ts';
 import { meshReply } from '../http/mesh-reply.ts';
 import { forwardUpgrade } from '../http/upgrade.ts';
@@ -20,6 +20,9 @@ import { enforce, type Verdict } from '../policy/enforce.ts';
 import { pathOf } from '../policy/normalize.ts';
 import { endH2Observation, noopObserver, type RequestObservation } from '../telemetry/observer.ts';
 import type { InboundOptions } from './listener.ts';
+
+/** The inbound side relays each stream to the app once, with no retry, timeout or kept body. */
+const NO_OPTIONS = Object.freeze({});
 
 export class InboundRequests {
   readonly #o: InboundOptions;
@@ -165,7 +168,8 @@ export class InboundRequests {
     }
     const upstreamHeaders = h2RequestHeaders(headers, { ...obs.propagate, ...(peer ? { [PEER_IDENTITY_HEADER]: peer.identity } : {}) });
     upstreamHeaders[':path'] = verdict.target;
-    forwardH2(stream, this.#app.h2Session(), upstreamHeaders).catch((err: Error) => {
+    relayH2(stream, this.#app.h2Session(), upstreamHeaders, NO_OPTIONS, (err) => {
+      if (!err) return;
       // The app refused the stream (never processed it): so is the caller's, so that its sidecar may send it
       // again, to another endpoint if there is one.
       if (err instanceof RefusedStreamError) refuseStream(stream);

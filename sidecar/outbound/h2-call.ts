@@ -12,7 +12,7 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { UpstreamRuntime } from '../config/runtime.ts';
 import type { RetryPolicy } from '../../control-plane/config/types.ts';
-import { forwardH2, grpcStatusForHttp, meshReplyH2, RefusedStreamError } from '../http/h2-proxy.ts';
+import { forwardH2, grpcStatusForHttp, meshReplyH2, RefusedStreamError, relayH2 } from '../http/h2-proxy.ts';
 import { ReplayableBody } from '../http/replayable-body.ts';
 import { UpstreamFailure, type EndpointHealth } from '../resilience/endpoint-health.ts';
 import type { ResilienceState } from '../resilience/state.ts';
@@ -89,7 +89,7 @@ export async function callH2(call: H2Call, incoming: IncomingHttpHeaders): Promi
       const mirrorTo = rule?.mirror && Math.random() * 100 < rule.mirror.percent ? rule.mirror.subset : null;
       const body = new ReplayableBody(stream, MAX_RETRY_BODY);
       if (rule?.retries) await attempts(call, rule.retries, subset, endpoints, body, () => expired);
-      else await unretried(call, subset, endpoints, open, body, () => expired);
+      else await new Promise<void>((resolve, reject) => unretried(call, subset, endpoints, open, body, () => expired, (err) => (err ? reject(err) : resolve())));
       if (mirrorTo) mirror(call, mirrorTo, body, rule!.timeoutMs ?? MIRROR_TIMEOUT_MS);
     } finally {
       call.state.leave(upstream);
@@ -138,24 +138,33 @@ function notResent(body: ReplayableBody): string {
  * has Envoy do. It takes nothing from a retry budget: the refused try did no work, so an app still sees the call
  * once. Counted against the endpoint as a reset is.
  */
-async function unretried(call: H2Call, subset: string | null, endpoints: readonly { readonly address: string }[], open: readonly EndpointHealth[], body: ReplayableBody, expired: () => boolean): Promise<void> {
+function unretried(call: H2Call, subset: string | null, endpoints: readonly { readonly address: string }[], open: readonly EndpointHealth[], body: ReplayableBody, expired: () => boolean, done: (err: Error | null) => void): void {
   const { upstream, stream } = call;
-  for (let n = 0; ; n++) {
+  let n = 0;
+  // Callbacks, not an async loop: every call without a retry policy comes this way.
+  const attempt = (): void => {
     const health = pickEndpoint(upstream, subset, open);
     call.obs.set({ subset, endpoint: health.address, breaker: health.state, ...(n > 0 ? { retries: n } : {}) });
     const peer = call.peers.h2Pool(upstream, health.address);
     // Checked before the breaker: a full pool is this sidecar's limit, not the endpoint failing.
-    if (peer.full) return poolFull(call, health.address);
-    try {
-      await health.run(() => forwardH2(stream, peer, call.headers, { body }));
-      return;
-    } catch (err) {
-      if (!(err instanceof RefusedStreamError) || expired() || stream.destroyed) throw err;
-      if (n > 0 || !body.intact) throw new RefusedStreamError(`${err.message}${n > 0 ? ' on a second try too' : ''}${notResent(body)}`);
-      open = call.peers.h2Candidates(upstream, call.state.available(upstream, endpoints, new Set([health.address])));
-      if (open.length === 0) throw err;
+    if (peer.full) {
+      poolFull(call, health.address);
+      return done(null);
     }
-  }
+    health.runCallback(
+      (settled) => relayH2(stream, peer, call.headers, { body }, settled),
+      (err) => {
+        if (!err) return done(null);
+        if (!(err instanceof RefusedStreamError) || expired() || stream.destroyed) return done(err);
+        if (n > 0 || !body.intact) return done(new RefusedStreamError(`${err.message}${n > 0 ? ' on a second try too' : ''}${notResent(body)}`));
+        open = call.peers.h2Candidates(upstream, call.state.available(upstream, endpoints, new Set([health.address])));
+        if (open.length === 0) return done(err);
+        n++;
+        attempt();
+      },
+    );
+  };
+  attempt();
 }
 
 /** Every connection to the endpoint carries as many streams as its peer allows, and maxConnections allows no more. */
