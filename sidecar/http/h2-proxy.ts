@@ -5,6 +5,7 @@ import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { REASON_HEADER } from './headers.ts';
 import type { ReplayableBody } from './replayable-body.ts';
 import { StreamRelay } from './stream-relay.ts';
+import { GRPC_DEADLINE_EXCEEDED, GRPC_UNAVAILABLE, grpcMessage, meshGrpcStatus } from './grpc-status.ts';
 
 // node:http2's constants, spelled out so that this module does not load node:http2 (see ./node-http.ts).
 const HTTP2_HEADER_METHOD = ':method';
@@ -17,8 +18,6 @@ const NGHTTP2_INTERNAL_ERROR = 2;
 const NGHTTP2_REFUSED_STREAM = 7;
 const NGHTTP2_CANCEL = 8;
 const NGHTTP2_FLAG_END_STREAM = 1;
-const GRPC_DEADLINE_EXCEEDED = 4;
-const GRPC_UNAVAILABLE = 14;
 const DROP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings', 'host']);
 
 function ignore(): void {}
@@ -284,52 +283,6 @@ export function relayH2(inbound: ServerHttp2Stream, session: H2Target, headers: 
     } else inbound.close(NGHTTP2_INTERNAL_ERROR);
     finish(null, RELAYED);
   });
-}
-
-/**
- * grpc-message is percent-encoded (gRPC over HTTP/2): only '%' and bytes outside printable ASCII. Clients
- * decode exactly that; encodeURIComponent's extra escapes (':', '/', '?', …) would reach the caller as "%3A".
- */
-export function grpcMessage(text: string): string {
-  let out = '';
-  for (const byte of Buffer.from(text, 'utf8')) {
-    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
-  }
-  return out;
-}
-
-/** The gRPC status a client derives from an HTTP status (grpc/doc/http-grpc-status-mapping.md). */
-export function grpcStatusForHttp(status: number): number {
-  switch (status) {
-    case 400: return 13; // INTERNAL
-    case 401: return 16; // UNAUTHENTICATED
-    case 403: return 7; // PERMISSION_DENIED
-    case 404: return 12; // UNIMPLEMENTED
-    case 429: case 502: case 503: case 504: return 14; // UNAVAILABLE
-    default: return 2; // UNKNOWN
-  }
-}
-
-/**
- * The gRPC status of a mesh answer: gRPC's HTTP-to-gRPC mapping (doc/http-grpc-status-mapping.md), as Envoy's
- * local replies use it (400 INTERNAL, 401 UNAUTHENTICATED, 403 PERMISSION_DENIED, 404 UNIMPLEMENTED, the rest
- * UNAVAILABLE), except a timeout (504), which is DEADLINE_EXCEEDED, as Envoy's router sends for one.
- */
-function meshGrpcStatus(status: number): number {
-  switch (status) {
-    case 400:
-      return 13;
-    case 401:
-      return 16;
-    case 403:
-      return 7;
-    case 404:
-      return 12;
-    case 504:
-      return GRPC_DEADLINE_EXCEEDED;
-    default:
-      return 14;
-  }
 }
 
 /**

@@ -12,7 +12,8 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { UpstreamRuntime } from '../config/runtime.ts';
 import type { RetryPolicy } from '../../control-plane/config/types.ts';
-import { forwardH2, grpcStatusForHttp, meshReplyH2, RefusedStreamError, relayH2 } from '../http/h2-proxy.ts';
+import { forwardH2, meshReplyH2, RefusedStreamError, relayH2 } from '../http/h2-proxy.ts';
+import { grpcStatusForHttp } from '../http/grpc-status.ts';
 import { ReplayableBody } from '../http/replayable-body.ts';
 import { UpstreamFailure, type EndpointHealth } from '../resilience/endpoint-health.ts';
 import type { ResilienceState } from '../resilience/state.ts';

@@ -4,7 +4,7 @@
 
 import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
-import { grpcMessage } from '../../sidecar/http/h2-proxy.ts';
+import { grpcMessage } from '../../sidecar/http/grpc-status.ts';
 import type { App, PricesClient } from '../helpers/apps.ts';
 import type { SidecarProc, TestMesh } from '../helpers/mesh.ts';
 import { pricesMesh, type PricesMesh } from '../helpers/prices-mesh.ts';
