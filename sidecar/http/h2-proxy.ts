@@ -25,7 +25,7 @@ function ignore(): void {}
 /** Request headers for the next hop: pseudo-headers rebuilt, x-weft-* removed, `extra` added. */
 // The header copies below walk the object with for...in rather than Object.entries: no array of pairs per call
 // (a gRPC call allocates ~38 KB in the sidecar, most of it node:http2's; the copies were ~5%).
-export function h2RequestHeaders(incoming: IncomingHttpHeaders, extra?: Record<string, string>): http2.OutgoingHttpHeaders {
+export function h2RequestHeaders(incoming: IncomingHttpHeaders, extra?: Readonly<Record<string, string>>): http2.OutgoingHttpHeaders {
   const out: http2.OutgoingHttpHeaders = {
     [HTTP2_HEADER_METHOD]: incoming[HTTP2_HEADER_METHOD],
     [HTTP2_HEADER_PATH]: incoming[HTTP2_HEADER_PATH],

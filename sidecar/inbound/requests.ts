@@ -166,7 +166,8 @@ export class InboundRequests {
       meshReplyH2(stream, verdict.status, verdict.reason!, verdict.message, grpc, verdict.headers);
       return closed;
     }
-    const upstreamHeaders = h2RequestHeaders(headers, { ...obs.propagate, ...(peer ? { [PEER_IDENTITY_HEADER]: peer.identity } : {}) });
+    const upstreamHeaders = h2RequestHeaders(headers, obs.propagate);
+    if (peer) upstreamHeaders[PEER_IDENTITY_HEADER] = peer.identity;
     upstreamHeaders[':path'] = verdict.target;
     relayH2(stream, this.#app.h2Session(), upstreamHeaders, NO_OPTIONS, (err) => {
       if (!err) return;
