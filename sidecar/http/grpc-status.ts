@@ -1,4 +1,5 @@
-// gRPC's view of the mesh's answers: the status a gRPC client reads for an HTTP status, and grpc-message's encoding.
+// gRPC's view of the mesh: the status a gRPC client reads for an HTTP status, grpc-message's encoding, and the
+// caller's deadline (grpc-timeout).
 
 export const GRPC_DEADLINE_EXCEEDED = 4;
 export const GRPC_UNAVAILABLE = 14;
@@ -47,4 +48,15 @@ export function meshGrpcStatus(status: number): number {
     default:
       return 14;
   }
+}
+
+const GRPC_TIMEOUT_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 };
+
+/**
+ * A grpc-timeout header (gRPC over HTTP/2: at most 8 digits and a unit) in whole ms, at least 1 and at most what a
+ * timer can count (99999999H is ~11,000 years; node fires a longer timer after 1 ms); null if absent or malformed.
+ */
+export function grpcTimeoutMs(value: string | string[] | undefined): number | null {
+  const m = typeof value === 'string' ? /^(\d{1,8})([HMSmun])$/.exec(value) : null;
+  return m ? Math.min(2 ** 31 - 1, Math.max(1, Math.ceil(Number(m[1]) * GRPC_TIMEOUT_UNIT_MS[m[2]!]!))) : null;
 }

@@ -11,9 +11,9 @@
 
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { UpstreamRuntime } from '../config/runtime.ts';
-import type { RetryPolicy } from '../../control-plane/config/types.ts';
+import type { RetryPolicy, RouteRule } from '../../control-plane/config/types.ts';
 import { forwardH2, meshReplyH2, RefusedStreamError, relayH2 } from '../http/h2-proxy.ts';
-import { grpcStatusForHttp } from '../http/grpc-status.ts';
+import { grpcStatusForHttp, grpcTimeoutMs } from '../http/grpc-status.ts';
 import { ReplayableBody } from '../http/replayable-body.ts';
 import { UpstreamFailure, type EndpointHealth } from '../resilience/endpoint-health.ts';
 import type { ResilienceState } from '../resilience/state.ts';
@@ -36,84 +36,143 @@ export interface H2Call {
   readonly obs: RequestObservation;
 }
 
-export async function callH2(call: H2Call, incoming: IncomingHttpHeaders): Promise<void> {
-  const { upstream, stream, grpc } = call;
-  const compiled = upstream.routeTable ? matchRule(upstream.routeTable, call.facts) : null;
-  if (upstream.routeTable && !compiled) {
-    meshReplyH2(stream, 404, 'no-route', `no rule of route ${upstream.route!.name} matches ${call.facts.method} ${call.facts.path}`, grpc);
-    return;
+/**
+ * Makes the call; `onUnexpected` gets an error no stage expected (a bug), once the call's resources are released.
+ * Callbacks, not an async function, as the HTTP/1 path's OutboundCall: this is every outbound gRPC call's path.
+ */
+export function callH2(call: H2Call, incoming: IncomingHttpHeaders, onUnexpected: (err: Error) => void): void {
+  new H2OutboundCall(call, incoming, onUnexpected).start();
+}
+
+/** One call's state, from the route rule to the end of its last try. */
+class H2OutboundCall {
+  readonly #call: H2Call;
+  readonly #incoming: IncomingHttpHeaders;
+  readonly #onUnexpected: (err: Error) => void;
+  #rule: RouteRule | null = null;
+  #subset: string | null = null;
+  #expired = false;
+  #deadline: NodeJS.Timeout | null = null;
+  #entered = false;
+  #over = false;
+  #mirrorTo: string | null = null;
+  #body: ReplayableBody | null = null;
+
+  constructor(call: H2Call, incoming: IncomingHttpHeaders, onUnexpected: (err: Error) => void) {
+    this.#call = call;
+    this.#incoming = incoming;
+    this.#onUnexpected = onUnexpected;
   }
-  const rule = compiled?.rule ?? null;
-  const stickyName = rule?.stickiness?.type === 'header' ? rule.stickiness.name : null;
-  const sticky = stickyName ? incoming[stickyName] : undefined;
-  const subset = compiled ? pickDestination(compiled, typeof sticky === 'string' ? stickyNumber(sticky) : Math.random()).subset : null;
-  const fault = rule?.fault ?? null;
-  if (fault?.abort && Math.random() * 100 < fault.abort.percent) {
-    // As Envoy does for gRPC: the HTTP status given becomes the gRPC status a client would derive from it.
-    const status = fault.abort.status;
-    meshReplyH2(stream, status, 'fault-injected', `fault injected by route ${upstream.route!.name}: abort with ${status}`, grpc, grpc ? { 'grpc-status': String(grpcStatusForHttp(status)) } : {});
-    return;
+
+  start(): void {
+    this.#guard(this.#route);
   }
-  // The total timeout covers everything from here: an injected delay, the endpoint, the answer. A gRPC caller's
-  // own deadline (grpc-timeout) caps it, as Istio configures Envoy: no try starts, nor goes on, past it.
-  let expired = false;
-  const callerMs = grpc ? grpcTimeoutMs(incoming['grpc-timeout']) : null;
-  const routeMs = rule?.timeoutMs ?? null;
-  const byCaller = callerMs !== null && (routeMs === null || callerMs < routeMs);
-  const timeoutMs = byCaller ? callerMs : routeMs;
-  const deadline = timeoutMs !== null
-    ? setTimeout(() => {
-        expired = true;
-        meshReplyH2(stream, 504, 'timeout', `no answer from ${upstream.key} within ${byCaller ? "the caller's grpc-timeout" : "the route's timeout"} of ${timeoutMs} ms`, grpc);
-      }, timeoutMs)
-    : null;
-  try {
-    if (fault?.delay && Math.random() * 100 < fault.delay.percent) {
-      await new Promise((r) => setTimeout(r, fault.delay!.fixedMs));
-      if (expired || stream.destroyed) return;
+
+  /** Runs a continuation; a throw in it (a bug) ends the call rather than the process. */
+  #guard(step: () => void): void {
+    try {
+      step.call(this);
+    } catch (err) {
+      this.#end();
+      this.#onUnexpected(err as Error);
     }
-    // maxPendingRequests counts open streams too (as Istio's http2MaxRequests): a stream is a request in flight.
-    if (!call.state.enter(upstream)) {
-      meshReplyH2(stream, 503, 'overflow', `${upstream.key} has ${upstream.trafficPolicy!.connectionPool.maxPendingRequests} requests pending, its limit; try again later`, grpc);
+  }
+
+  readonly #isExpired = (): boolean => this.#expired;
+
+  #route(): void {
+    const { upstream, stream, grpc } = this.#call;
+    const compiled = upstream.routeTable ? matchRule(upstream.routeTable, this.#call.facts) : null;
+    if (upstream.routeTable && !compiled) {
+      meshReplyH2(stream, 404, 'no-route', `no rule of route ${upstream.route!.name} matches ${this.#call.facts.method} ${this.#call.facts.path}`, grpc);
       return;
     }
-    try {
-      const pool = upstream.subsets.get(subset ?? '');
-      const endpoints = pool?.endpoints ?? [];
-      const open = call.peers.h2Candidates(upstream, call.state.available(upstream, endpoints));
-      if (open.length === 0) {
-        const none = endpoints.length === 0;
-        meshReplyH2(stream, 503, none ? 'no-healthy-upstream' : 'circuit-open', none ? `no endpoint of ${upstream.key} is available` : `every endpoint of ${upstream.key} has its circuit breaker open`, grpc);
-        return;
-      }
-      // The request stream is kept (up to MAX_RETRY_BODY) as it is sent, for a retry, a refused stream or the mirror.
-      const mirrorTo = rule?.mirror && Math.random() * 100 < rule.mirror.percent ? rule.mirror.subset : null;
-      const body = new ReplayableBody(stream, MAX_RETRY_BODY);
-      if (rule?.retries) await attempts(call, rule.retries, subset, endpoints, body, () => expired);
-      else await new Promise<void>((resolve, reject) => unretried(call, subset, endpoints, open, body, () => expired, (err) => (err ? reject(err) : resolve())));
-      if (mirrorTo) mirror(call, mirrorTo, body, rule!.timeoutMs ?? MIRROR_TIMEOUT_MS);
-    } finally {
-      call.state.leave(upstream);
+    const rule = (this.#rule = compiled?.rule ?? null);
+    const stickyName = rule?.stickiness?.type === 'header' ? rule.stickiness.name : null;
+    const sticky = stickyName ? this.#incoming[stickyName] : undefined;
+    this.#subset = compiled ? pickDestination(compiled, typeof sticky === 'string' ? stickyNumber(sticky) : Math.random()).subset : null;
+    const fault = rule?.fault ?? null;
+    if (fault?.abort && Math.random() * 100 < fault.abort.percent) {
+      // As Envoy does for gRPC: the HTTP status given becomes the gRPC status a client would derive from it.
+      const status = fault.abort.status;
+      meshReplyH2(stream, status, 'fault-injected', `fault injected by route ${upstream.route!.name}: abort with ${status}`, grpc, grpc ? { 'grpc-status': String(grpcStatusForHttp(status)) } : {});
+      return;
     }
-  } catch (err) {
+    // The total timeout covers everything from here: an injected delay, the endpoint, the answer. A gRPC caller's
+    // own deadline (grpc-timeout) caps it, as Istio configures Envoy: no try starts, nor goes on, past it.
+    const callerMs = grpc ? grpcTimeoutMs(this.#incoming['grpc-timeout']) : null;
+    const routeMs = rule?.timeoutMs ?? null;
+    const byCaller = callerMs !== null && (routeMs === null || callerMs < routeMs);
+    const timeoutMs = byCaller ? callerMs : routeMs;
+    if (timeoutMs !== null) {
+      this.#deadline = setTimeout(() => {
+        this.#expired = true;
+        meshReplyH2(stream, 504, 'timeout', `no answer from ${upstream.key} within ${byCaller ? "the caller's grpc-timeout" : "the route's timeout"} of ${timeoutMs} ms`, grpc);
+      }, timeoutMs);
+    }
+    if (fault?.delay && Math.random() * 100 < fault.delay.percent) {
+      setTimeout(() => this.#guard(this.#afterDelay), fault.delay.fixedMs);
+      return;
+    }
+    this.#admit();
+  }
+
+  #afterDelay(): void {
+    if (this.#expired || this.#call.stream.destroyed) return this.#end();
+    this.#admit();
+  }
+
+  /** Past the faults: counted against the pending limit, then the tries. */
+  #admit(): void {
+    const { upstream, stream, grpc, state } = this.#call;
+    // maxPendingRequests counts open streams too (as Istio's http2MaxRequests): a stream is a request in flight.
+    if (!state.enter(upstream)) {
+      meshReplyH2(stream, 503, 'overflow', `${upstream.key} has ${upstream.trafficPolicy!.connectionPool.maxPendingRequests} requests pending, its limit; try again later`, grpc);
+      return this.#end();
+    }
+    this.#entered = true;
+    const subset = this.#subset;
+    const endpoints = upstream.subsets.get(subset ?? '')?.endpoints ?? [];
+    const open = this.#call.peers.h2Candidates(upstream, state.available(upstream, endpoints));
+    if (open.length === 0) {
+      const none = endpoints.length === 0;
+      meshReplyH2(stream, 503, none ? 'no-healthy-upstream' : 'circuit-open', none ? `no endpoint of ${upstream.key} is available` : `every endpoint of ${upstream.key} has its circuit breaker open`, grpc);
+      return this.#end();
+    }
+    // The request stream is kept (up to MAX_RETRY_BODY) as it is sent, for a retry, a refused stream or the mirror.
+    const rule = this.#rule;
+    this.#mirrorTo = rule?.mirror && Math.random() * 100 < rule.mirror.percent ? rule.mirror.subset : null;
+    const body = (this.#body = new ReplayableBody(stream, MAX_RETRY_BODY));
+    if (rule?.retries) attempts(this.#call, rule.retries, subset, endpoints, body, this.#isExpired).then(() => this.#triesDone(null), this.#triesDone);
+    else unretried(this.#call, subset, endpoints, open, body, this.#isExpired, this.#triesDone);
+  }
+
+  readonly #triesDone = (err: Error | null): void => {
+    this.#guard(() => (err ? this.#failed(err) : this.#succeeded()));
+  };
+
+  #succeeded(): void {
+    if (this.#mirrorTo) mirror(this.#call, this.#mirrorTo, this.#body!, this.#rule!.timeoutMs ?? MIRROR_TIMEOUT_MS);
+    this.#end();
+  }
+
+  /** No try got an answer to the caller: the mesh answers, naming why. */
+  #failed(err: Error): void {
+    this.#end();
+    const { upstream, stream, grpc } = this.#call;
     const e = err as Error & { code?: string };
     if (e.code === 'WEFT_PEER_IDENTITY') meshReplyH2(stream, 502, 'peer-identity-mismatch', e.message, grpc);
     else if (e.code === 'WEFT_H2_POOL_FULL') meshReplyH2(stream, 503, 'overflow', e.message, grpc);
     else meshReplyH2(stream, 503, failureReason(e), `upstream ${upstream.key} failed: ${e.message}`, grpc);
-  } finally {
-    if (deadline) clearTimeout(deadline);
   }
-}
 
-const GRPC_TIMEOUT_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 };
-
-/**
- * A grpc-timeout header (gRPC over HTTP/2: at most 8 digits and a unit) in whole ms, at least 1 and at most what a
- * timer can count (99999999H is ~11,000 years; node fires a longer timer after 1 ms); null if absent or malformed.
- */
-export function grpcTimeoutMs(value: string | string[] | undefined): number | null {
-  const m = typeof value === 'string' ? /^(\d{1,8})([HMSmun])$/.exec(value) : null;
-  return m ? Math.min(2 ** 31 - 1, Math.max(1, Math.ceil(Number(m[1]) * GRPC_TIMEOUT_UNIT_MS[m[2]!]!))) : null;
+  /** The call is over: the pending count, the total timeout. Once. */
+  #end(): void {
+    if (this.#over) return;
+    this.#over = true;
+    if (this.#entered) this.#call.state.leave(this.#call.upstream);
+    if (this.#deadline) clearTimeout(this.#deadline);
+  }
 }
 
 /** The endpoint a try goes to, by the upstream's balancer. */

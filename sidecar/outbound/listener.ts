@@ -219,7 +219,7 @@ export class OutboundListener {
     const bare = pathOf(String(headers[':path'] ?? '/'));
     const facts = { method, path: bare, header: (n: string) => headerOf(headers, n) };
     const obs = this.#observe(upstream, grpc ? 'grpc' : 'http2', method, bare, facts.header);
-    callH2({ upstream, stream, headers: h2RequestHeaders(headers, obs.propagate), facts, grpc, peers: this.#o.peers, state: this.#o.state, obs }, headers).catch((err: Error) => {
+    callH2({ upstream, stream, headers: h2RequestHeaders(headers, obs.propagate), facts, grpc, peers: this.#o.peers, state: this.#o.state, obs }, headers, (err) => {
       this.#o.log({ msg: 'outbound stream failed unexpectedly', upstream: upstream.key, error: err.stack ?? err.message });
       meshReplyH2(stream, 503, 'upstream-connect-failure', `internal error: ${err.message}`, grpc);
     });

@@ -8,7 +8,7 @@ import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
 import http2 from 'node:http2';
 import type { App, PricesClient } from '../helpers/apps.ts';
-import { grpcTimeoutMs } from '../../sidecar/outbound/h2-call.ts';
+import { grpcTimeoutMs } from '../../sidecar/http/grpc-status.ts';
 import { pricesMesh, type PricesMesh } from '../helpers/prices-mesh.ts';
 import { headerRule, meshYaml, routeYaml } from '../helpers/mesh-yaml.ts';
 
