@@ -37,8 +37,9 @@ export type OnStreamClose = () => void;
 /**
  * An HTTP/2 server fed by emit('connection'): bounded concurrent streams and header lists, and sessions with no
  * stream open closed (GOAWAY) after `idleMs` without a frame: else a client that sends the preface and nothing more
- * holds its connection for ever. `onStream` gets each stream, and may return what to do when it closes. A stream open keeps its session; one with no byte moving for
- * `streamIdleTimeoutMs()` (a gRPC watch that stays quiet too) is ended (./stream-idle.ts).
+ * holds its connection for ever. `onStream` gets each stream, and may return what to do when it closes. A stream
+ * open keeps its session; one with no byte moving for `streamIdleTimeoutMs()` (a gRPC watch that stays quiet too)
+ * is ended (./stream-idle.ts).
  */
 export function hardenedH2Server(onStream: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => OnStreamClose | void, idleMs = H2_IDLE_MS, streamIdleTimeoutMs: () => number = () => 0): Http2Server {
   const server = http2().createServer({ settings: { maxConcurrentStreams: MAX_CONCURRENT_STREAMS, maxHeaderListSize: 64 * 1024 } });
