@@ -6,7 +6,7 @@
 // BENCH_AB_A and BENCH_AB_B (and BENCH_AB_C, ...): environment assignments for each pair's sidecars, space-separated
 // (e.g. BENCH_AB_B='WEFT_IDLE_SCAVENGE=0'); each is compared with A. BENCH_ROUNDS (8), BENCH_SECONDS (10), BENCH_RATE (2000),
 // BENCH_HEY_WORKERS (20), BENCH_WRK (1: a 5 s wrk run before each round, as npm run bench does).
-// Prints each round and the medians; writes nothing.
+// Prints each round, the medians and each pair's peak RSS (client / server side); writes nothing.
 
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { Children } from './proxy/children.ts';
 import { hey, wrk, type HeyResult } from './proxy/load.ts';
 import { answers, freePorts, probe, waitUntil } from './proxy/loopback.ts';
-import { mainThreadSched } from './proxy/proc-stats.ts';
+import { mainThreadSched, rss } from './proxy/proc-stats.ts';
 import { APP_BODY, startNginx } from './proxy/nginx.ts';
 import { findTools } from './proxy/tools.ts';
 import { sidecarSupport, startWeftPair, type WeftPair } from './proxy/weft.ts';
@@ -109,7 +109,8 @@ try {
   }
   for (const name of NAMES) {
     const r = pairs[name]!.results;
-    console.log(`${name}: median p50 ${median(r.map((x) => x.p50Ms)).toFixed(2)}  p90 ${median(r.map((x) => x.p90Ms)).toFixed(2)}  p99 ${median(r.map((x) => x.p99Ms)).toFixed(2)} ms; CPU per request, both sidecars ${median(pairs[name]!.cpuUs).toFixed(1)} µs`);
+    const peak = [pairs[name]!.pair.client, pairs[name]!.pair.server].map((c) => rss(c.pid).peakMb).join(' / ');
+    console.log(`${name}: median p50 ${median(r.map((x) => x.p50Ms)).toFixed(2)}  p90 ${median(r.map((x) => x.p90Ms)).toFixed(2)}  p99 ${median(r.map((x) => x.p99Ms)).toFixed(2)} ms; CPU per request, both sidecars ${median(pairs[name]!.cpuUs).toFixed(1)} µs; peak RSS ${peak} MB`);
   }
   const a = pairs.A!;
   for (const name of NAMES.slice(1)) {
