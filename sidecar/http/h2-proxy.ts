@@ -89,8 +89,11 @@ export interface H2Try {
   readonly timedOut?: boolean;
 }
 
-/** The streams whose answer forwardH2 is relaying, each with how to cut it off for the mesh (a route timeout). */
-const relaying = new WeakMap<ServerHttp2Stream, (grpcStatus: number, reason: string, message: string) => void>();
+/**
+ * The streams forwardH2 is trying, each with how the mesh takes it over (a route timeout): a try still waiting for
+ * its answer is given up (its upstream stream cancelled), an answer being relayed is cut off.
+ */
+const tries = new WeakMap<ServerHttp2Stream, (grpcStatus: number, reason: string, message: string) => void>();
 
 /**
  * Relays `inbound` (a stream a client opened on us) to `session`. Data flows both ways as it comes, so
@@ -128,8 +131,10 @@ export function relayH2(inbound: ServerHttp2Stream, session: H2Target, headers: 
     return;
   }
   const body = opts.body;
+  /** the request, relayed to the upstream as it comes (without `body`) */
+  let request: StreamRelay | null = null;
   if (body) body.attach(upstream);
-  else new StreamRelay(inbound, upstream);
+  else request = new StreamRelay(inbound, upstream);
   const onInboundClose = () => {
     if (state === 'waiting') {
       // The caller gave up (a reset, a deadline) before any answer: not something to hold against the upstream.
@@ -139,13 +144,20 @@ export function relayH2(inbound: ServerHttp2Stream, session: H2Target, headers: 
     if (!upstream.closed) upstream.close(inbound.rstCode || NGHTTP2_CANCEL);
   };
   inbound.on('close', onInboundClose);
+  // A caller's reset with NO_ERROR (node:http2's default for close()) while its request is held back by backpressure
+  // leaves the stream closed with unread data, and node:http2 emits 'close' only once that data is read: 'aborted'
+  // is the only word of it. The upstream's stream is then closed, which lets the request drain (see 'close' below).
+  inbound.on('aborted', onInboundClose);
   if (inbound.listenerCount('error') === 0) inbound.on('error', ignore);
   /** this try is over without an answer for the client: the next try (or the mesh's answer) takes the stream */
   const letGo = () => {
     state = 'done';
     if (timer) clearTimeout(timer);
+    tries.delete(inbound);
     body?.detach(upstream);
+    request?.stop();
     inbound.off('close', onInboundClose);
+    inbound.off('aborted', onInboundClose);
   };
   const fail = (err: Error) => {
     if (state !== 'waiting') return;
@@ -172,13 +184,15 @@ export function relayH2(inbound: ServerHttp2Stream, session: H2Target, headers: 
     if (state !== 'relaying') return;
     state = 'done';
     if (timer) clearTimeout(timer);
-    relaying.delete(inbound);
+    tries.delete(inbound);
     inbound.off('close', onInboundClose);
+    inbound.off('aborted', onInboundClose);
     body?.detach(upstream);
+    request?.stop();
     answer?.stop();
     upstream.close(NGHTTP2_CANCEL);
     upstreamGone = true;
-    if (inbound.destroyed) {
+    if (inbound.destroyed || inbound.closed) {
       // nothing to tell the client
     } else if (grpcAnswer) {
       trailers = { 'grpc-status': String(grpcStatus), 'grpc-message': grpcMessage(`weft: ${message}`), [REASON_HEADER]: reason };
@@ -186,6 +200,13 @@ export function relayH2(inbound: ServerHttp2Stream, session: H2Target, headers: 
     } else inbound.close(NGHTTP2_CANCEL);
     finish(null, timedOut ? TIMED_OUT : RELAYED);
   };
+  // The mesh answered the caller (a route timeout): the try goes no further, as Envoy resets the upstream request.
+  tries.set(inbound, (grpcStatus, reason, message) => {
+    if (state !== 'waiting') return cutOff(grpcStatus, reason, message);
+    letGo();
+    upstream.close(NGHTTP2_CANCEL);
+    finish(null, NOT_RELAYED);
+  });
   const perTry = opts.answerTimeoutMs;
   if (perTry) {
     if (body) body.whenEnded(() => startTimer(perTry));
@@ -201,9 +222,10 @@ export function relayH2(inbound: ServerHttp2Stream, session: H2Target, headers: 
       return;
     }
     state = 'relaying';
-    if (inbound.destroyed || inbound.headersSent) {
-      // The mesh answered meanwhile (a route timeout): this answer has nowhere to go.
+    if (inbound.destroyed || inbound.closed || inbound.headersSent) {
+      // The mesh answered meanwhile (a route timeout), or the caller went: this answer has nowhere to go.
       state = 'done';
+      tries.delete(inbound);
       if (timer) clearTimeout(timer);
       upstream.close(NGHTTP2_CANCEL);
       finish(null, NOT_RELAYED);
@@ -224,7 +246,6 @@ export function relayH2(inbound: ServerHttp2Stream, session: H2Target, headers: 
       if (upstreamGone) endCall();
     });
     inbound.respond(responseHeaders(h), { waitForTrailers: true });
-    relaying.set(inbound, cutOff);
     answer = new StreamRelay(upstream, inbound);
   });
   /** the answer's body, relayed to the client */
@@ -265,12 +286,16 @@ export function relayH2(inbound: ServerHttp2Stream, session: H2Target, headers: 
     if (state !== 'relaying') return;
     state = 'done';
     if (timer) clearTimeout(timer);
-    relaying.delete(inbound);
+    tries.delete(inbound);
+    // Nothing more of the request can go upstream: what the caller still sends is read and dropped. A relay left
+    // paused on the upstream's backpressure would never read it, and node:http2 would never close the caller's stream.
+    body?.detach(upstream);
+    request?.stop();
     const code = upstream.rstCode ?? NGHTTP2_NO_ERROR;
     // A gRPC answer is whole only with its trailers; any other, unless the upstream reset it with an error.
     const whole = trailers !== null || (!grpcAnswer && code === NGHTTP2_NO_ERROR);
     upstreamGone = true;
-    if (inbound.destroyed) {
+    if (inbound.destroyed || inbound.closed) {
       // the caller went first (its reset was passed upstream): nothing to tell it
     } else if (whole) {
       if (answered) endCall();
@@ -286,23 +311,26 @@ export function relayH2(inbound: ServerHttp2Stream, session: H2Target, headers: 
 }
 
 /**
- * A mesh answer on an HTTP/2 stream; for gRPC callers the status is also given as a gRPC status. On a stream
- * whose answer is already being relayed (a route timeout during a streaming answer), the answer is cut off:
- * a gRPC one ends with the status in its trailers, any other is reset.
+ * A mesh answer on an HTTP/2 stream; for gRPC callers the status is also given as a gRPC status. A try still
+ * waiting for its answer on the stream is given up; on a stream whose answer is already being relayed (a route
+ * timeout during a streaming answer), the answer is cut off: a gRPC one ends with the status in its trailers, any
+ * other is reset.
  */
 export function meshReplyH2(stream: ServerHttp2Stream, status: number, reason: string, message: string, grpc: boolean, extra: Record<string, string> = {}): void {
-  if (stream.destroyed || stream.headersSent) {
-    const cutOff = relaying.get(stream);
-    if (cutOff) cutOff(meshGrpcStatus(status), reason, message);
+  const takeOver = tries.get(stream);
+  // closed but not destroyed: reset by the caller, its unread data not drained yet; respond() would throw.
+  if (stream.destroyed || stream.closed || stream.headersSent) {
+    if (takeOver) takeOver(meshGrpcStatus(status), reason, message);
     else stream.close(NGHTTP2_CANCEL);
     return;
   }
   if (grpc) {
     // gRPC clients read trailers-only responses.
     stream.respond({ [HTTP2_HEADER_STATUS]: 200, 'content-type': 'application/grpc', 'grpc-status': String(meshGrpcStatus(status)), 'grpc-message': grpcMessage(`weft: ${message}`), [REASON_HEADER]: reason, ...extra }, { endStream: true });
-    return;
+  } else {
+    stream.respond({ [HTTP2_HEADER_STATUS]: status, 'content-type': 'text/plain; charset=utf-8', [REASON_HEADER]: reason, ...extra });
+    stream.end(`weft: ${message}\n`);
   }
-  const body = `weft: ${message}\n`;
-  stream.respond({ [HTTP2_HEADER_STATUS]: status, 'content-type': 'text/plain; charset=utf-8', [REASON_HEADER]: reason, ...extra });
-  stream.end(body);
+  // A try still waiting for its answer is given up.
+  takeOver?.(meshGrpcStatus(status), reason, message);
 }

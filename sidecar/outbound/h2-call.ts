@@ -310,7 +310,10 @@ async function attempts(call: H2Call, policy: RetryPolicy, subset: string | null
         if (expired() || stream.destroyed) return;
         if (canRetry(n)) continue;
       }
-      meshReplyH2(stream, 503, failureReason(e), `upstream ${upstream.key} at ${health.address} failed: ${e.message}${refused ? notResent(body) : ''}${n > 0 ? ` (after ${n} retr${n === 1 ? 'y' : 'ies'})` : ''}`, grpc);
+      const after = n > 0 ? ` (after ${n} retr${n === 1 ? 'y' : 'ies'})` : '';
+      // The last try outran its per-try timeout: a timeout for the caller (504, DEADLINE_EXCEEDED), as over HTTP/1.
+      if (e.code === 'WEFT_PER_TRY_TIMEOUT') meshReplyH2(stream, 504, 'timeout', `upstream ${upstream.key} at ${health.address}: ${e.message}${after}`, grpc);
+      else meshReplyH2(stream, 503, failureReason(e), `upstream ${upstream.key} at ${health.address} failed: ${e.message}${refused ? notResent(body) : ''}${after}`, grpc);
       return;
     }
   }

@@ -9,10 +9,12 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { startMesh, waitFor, type SidecarProc, type TestMesh } from '../helpers/mesh.ts';
 import { meshYaml } from '../helpers/mesh-yaml.ts';
+import { inFlight } from '../helpers/metrics.ts';
 
 let app: http2.Http2Server;
 let mesh: TestMesh;
 let web: SidecarProc;
+let appSidecar: SidecarProc;
 let caller: http2.ClientHttp2Session;
 
 test.before(async () => {
@@ -29,7 +31,7 @@ test.before(async () => {
   app.listen(0, '127.0.0.1');
   await once(app, 'listening');
   mesh = await startMesh(meshYaml({ services: { web: '{port: 8080}', app: '{port: 8082, protocol: grpc}' } }));
-  await mesh.sidecar({ service: 'app', appPort: (app.address() as AddressInfo).port });
+  appSidecar = await mesh.sidecar({ service: 'app', appPort: (app.address() as AddressInfo).port });
   web = await mesh.sidecar({ service: 'web', appPort: 1, upstreams: ['app'] });
   caller = http2.connect(`http://127.0.0.1:${web.ports.upstreams.app}`);
 });
@@ -39,12 +41,6 @@ test.after.always(async () => {
   await mesh?.stop();
   app?.close();
 });
-
-/** weft_requests_in_flight, summed over its series */
-async function inFlight(sidecar: SidecarProc): Promise<number> {
-  const lines = (await sidecar.admin('/metrics')).body.split('\n').filter((l) => l.startsWith('weft_requests_in_flight{'));
-  return lines.reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
-}
 
 interface Ended {
   readonly data: string;
@@ -72,6 +68,27 @@ test.serial("an answer the app ends with a reset (NO_ERROR) ends the caller's ca
   t.is(ended.trailers?.['grpc-status'], '0');
   t.is(ended.rstCode, http2.constants.NGHTTP2_NO_ERROR);
   await waitFor('no request in flight at web', async () => (await inFlight(web)) === 0 || undefined);
+  t.pass();
+});
+
+test.serial('an answer the app ends while a large request is held back by backpressure: both sidecars end the call', async (t) => {
+  // The app never reads: the request (far past the HTTP/2 windows) stalls in both sidecars' relays when the answer
+  // ends. Each must then drop the rest rather than wait on an upstream that is gone, else node:http2 never closes
+  // the caller's stream there and the call never ends (in flight for ever, its observation never made).
+  const stream = caller.request({ ':method': 'POST', ':path': '/svc/Answer', 'content-type': 'application/grpc', te: 'trailers' });
+  stream.on('error', () => {});
+  let data = '';
+  let trailers = null as http2.IncomingHttpHeaders | null;
+  stream.setEncoding('utf8').on('data', (d: string) => (data += d));
+  stream.on('trailers', (tr) => (trailers = tr));
+  stream.end(Buffer.alloc(2 * 1024 * 1024));
+  const stuck = setTimeout(() => stream.close(http2.constants.NGHTTP2_CANCEL), 10_000);
+  await once(stream, 'close');
+  clearTimeout(stuck);
+  t.is(data, 'answer');
+  t.is(trailers?.['grpc-status'], '0');
+  await waitFor('no request in flight at the app', async () => (await inFlight(appSidecar)) === 0 || undefined, 5000);
+  await waitFor('no request in flight at web', async () => (await inFlight(web)) === 0 || undefined, 5000);
   t.pass();
 });
 

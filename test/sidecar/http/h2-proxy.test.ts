@@ -1,12 +1,12 @@
 // forwardH2 (sidecar/http/h2-proxy.ts) between real node:http2 sessions on loopback: what becomes of a try when
-// the mesh or the caller is done with the call first, and when its per-try timeout starts.
+// the mesh, the caller or the upstream is done with the call first, and when its per-try timeout starts.
 
 import test, { type ExecutionContext } from 'ava';
 import http2 from 'node:http2';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { forwardH2, meshReplyH2 } from '../../../sidecar/http/h2-proxy.ts';
+import { forwardH2, meshReplyH2, relayH2 } from '../../../sidecar/http/h2-proxy.ts';
 import { ReplayableBody } from '../../../sidecar/http/replayable-body.ts';
 
 type Outcome = { relayed: boolean } | { error: string };
@@ -95,4 +95,47 @@ test('the per-try timeout runs from the end of the request, not from its start',
   req.end();
   await sleep(300);
   t.deepEqual(outcomes, [{ relayed: true }]);
+});
+
+test("an answer that ends while the relay of the request is paused on the upstream's backpressure: the caller's stream still closes", async (t) => {
+  // An app that answers whole without reading the request, then resets its stream with NO_ERROR (RFC 9113 §8.1).
+  // The request (past what the windows hold) stalls in the relay; unless the relay lets go of it once the upstream
+  // is gone, node:http2 never emits 'close' for the caller's stream (the handler's observation never ends).
+  const app = http2.createServer();
+  app.on('stream', (s) => {
+    s.on('error', () => {});
+    setTimeout(() => {
+      s.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      s.on('wantTrailers', () => {
+        s.sendTrailers({ 'grpc-status': '0' });
+        setImmediate(() => s.close(http2.constants.NGHTTP2_NO_ERROR));
+      });
+      s.end('answer');
+    }, 300);
+  });
+  app.listen(0, '127.0.0.1');
+  await once(app, 'listening');
+  const up = http2.connect(`http://127.0.0.1:${(app.address() as AddressInfo).port}`);
+  const proxy = http2.createServer();
+  const closed = new Promise<void>((resolve) => proxy.on('stream', (inbound) => {
+    inbound.once('close', resolve);
+    relayH2(inbound, up, HEADERS, {}, () => {});
+  }));
+  proxy.listen(0, '127.0.0.1');
+  await once(proxy, 'listening');
+  const client = http2.connect(`http://127.0.0.1:${(proxy.address() as AddressInfo).port}`);
+  t.teardown(() => {
+    client.destroy();
+    up.destroy();
+    proxy.close();
+    app.close();
+  });
+  const req = client.request({ ':method': 'POST', ':path': '/', 'content-type': 'application/grpc' });
+  req.on('error', () => {});
+  let trailers = null as http2.IncomingHttpHeaders | null;
+  req.on('trailers', (tr) => (trailers = tr)).resume();
+  req.end(Buffer.alloc(256 * 1024));
+  await once(req, 'close');
+  t.is(trailers?.['grpc-status'], '0');
+  t.true(await Promise.race([closed.then(() => true), sleep(2000).then(() => false)]), "the proxy's stream from the caller closed");
 });
