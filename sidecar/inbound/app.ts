@@ -47,6 +47,8 @@ export class AppConnector {
       (app) => {
         app.on('error', () => peer.destroy());
         peer.on('error', () => app.destroy());
+        // A caller's connection closed by the mesh (revoked, expired, no longer allowed) takes the app's with it.
+        peer.once('close', () => app.destroy());
         peer.pipe(app);
         app.pipe(peer);
         peer.resume();

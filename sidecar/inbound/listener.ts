@@ -12,6 +12,8 @@
 //   prior knowledge, or TCP for a tcp service), with no identity (so policy sees an unauthenticated caller).
 //   When the mode turns STRICT, plaintext connections still open are closed (an HTTP/1.1 one after the
 //   response in progress).
+//   Every connection is checked again while open: closed when its peer's certificate is revoked or expires, and a
+//   TCP connection (or WebSocket tunnel, ./requests.ts) when a new config no longer allows it.
 // What then happens to each HTTP request and stream (authorization, telemetry, the app) is ./requests.ts.
 
 import net, { type Socket } from 'node:net';
@@ -25,6 +27,7 @@ import { isH2Preface, onFirstBytes } from '../http/first-bytes.ts';
 import { ALPN, serverTlsOptions, type PeerIdentity, type TlsMaterial } from './mesh-tls.ts';
 import { replaySocket } from './replay-socket.ts';
 import { InboundRequests } from './requests.ts';
+import type { Decision } from '../policy/authorizer.ts';
 import { noopObserver, type Observer } from '../telemetry/observer.ts';
 
 export interface InboundOptions {
@@ -44,6 +47,9 @@ export interface InboundOptions {
 /** A caller's sidecar pools up to 128 connections per endpoint (../outbound/peers.ts); several may share an address (NAT, loopback). */
 export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 1024;
 
+/** setTimeout's limit: a certificate valid longer than ~24 days (no mesh one is) gets no expiry timer. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export class InboundListener {
   readonly #o: InboundOptions;
   readonly #net: net.Server;
@@ -55,6 +61,8 @@ export class InboundListener {
   /** open peer connections and who is on the other end, to close them when a certificate is revoked */
   readonly #peers = new Map<TLSSocket, PeerIdentity>();
   readonly #plain = new Set<Socket>();
+  /** open opaque TCP connections and their caller (null: plaintext), authorized again when the config changes */
+  readonly #tcp = new Map<Socket, PeerIdentity | null>();
 
   constructor(opts: InboundOptions, material: TlsMaterial) {
     this.#o = opts;
@@ -112,11 +120,27 @@ export class InboundListener {
     }
   }
 
-  /** A new config: in STRICT mode no plaintext connection stays open (one made while PERMISSIVE is closed). */
+  /**
+   * A new config reaches what is open: TCP connections and WebSocket tunnels it no longer allows are closed (they
+   * were authorized once, when they opened), and in STRICT mode no plaintext connection stays open (one made while
+   * PERMISSIVE is closed).
+   */
   applyConfig(config: RuntimeConfig): void {
+    for (const [socket, peer] of this.#tcp) {
+      // A service that is no longer `protocol: tcp` has HTTP rules no TCP stream can be held to.
+      const decision = config.tcpService ? this.#authorizeTcp(config, peer) : null;
+      if (decision?.allowed) continue;
+      this.#o.log({ msg: 'closing a TCP connection the new config does not allow', source: peer?.identity ?? null, policy: decision?.policy ?? null, rule: decision?.rule ?? null, reason: decision?.reason ?? 'the service is no longer protocol: tcp' });
+      socket.destroy();
+    }
+    this.#requests.applyConfig();
     if (config.mtlsMode !== 'STRICT' || this.#plain.size === 0) return;
     this.#o.log({ msg: 'mTLS is STRICT now: closing plaintext connections', connections: this.#plain.size });
     for (const socket of this.#plain) if (!this.#requests.closeH1(socket)) socket.destroy();
+  }
+
+  #authorizeTcp(config: RuntimeConfig, peer: PeerIdentity | null): Decision {
+    return config.authorizer.authorize({ principal: peer?.identity ?? null, method: '', path: '', port: config.servicePort, header: () => undefined });
   }
 
   /**
@@ -170,7 +194,7 @@ export class InboundListener {
   /** Opaque TCP: only the caller's identity (null: plaintext) and the port can be checked, once, now. */
   #tcpToApp(socket: Socket, peer: PeerIdentity | null): void {
     const config = this.#o.config();
-    const decision = config.authorizer.authorize({ principal: peer?.identity ?? null, method: '', path: '', port: config.servicePort, header: () => undefined });
+    const decision = this.#authorizeTcp(config, peer);
     const conn = (this.#o.observer ?? (() => noopObserver))().connection('inbound', config.selfKey, peer?.identity ?? null);
     if (!decision.allowed) {
       this.#o.log({ msg: 'connection denied', source: peer?.identity ?? null, policy: decision.policy, rule: decision.rule, reason: decision.reason });
@@ -178,13 +202,15 @@ export class InboundListener {
       socket.destroy();
       return;
     }
+    this.#tcp.set(socket, peer);
     // A TLS socket counts plaintext bytes: what the peer's app sent, and what this app sent back.
-    socket.once('close', () => (conn.bytes(socket.bytesRead, socket.bytesWritten), conn.end()));
+    socket.once('close', () => (this.#tcp.delete(socket), conn.bytes(socket.bytesRead, socket.bytesWritten), conn.end()));
     this.#app.pipeTcp(socket, (err) => this.#o.log({ msg: 'app refused a TCP connection', error: err.message }));
   }
 
   #onSecure(socket: TLSSocket): void {
     let peer: PeerIdentity;
+    let notAfterMs: number;
     try {
       const cert = socket.getPeerX509Certificate();
       if (!cert) throw new Error('no client certificate');
@@ -195,6 +221,7 @@ export class InboundListener {
       const serial = normalizeSerial(cert.serialNumber);
       if (config.revokedSerials.has(serial)) throw new Error(`peer certificate ${serial} (${id.uri}) is revoked`);
       peer = { identity: id.uri, serial };
+      notAfterMs = cert.validToDate.getTime();
     } catch (err) {
       this.#o.log({ msg: 'inbound connection refused', error: (err as Error).message });
       socket.destroy();
@@ -208,7 +235,13 @@ export class InboundListener {
       return;
     }
     this.#peers.set(socket, peer);
-    socket.on('close', () => this.#peers.delete(socket));
+    // The handshake checked the certificate's validity once; a keep-alive connection must not outlive it.
+    const left = notAfterMs - Date.now();
+    const expiry = left <= MAX_TIMER_MS ? setTimeout(() => {
+      this.#o.log({ msg: 'closing a connection: peer certificate expired', identity: peer.identity, serial: peer.serial });
+      socket.destroy();
+    }, left).unref() : null;
+    socket.on('close', () => (this.#peers.delete(socket), expiry && clearTimeout(expiry)));
     if (tcp) this.#tcpToApp(socket, peer);
     else if (socket.alpnProtocol === ALPN.h2) this.#requests.serveH2(socket, peer);
     else this.#requests.serveH1(socket);

@@ -16,13 +16,15 @@ import { answerOnSocket, goAway, H2_IDLE_MS, hardenedH1Server, hardenedH2Server,
 import { meshReply } from '../http/mesh-reply.ts';
 import { forwardUpgrade } from '../http/upgrade.ts';
 import type { PeerIdentity } from './mesh-tls.ts';
-import { enforce, type Verdict } from '../policy/enforce.ts';
+import { enforce, type EnforceInput, type Verdict } from '../policy/enforce.ts';
 import { pathOf } from '../policy/normalize.ts';
 import { endH2Observation, noopObserver, type RequestObservation } from '../telemetry/observer.ts';
 import type { InboundOptions } from './listener.ts';
 
 /** The inbound side relays each stream to the app once, with no retry, timeout or kept body. */
 const NO_OPTIONS = Object.freeze({});
+
+const TWO_HOSTS = (target: string): Verdict => ({ ok: false, target, status: 400, reason: 'bad-request', message: 'the mesh refused this request: a Host header that differs from :authority', decision: null, headers: {} });
 
 export class InboundRequests {
   readonly #o: InboundOptions;
@@ -35,6 +37,8 @@ export class InboundRequests {
   /** HTTP/2 hides the TLS socket behind a proxy; the peer is attached to the session as it is created */
   readonly #sessionPeers = new WeakMap<http2.Http2Session, PeerIdentity>();
   #nextPeer: PeerIdentity | null = null;
+  /** open WebSocket tunnels and what authorized them: a new config that would refuse the upgrade closes them */
+  readonly #tunnels = new Map<Socket, EnforceInput>();
   /** open HTTP/2 sessions: draining sends each a GOAWAY, so that callers take new calls elsewhere */
   readonly #h2Sessions = new Set<http2.ServerHttp2Session>();
   #draining = false;
@@ -66,6 +70,15 @@ export class InboundRequests {
   /** Closes an HTTP/1 connection as a drain does (after the response in progress); false if it serves none. */
   closeH1(socket: Socket): boolean {
     return this.#h1.closeConnection(socket);
+  }
+
+  /** A new config: each open tunnel is authorized again, as its upgrade request would be now, and closed if refused. */
+  applyConfig(): void {
+    for (const [socket, input] of this.#tunnels) {
+      if (enforce(this.#o.config(), input, this.#enforceOptions).ok) continue;
+      this.#o.log({ msg: 'closing a WebSocket tunnel the new config does not allow', source: input.principal, method: input.method, target: input.target.slice(0, 200) });
+      socket.destroy();
+    }
   }
 
   /** Draining: idle HTTP/1 connections close, busy ones after their response; HTTP/2 sessions get a GOAWAY. */
@@ -122,7 +135,8 @@ export class InboundRequests {
     if (refuseUpgrade(req, socket)) return;
     const peer = this.#peerOf(req.socket);
     const header = (n: string) => headerOf(req.headers, n);
-    const verdict = this.#authorize(peer, req.method, req.url, header);
+    const input: EnforceInput = { principal: peer?.identity ?? null, method: req.method, target: req.url, header };
+    const verdict = enforce(this.#o.config(), input, this.#enforceOptions);
     // An upgrade is observed as a request until its answer (a 101, or a refusal): counted, traced, logged.
     const obs = this.#observe('http', req.method, verdict.target, header, peer, verdict);
     const refuse = (status: number, reason: string, message: string, extra: Record<string, string> = {}) => (answerOnSocket(socket, status, reason, message, extra), obs.end({ status, reason }));
@@ -131,7 +145,12 @@ export class InboundRequests {
     const headers = this.#appHeaders(req);
     for (const name in obs.propagate) headers[name] = obs.propagate[name]!;
     forwardUpgrade(req, socket, head, headers, () => this.#app.connectTcp()).then(
-      (status) => obs.end({ status }),
+      (status) => {
+        obs.end({ status });
+        if (status !== 101 || socket.destroyed) return;
+        this.#tunnels.set(socket, input);
+        socket.once('close', () => this.#tunnels.delete(socket));
+      },
       (err: Error & { code?: string }) => {
         this.#o.log({ msg: 'upgrade to the app failed', error: err.message });
         if (err.code === 'WEFT_UPGRADE_TIMEOUT') refuse(504, 'timeout', `the app at ${this.#o.appHost}:${this.#o.appPort}: ${err.message}`);
@@ -157,9 +176,14 @@ export class InboundRequests {
   #onStream(stream: ServerHttp2Stream, headers: http2.IncomingHttpHeaders): OnStreamClose {
     const peer = stream.session ? (this.#sessionPeers.get(stream.session) ?? null) : null;
     const grpc = String(headers['content-type'] ?? '').startsWith('application/grpc');
-    const header = (n: string) => headerOf(headers, n);
+    // HTTP/2's host is :authority (the app gets that, not a Host): a condition on `host` reads it, as it reads
+    // Host in HTTP/1.1. A Host beside it that names another has no single meaning (RFC 9113 §8.3.1): refused.
+    const authority = headers[':authority'];
+    const header = (n: string) => (n === 'host' && authority !== undefined ? authority : headerOf(headers, n));
     const method = String(headers[':method'] ?? '');
-    const verdict = this.#authorize(peer, method, String(headers[':path'] ?? ''), header);
+    const path = String(headers[':path'] ?? '');
+    const twoHosts = authority !== undefined && headers.host !== undefined && String(headers.host).toLowerCase() !== authority.toLowerCase();
+    const verdict = twoHosts ? TWO_HOSTS(path) : this.#authorize(peer, method, path, header);
     const obs = this.#observe(grpc ? 'grpc' : 'http2', method, verdict.target, header, peer, verdict);
     const closed = () => endH2Observation(obs, stream, grpc);
     if (!verdict.ok) {

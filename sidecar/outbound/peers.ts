@@ -1,5 +1,6 @@
-// Connections to peer sidecars: mutual TLS 1.3 with this sidecar's certificate, and the peer's SPIFFE ID
-// checked against the identities expected for the service; pooled and kept alive per endpoint.
+// Connections to peer sidecars: mutual TLS 1.3 with this sidecar's certificate, the peer's SPIFFE ID checked
+// against the identities expected for the service and its certificate against the revocation list; pooled and
+// kept alive per endpoint, each closed when its peer's certificate is revoked or expires (./peer-connections.ts).
 
 import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
@@ -9,19 +10,24 @@ import { http2 as loadHttp2 } from '../http/node-http.ts';
 import { H2Pool, PEER_MAX_CONCURRENT_STREAMS } from './h2-pool.ts';
 import type { RuntimeConfig, UpstreamRuntime } from '../config/runtime.ts';
 import { ALPN, type TlsMaterial } from '../inbound/mesh-tls.ts';
+import { PeerConnections } from './peer-connections.ts';
 
 export class PeerIdentityError extends Error {
   readonly code = 'WEFT_PEER_IDENTITY';
 }
 
-/** Checks a peer's SPIFFE ID against what the service's config says now (`expected()`), not when the pool was made. */
-function identityCheck(key: string, expected: () => ReadonlySet<string>): (host: string, cert: tls.PeerCertificate) => Error | undefined {
+/**
+ * Checks a peer's SPIFFE ID against what the service's config says now (`expected()`), not when the pool was made,
+ * and its certificate against the revocation list: a stolen certificate for the right identity is still refused.
+ */
+function identityCheck(key: string, expected: () => ReadonlySet<string>, revoked: (serial: string) => boolean): (host: string, cert: tls.PeerCertificate) => Error | undefined {
   return (_host, cert) => {
     try {
       const id = spiffeIdOfCertificate(cert.raw).uri;
       const ids = expected();
-      if (ids.has(id)) return undefined;
-      return new PeerIdentityError(`peer for ${key} presented ${id}; expected ${[...ids].join(' or ')}`);
+      if (!ids.has(id)) return new PeerIdentityError(`peer for ${key} presented ${id}; expected ${[...ids].join(' or ')}`);
+      if (revoked(cert.serialNumber)) return new PeerIdentityError(`peer for ${key} presented ${id} in certificate ${cert.serialNumber}, which is revoked`);
+      return undefined;
     } catch (err) {
       return new PeerIdentityError(`peer for ${key}: ${(err as Error).message}`);
     }
@@ -84,6 +90,8 @@ export class PeerConnector {
   readonly #draining = new Set<string>();
   /** each upstream's expected peer identities, as the last config applied says */
   #expected = new Map<string, ReadonlySet<string>>();
+  /** every open connection by its peer's certificate, closed on its revocation or expiry */
+  readonly #connections = new PeerConnections();
 
   constructor(material: TlsMaterial) {
     this.#context = clientContext(material);
@@ -109,6 +117,7 @@ export class PeerConnector {
    * certificate renewal.)
    */
   applyConfig(config: RuntimeConfig): void {
+    this.#connections.setRevoked(config.revokedSerials);
     const before = this.#expected;
     this.#expected = new Map([...config.upstreams].map(([key, u]) => [key, u.expectedIdentities]));
     const changed = (key: string) => {
@@ -148,7 +157,7 @@ export class PeerConnector {
       minVersion: 'TLSv1.3',
       ALPNProtocols: [alpn],
       // Node's hostname check ignores URI SANs: the SPIFFE ID is checked here, whole.
-      checkServerIdentity: identityCheck(upstream.key, () => this.#expected.get(upstream.key) ?? upstream.expectedIdentities),
+      checkServerIdentity: identityCheck(upstream.key, () => this.#expected.get(upstream.key) ?? upstream.expectedIdentities, (serial) => this.#connections.isRevoked(serial)),
     };
   }
 
@@ -161,7 +170,7 @@ export class PeerConnector {
         // TrafficPolicy connectionPool.maxConnections bounds the connections to each endpoint.
         connections: maxConnections(upstream),
         keepAliveMs: 30_000,
-        connect: () => tls.connect(options),
+        connect: () => this.#connections.watch(tls.connect(options)),
         readyEvent: 'secureConnect',
       });
       this.#h1.set(upstream.key, address, pool);
@@ -179,7 +188,12 @@ export class PeerConnector {
       pool = new H2Pool({
         address,
         connections: maxConnections(upstream),
-        connect: () => loadHttp2().connect(`https://${address}`, options),
+        connect: () => {
+          const session = loadHttp2().connect(`https://${address}`, options);
+          // (The session's 'connect' event carries its TLS socket, before the handshake's end is seen.)
+          session.once('connect', (_session, socket) => void this.#connections.watch(socket as tls.TLSSocket));
+          return session;
+        },
         onDraining: (draining) => {
           if (this.#h2.get(upstream.key, address) !== pool) return; // a pool already let go (a new certificate)
           if (draining) this.#draining.add(key);
@@ -204,7 +218,7 @@ export class PeerConnector {
   /** A fresh mTLS connection (TCP services, WebSocket tunnels). */
   connect(upstream: UpstreamRuntime, address: string, alpn: string): Promise<Duplex> {
     return new Promise((resolve, reject) => {
-      const socket = tls.connect({ ...this.tlsOptions(upstream, alpn), ...splitAddress(address) });
+      const socket = this.#connections.watch(tls.connect({ ...this.tlsOptions(upstream, alpn), ...splitAddress(address) }));
       socket.once('secureConnect', () => {
         socket.off('error', reject);
         resolve(socket);

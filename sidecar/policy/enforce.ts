@@ -7,6 +7,7 @@ import type { Decision } from './authorizer.ts';
 
 export const POLICY_HEADER = 'x-weft-policy';
 const NO_HEADERS: Record<string, string> = Object.freeze({}) as Record<string, string>;
+const LOWER_CASE_METHOD = Object.freeze({ ok: false, reason: 'method with lower-case letters (methods are upper-case tokens)' } as const);
 
 export interface Verdict {
   readonly ok: boolean;
@@ -28,7 +29,9 @@ export interface EnforceInput {
 }
 
 export function enforce(config: RuntimeConfig, input: EnforceInput, opts: { policyHeader: boolean; log: (e: Record<string, unknown>) => void }): Verdict {
-  const n = normalizePath(input.target);
+  // Methods are case-sensitive, but apps often upper-case them (Express routes `delete` as DELETE): one with a
+  // lower-case letter (HTTP/2 can carry one; HTTP/1.1's parser refuses it) would step around a rule on DELETE.
+  const n = /[a-z]/.test(input.method) ? LOWER_CASE_METHOD : normalizePath(input.target);
   if (!n.ok) {
     opts.log({ msg: 'request refused', reason: n.reason, source: input.principal, method: input.method, target: input.target.slice(0, 200) });
     return { ok: false, target: input.target, status: 400, reason: 'bad-request', message: `the mesh refused this request: ${n.reason}`, decision: null, headers: {} };
