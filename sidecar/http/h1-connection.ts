@@ -201,9 +201,10 @@ export class Connection {
       if (body.length) socket.write(body);
       socket.uncork();
       this.#sent();
-    } else {
-      this.#stream(body, head, !hasLength);
-    }
+    } else if (body.destroyed) {
+      // Its caller left (or its framing broke) before this exchange began, as in a fault delay: the rest never comes.
+      this.destroy(new ConnectionLostError('the request body was gone before it could be sent', 'UND_ERR_ABORTED'));
+    } else this.#stream(body, head, !hasLength);
   }
 
   #sent(): void {

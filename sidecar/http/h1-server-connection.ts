@@ -40,6 +40,8 @@ export class ServerConnection implements ResponseOwner {
   #dumped = 0;
   /** the current request was answered before its body was read: the rest is read and dropped */
   #dumping = false;
+  /** the current request was answered before its body was all in (read and dropped, or still relayed): no second answer */
+  #answeredEarly = false;
   #queuePaused = false;
   /** nothing more is read: a refused request, an upgrade handed over, or the socket closed */
   #done = false;
@@ -121,7 +123,8 @@ export class ServerConnection implements ResponseOwner {
     const hasBody = !upgrade && (h['transfer-encoding'] !== undefined || (cl !== undefined && Number(cl) > 0));
     const name = METHOD_NAMES[method]!;
     const req = new H1Request(name, target, raw, h, minor, this.socket, hasBody ? new RequestBody(this.#resumeBody) : null);
-    req.keepAlive = keepAlive;
+    // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing: answered, then the connection closes.
+    req.keepAlive = keepAlive && (minor !== 0 || h['transfer-encoding'] === undefined);
     if (upgrade) {
       if (this.#active || this.#queue.length) {
         this.#refuse(Object.assign(new Error('an upgrade pipelined behind another request'), { code: 'HPE_PIPELINED_UPGRADE' }));
@@ -183,6 +186,7 @@ export class ServerConnection implements ResponseOwner {
     req.body?.push(null);
     this.#dumped = 0;
     this.#dumping = false;
+    this.#answeredEarly = false;
     if (this.#active === null) this.#next();
   }
 
@@ -218,6 +222,7 @@ export class ServerConnection implements ResponseOwner {
       // Answered before the body was all in. The next request waits for the body to end (#onComplete). If
       // something is reading it (a relay still sending it upstream: the upstream may answer early), it goes
       // on reading it; if nothing is (a denial, a mesh error), the body is read and dropped (#onBody).
+      this.#answeredEarly = true;
       if (!req.body?.beingRead) {
         this.#dumping = true;
         this.#resumeBody();
@@ -295,11 +300,11 @@ export class ServerConnection implements ResponseOwner {
         this.#server.onClientError(err, this.socket);
         active.abandon();
       }
-      req.body.destroy(err);
+      abortBody(req.body, err);
     } else if (active) this.keepAlive = false;
     else {
-      // A request answered before its body was read (#dumping) gets no second answer: just the close.
-      if (!this.#dumping) this.#server.onClientError(err, this.socket);
+      // A request answered before its body was all in gets no second answer: just the close.
+      if (!this.#answeredEarly) this.#server.onClientError(err, this.socket);
       this.#close();
     }
   }
@@ -328,11 +333,17 @@ export class ServerConnection implements ResponseOwner {
     }
     this.#queue.length = 0;
     const body = this.#current?.body;
-    if (body && !body.readableEnded) {
-      if (body.listenerCount('error') > 0) body.destroy(Object.assign(new Error('aborted'), { code: 'ECONNRESET' }));
-      else body.destroy();
-    }
+    if (body && !body.readableEnded) abortBody(body, Object.assign(new Error('aborted'), { code: 'ECONNRESET' }));
     this.#current = null;
     this.#active?.abandon();
   }
+}
+
+/**
+ * Ends a body that will never be whole: with `err` for a reader listening for one. Nothing may be reading it yet (a
+ * handler that waits, as a route's fault delay does), and an 'error' with no listener would end the process.
+ */
+function abortBody(body: RequestBody, err: Error): void {
+  if (body.listenerCount('error') > 0) body.destroy(err);
+  else body.destroy();
 }

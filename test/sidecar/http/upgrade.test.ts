@@ -8,12 +8,16 @@ import net from 'node:net';
 import type { H1Request } from '../../../sidecar/http/h1-message.ts';
 import { forwardUpgrade } from '../../../sidecar/http/upgrade.ts';
 
-/** A next hop that takes connections and never answers; `closed` counts the connections that went away. */
-async function silentHop(t: import('ava').ExecutionContext) {
+/**
+ * A next hop that takes connections and never answers, or gives each request head `answer` and keeps the connection
+ * open (as a node:http app with no upgrade handler refuses one: keep-alive); `closed` counts the connections that went away.
+ */
+async function silentHop(t: import('ava').ExecutionContext, answer?: string) {
   const state = { accepted: 0, closed: 0 };
   const server = net.createServer((s) => {
     state.accepted++;
     s.on('error', () => {});
+    if (answer) s.once('data', () => s.write(answer));
     s.resume();
     s.on('close', () => state.closed++);
   });
@@ -69,4 +73,23 @@ test('a next hop that never answers is given up after the answer time, its conne
   t.true(Date.now() - started >= 280);
   for (let i = 0; i < 20 && hop.state.closed === 0; i++) await new Promise((r) => setTimeout(r, 50));
   t.is(hop.state.closed, 1);
+});
+
+test('an upgrade the next hop refuses, keeping its connection alive: the answer is relayed whole, saying close, and both connections close', async (t) => {
+  const body = '{"error":"no websockets here"}';
+  const hop = await silentHop(t, `HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\n${body}`);
+  const { client, caller } = await pair(t);
+  let got = '';
+  caller.setEncoding('latin1').on('data', (d: string) => (got += d));
+  const callerClosed = new Promise((r) => caller.once('close', r));
+  t.is(await forwardUpgrade(req, client, Buffer.from('early frame'), { host: 'catalog' }, hop.connect, 5000), 403);
+  // Nothing would read a next request sent on this connection: it must not be left open as keep-alive.
+  await Promise.race([callerClosed, new Promise((r) => setTimeout(r, 2000))]);
+  t.true(caller.closed || caller.readableEnded, `the caller's connection is still open after ${JSON.stringify(got)}`);
+  t.true(got.startsWith('HTTP/1.1 403 Forbidden\r\n'), got);
+  t.true(got.endsWith(`\r\n\r\n${body}`), got);
+  t.regex(got, /\r\nconnection: close\r\n/i);
+  t.notRegex(got, /keep-alive/i);
+  for (let i = 0; i < 20 && hop.state.closed === 0; i++) await new Promise((r) => setTimeout(r, 50));
+  t.is(hop.state.closed, 1, 'the connection to the next hop is still open');
 });
