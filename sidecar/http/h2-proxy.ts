@@ -5,51 +5,20 @@ import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { REASON_HEADER } from './headers.ts';
 import type { ReplayableBody } from './replayable-body.ts';
 import { StreamRelay } from './stream-relay.ts';
+import { h2ResponseHeaders, h2Trailers } from './h2-headers.ts';
 import { GRPC_DEADLINE_EXCEEDED, GRPC_UNAVAILABLE, grpcMessage, meshGrpcStatus } from './grpc-status.ts';
 
 // node:http2's constants, spelled out so that this module does not load node:http2 (see ./node-http.ts).
-const HTTP2_HEADER_METHOD = ':method';
-const HTTP2_HEADER_PATH = ':path';
-const HTTP2_HEADER_AUTHORITY = ':authority';
-const HTTP2_HEADER_SCHEME = ':scheme';
 const HTTP2_HEADER_STATUS = ':status';
 const NGHTTP2_NO_ERROR = 0;
 const NGHTTP2_INTERNAL_ERROR = 2;
 const NGHTTP2_REFUSED_STREAM = 7;
 const NGHTTP2_CANCEL = 8;
 const NGHTTP2_FLAG_END_STREAM = 1;
-const DROP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings', 'host']);
 
 function ignore(): void {}
 
-/** Request headers for the next hop: pseudo-headers rebuilt, x-weft-* removed, `extra` added. */
-// The header copies below walk the object with for...in rather than Object.entries: no array of pairs per call
-// (a gRPC call allocates ~28-30 KB in a sidecar, most of it node:http2's; the copies were ~5% of it once).
-export function h2RequestHeaders(incoming: IncomingHttpHeaders, extra?: Readonly<Record<string, string>>): http2.OutgoingHttpHeaders {
-  const out: http2.OutgoingHttpHeaders = {
-    [HTTP2_HEADER_METHOD]: incoming[HTTP2_HEADER_METHOD],
-    [HTTP2_HEADER_PATH]: incoming[HTTP2_HEADER_PATH],
-    [HTTP2_HEADER_AUTHORITY]: incoming[HTTP2_HEADER_AUTHORITY],
-    [HTTP2_HEADER_SCHEME]: 'http',
-  };
-  for (const name in incoming) {
-    const value = incoming[name];
-    if (name.startsWith(':') || name.startsWith('x-weft-') || DROP.has(name) || value === undefined) continue;
-    out[name] = value;
-  }
-  if (extra) for (const name in extra) out[name] = extra[name];
-  return out;
-}
-
-function responseHeaders(incoming: IncomingHttpHeaders): http2.OutgoingHttpHeaders {
-  const out: http2.OutgoingHttpHeaders = { [HTTP2_HEADER_STATUS]: incoming[HTTP2_HEADER_STATUS] };
-  for (const name in incoming) {
-    const value = incoming[name];
-    if (name.startsWith(':') || DROP.has(name) || value === undefined) continue;
-    out[name] = value;
-  }
-  return out;
-}
+export { h2RequestHeaders } from './h2-headers.ts';
 
 export interface ForwardH2Options {
   /** the request body, when a retry may send it again; without it the client's stream is piped */
@@ -83,15 +52,21 @@ export interface H2Target {
   request(headers: http2.OutgoingHttpHeaders, options?: http2.ClientSessionRequestOptions): http2.ClientHttp2Stream;
 }
 
-/** How a try ended: whether its answer was relayed, and whether the per-try timeout cut that answer off. */
+/**
+ * How a try ended: whether its answer was relayed; whether the per-try timeout cut that answer off; whether the
+ * upstream broke it off (reset its stream, or lost its connection, before the answer ended; or, a sidecar, reported
+ * that its app did): the caller got what had come and an error, and the endpoint failed, as Envoy counts a reset.
+ */
 export interface H2Try {
   readonly relayed: boolean;
   readonly timedOut?: boolean;
+  readonly broken?: boolean;
 }
 
 /**
  * The streams forwardH2 is trying, each with how the mesh takes it over (a route timeout): a try still waiting for
- * its answer is given up (its upstream stream cancelled), an answer being relayed is cut off.
+ * its answer is given up (its upstream stream cancelled), an answer being relayed is cut off, unless the upstream
+ * has ended it already (it is only being passed on).
  */
 const tries = new WeakMap<ServerHttp2Stream, (grpcStatus: number, reason: string, message: string) => void>();
 
@@ -109,6 +84,7 @@ export function forwardH2(inbound: ServerHttp2Stream, session: H2Target, headers
 const NOT_RELAYED: H2Try = Object.freeze({ relayed: false });
 const RELAYED: H2Try = Object.freeze({ relayed: true });
 const TIMED_OUT: H2Try = Object.freeze({ relayed: true, timedOut: true });
+const BROKEN: H2Try = Object.freeze({ relayed: true, broken: true });
 
 /**
  * forwardH2 with a callback, called once: for every call's path, where a promise (and the async functions awaiting
@@ -181,7 +157,7 @@ export function relayH2(inbound: ServerHttp2Stream, session: H2Target, headers: 
   let grpcAnswer = false;
   /** Ends a streaming answer early: the upstream's stream cancelled, the client's ended for the mesh. */
   const cutOff = (grpcStatus: number, reason: string, message: string, timedOut = false) => {
-    if (state !== 'relaying') return;
+    if (state !== 'relaying' || complete) return;
     state = 'done';
     if (timer) clearTimeout(timer);
     tries.delete(inbound);
@@ -234,8 +210,9 @@ export function relayH2(inbound: ServerHttp2Stream, session: H2Target, headers: 
     if (endStream) {
       // A trailers-only answer (how gRPC reports most errors): one header block that also ends the stream.
       if (timer) clearTimeout(timer);
-      inbound.respond(responseHeaders(h), { endStream: true });
-      answered = true;
+      inbound.respond(h2ResponseHeaders(h), { endStream: true });
+      complete = answered = true;
+      endRequest();
       return;
     }
     // Only the try whose answer is relayed sends the client trailers: this one's, when they come.
@@ -244,13 +221,19 @@ export function relayH2(inbound: ServerHttp2Stream, session: H2Target, headers: 
       inbound.sendTrailers(trailers ?? {});
       answered = true;
       if (upstreamGone) endCall();
+      else endRequest();
     });
-    inbound.respond(responseHeaders(h), { waitForTrailers: true });
+    inbound.respond(h2ResponseHeaders(h), { waitForTrailers: true });
     answer = new StreamRelay(upstream, inbound);
   });
   /** the answer's body, relayed to the client */
   let answer: StreamRelay | null = null;
   let trailers: http2.OutgoingHttpHeaders | null = null;
+  /**
+   * The upstream has ended its answer (a head that ends the stream, or trailers): it is only being passed on. No
+   * timeout cuts it off any more (Envoy's stop at the upstream's end of stream), and a reset after it takes nothing away.
+   */
+  let complete = false;
   /** the caller has its whole answer (the head that ended it, or the trailers) */
   let answered = false;
   /** the upstream's stream is over: once the caller has its answer, a request still open is ended too */
@@ -267,14 +250,20 @@ export function relayH2(inbound: ServerHttp2Stream, session: H2Target, headers: 
       if (!inbound.destroyed && !inbound.closed && !inbound.state.remoteClose) inbound.close(NGHTTP2_NO_ERROR);
     });
   };
+  /**
+   * The caller has its whole answer, so the call is over even if its request is not (gRPC's status ends the RPC). As
+   * Envoy does, the upstream's stream is reset, and what the caller still sends is read and dropped ('close' below),
+   * not left waiting on an upstream that may never read it. CANCEL: node:http2 holds a NO_ERROR reset back until the
+   * request's buffered data has been written, which such an upstream never lets happen.
+   */
+  const endRequest = () => {
+    if (!upstream.closed && !upstream.writableFinished) upstream.close(NGHTTP2_CANCEL);
+  };
   upstream.on('trailers', (t) => {
     if (state !== 'relaying') return;
-    const out: http2.OutgoingHttpHeaders = {};
-    for (const name in t) {
-      const value = t[name];
-      if (!name.startsWith(':') && value !== undefined && value !== null) out[name] = value as string | string[];
-    }
-    trailers = out;
+    trailers = h2Trailers(t);
+    complete = true;
+    if (timer) clearTimeout(timer);
   });
   upstream.on('error', (err) => fail(upstream.rstCode === NGHTTP2_REFUSED_STREAM ? new RefusedStreamError('the upstream refused the stream without processing it (REFUSED_STREAM)', { cause: err }) : err));
   upstream.on('close', () => {
@@ -292,20 +281,27 @@ export function relayH2(inbound: ServerHttp2Stream, session: H2Target, headers: 
     body?.detach(upstream);
     request?.stop();
     const code = upstream.rstCode ?? NGHTTP2_NO_ERROR;
-    // A gRPC answer is whole only with its trailers; any other, unless the upstream reset it with an error.
-    const whole = trailers !== null || (!grpcAnswer && code === NGHTTP2_NO_ERROR);
+    // A gRPC answer is whole only once it has ended (trailers, or a trailers-only head), whatever reset follows; any
+    // other, also unless the upstream reset it with an error.
+    const whole = complete || (!grpcAnswer && code === NGHTTP2_NO_ERROR);
     upstreamGone = true;
     if (inbound.destroyed || inbound.closed) {
       // the caller went first (its reset was passed upstream): nothing to tell it
     } else if (whole) {
       if (answered) endCall();
+      // The next hop's sidecar ended the answer for an app that reset its stream mid-answer (see below).
+      if (trailers?.[REASON_HEADER] === 'upstream-reset') return finish(null, BROKEN);
     } else if (grpcAnswer && !inbound.sentTrailers) {
       // The upstream failed mid-answer (its connection died, or it reset the stream). The caller did not cancel,
       // so it is not told CANCEL (gRPC's CANCELLED): the answer ends with UNAVAILABLE, as gRPC reports a lost peer.
       answer?.stop();
       trailers = { 'grpc-status': String(GRPC_UNAVAILABLE), 'grpc-message': grpcMessage(`weft: the upstream reset the stream before its answer ended (code ${code})`), [REASON_HEADER]: 'upstream-reset' };
       if (!inbound.writableEnded) inbound.end();
-    } else inbound.close(NGHTTP2_INTERNAL_ERROR);
+      return finish(null, BROKEN);
+    } else {
+      inbound.close(NGHTTP2_INTERNAL_ERROR);
+      return finish(null, BROKEN);
+    }
     finish(null, RELAYED);
   });
 }

@@ -7,7 +7,7 @@
 // attempts below); an answer already streaming to the client is never retried, and one that outruns the
 // per-try or the route's timeout is cut off (gRPC: DEADLINE_EXCEEDED in its trailers). A stream the upstream
 // refused unprocessed is sent again with or without a policy (see unretried). A rule's mirror gets a copy of
-// the call once it is over (see mirror).
+// the call once it is over (./h2-mirror.ts).
 
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { UpstreamRuntime } from '../config/runtime.ts';
@@ -20,10 +20,9 @@ import type { ResilienceState } from '../resilience/state.ts';
 import { pickP2c } from '../routing/balancer.ts';
 import { matchRule, pickDestination, type RequestFacts } from '../routing/route-table.ts';
 import type { RequestObservation } from '../telemetry/observer.ts';
-import { MAX_RETRY_BODY, MIRROR_TIMEOUT_MS, shadowHost, stickyNumber } from './http-call.ts';
+import { MAX_RETRY_BODY, MIRROR_TIMEOUT_MS, stickyNumber } from './http-call.ts';
+import { mirrorH2 } from './h2-mirror.ts';
 import type { PeerConnector } from './peers.ts';
-
-const NGHTTP2_CANCEL = 8;
 
 export interface H2Call {
   readonly upstream: UpstreamRuntime;
@@ -152,7 +151,7 @@ class H2OutboundCall {
   };
 
   #succeeded(): void {
-    if (this.#mirrorTo) mirror(this.#call, this.#mirrorTo, this.#body!, this.#rule!.timeoutMs ?? MIRROR_TIMEOUT_MS);
+    if (this.#mirrorTo) mirrorH2(this.#call, this.#mirrorTo, this.#body!, this.#rule!.timeoutMs ?? MIRROR_TIMEOUT_MS);
     this.#end();
   }
 
@@ -212,9 +211,10 @@ function unretried(call: H2Call, subset: string | null, endpoints: readonly { re
       return done(null);
     }
     health.runCallback(
-      (settled) => relayH2(stream, peer, call.headers, { body }, settled),
+      (settled) => relayH2(stream, peer, call.headers, { body }, (err, outcome) => settled(err ?? (outcome.broken ? brokenOff(health) : null))),
       (err) => {
-        if (!err) return done(null);
+        // Relayed, broken off or not: the caller has its answer (the breaker counted a break).
+        if (!err || err instanceof UpstreamFailure) return done(null);
         if (!(err instanceof RefusedStreamError) || expired() || stream.destroyed) return done(err);
         if (n > 0 || !body.intact) return done(new RefusedStreamError(`${err.message}${n > 0 ? ' on a second try too' : ''}${notResent(body)}`));
         open = call.peers.h2Candidates(upstream, call.state.available(upstream, endpoints, new Set([health.address])));
@@ -231,6 +231,11 @@ function unretried(call: H2Call, subset: string | null, endpoints: readonly { re
 function poolFull(call: H2Call, address: string): void {
   const limit = call.upstream.trafficPolicy?.connectionPool.maxConnections;
   meshReplyH2(call.stream, 503, 'overflow', `every connection to ${call.upstream.key} at ${address}${limit ? ` (maxConnections ${limit})` : ''} carries as many streams as the peer allows; try again later`, call.grpc);
+}
+
+/** An answer the upstream broke off (a reset mid-answer): a failure of the endpoint, as Envoy's outlier detection counts a reset. */
+function brokenOff(health: EndpointHealth): UpstreamFailure {
+  return new UpstreamFailure(502, `${health.address} reset the stream before its answer ended`);
 }
 
 /** gRPC statuses that Envoy's outlier detection counts as 5xx: DEADLINE_EXCEEDED (504), INTERNAL (500), UNAVAILABLE (503). */
@@ -289,6 +294,7 @@ async function attempts(call: H2Call, policy: RetryPolicy, subset: string | null
         if (again && failed) throw new UpstreamFailure(503, `${health.address} answered with a status the retry policy names`);
         // An answer that outran the per-try timeout was cut off (the client got DEADLINE_EXCEEDED): the endpoint's failure too.
         if (outcome.timedOut) throw new UpstreamFailure(504, `${health.address} did not finish its answer within the per-try timeout`);
+        if (outcome.broken) throw brokenOff(health);
       });
       if (again) continue;
       return;
@@ -316,29 +322,5 @@ async function attempts(call: H2Call, policy: RetryPolicy, subset: string | null
       else meshReplyH2(stream, 503, failureReason(e), `upstream ${upstream.key} at ${health.address} failed: ${e.message}${refused ? notResent(body) : ''}${after}`, grpc);
       return;
     }
-  }
-}
-
-/**
- * A copy of the call to the mirror subset, its :authority marked "-shadow", once the call is over; its answer is
- * read and thrown away; it is given up after the rule's timeout, or MIRROR_TIMEOUT_MS. Only a call whose request
- * stream had ended, within MAX_RETRY_BODY, is copied.
- */
-function mirror(call: H2Call, subset: string, body: ReplayableBody, timeoutMs: number): void {
-  if (!body.replayable) return;
-  const pool = call.upstream.subsets.get(subset);
-  const endpoint = pool?.balancer.pick(pool.endpoints);
-  if (!endpoint) return;
-  const authority = call.headers[':authority'];
-  const headers = typeof authority === 'string' ? { ...call.headers, ':authority': shadowHost(authority) } : call.headers;
-  try {
-    const copy = call.peers.h2Pool(call.upstream, endpoint.address).request(headers, { endStream: false });
-    copy.on('error', () => {});
-    // A copy that hangs is given up, so that copies never pile up on the mirror's session.
-    copy.setTimeout(timeoutMs, () => copy.close(NGHTTP2_CANCEL));
-    copy.resume();
-    body.copyTo(copy);
-  } catch {
-    // no session to the mirror (or no room on it): the copy is skipped, as any failure of a mirror is
   }
 }

@@ -1,12 +1,12 @@
 // forwardH2 (sidecar/http/h2-proxy.ts) between real node:http2 sessions on loopback: what becomes of a try when
-// the mesh, the caller or the upstream is done with the call first, and when its per-try timeout starts.
+// the mesh, the caller or the upstream is done with the call first, when its per-try timeout starts, and when a try counts as broken.
 
 import test, { type ExecutionContext } from 'ava';
 import http2 from 'node:http2';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { forwardH2, meshReplyH2, relayH2 } from '../../../sidecar/http/h2-proxy.ts';
+import { forwardH2, meshReplyH2, relayH2, type H2Try } from '../../../sidecar/http/h2-proxy.ts';
 import { ReplayableBody } from '../../../sidecar/http/replayable-body.ts';
 
 type Outcome = { relayed: boolean } | { error: string };
@@ -138,4 +138,45 @@ test("an answer that ends while the relay of the request is paused on the upstre
   await once(req, 'close');
   t.is(trailers?.['grpc-status'], '0');
   t.true(await Promise.race([closed.then(() => true), sleep(2000).then(() => false)]), "the proxy's stream from the caller closed");
+});
+
+test('an answer the upstream resets mid-way is a broken try (the endpoint failed); a reset after a whole trailers-only answer is not', async (t) => {
+  // /part: part of a gRPC answer, then RST_STREAM (INTERNAL_ERROR); /whole: a trailers-only answer and at once
+  // RST_STREAM (CANCEL), the request still open, as some servers end such a stream.
+  const app = http2.createServer();
+  app.on('stream', (s, headers) => {
+    s.on('error', () => {});
+    if (headers[':path'] === '/part') {
+      s.respond({ ':status': 200, 'content-type': 'application/grpc' });
+      s.write('part', () => setTimeout(() => s.close(http2.constants.NGHTTP2_INTERNAL_ERROR), 20));
+    } else {
+      s.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '5' }, { endStream: true });
+      s.close(http2.constants.NGHTTP2_CANCEL);
+    }
+  });
+  app.listen(0, '127.0.0.1');
+  await once(app, 'listening');
+  const up = http2.connect(`http://127.0.0.1:${(app.address() as AddressInfo).port}`);
+  const outcomes = new Map<string, H2Try>();
+  const proxy = http2.createServer();
+  proxy.on('stream', (inbound, headers) => {
+    relayH2(inbound, up, { ...HEADERS, ':path': headers[':path'] }, {}, (_err, outcome) => outcomes.set(String(headers[':path']), outcome));
+  });
+  proxy.listen(0, '127.0.0.1');
+  await once(proxy, 'listening');
+  const client = http2.connect(`http://127.0.0.1:${(proxy.address() as AddressInfo).port}`);
+  t.teardown(() => {
+    client.destroy();
+    up.destroy();
+    proxy.close();
+    app.close();
+  });
+  for (const path of ['/part', '/whole']) {
+    const req = client.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc' });
+    req.on('error', () => {});
+    req.resume().write('request, not ended');
+    await new Promise((resolve) => req.on('close', resolve));
+  }
+  t.deepEqual(outcomes.get('/part'), { relayed: true, broken: true });
+  t.deepEqual(outcomes.get('/whole'), { relayed: true });
 });
