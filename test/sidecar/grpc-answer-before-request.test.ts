@@ -6,18 +6,14 @@
 
 import test from 'ava';
 import http2 from 'node:http2';
-import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
-import { startMesh, waitFor, type SidecarProc, type TestMesh } from '../helpers/mesh.ts';
-import { meshYaml } from '../helpers/mesh-yaml.ts';
+import { waitFor, type SidecarProc } from '../helpers/mesh.ts';
+import { h2AppMesh, type H2AppMesh } from '../helpers/h2-app-mesh.ts';
 import { inFlight } from '../helpers/metrics.ts';
 
 let app: http2.Http2Server;
-let mesh: TestMesh;
+let m: H2AppMesh;
 let web: SidecarProc;
 let appSidecar: SidecarProc;
-/** the callers' sessions, one per call: a stalled request holds its session's flow-control window */
-const callers: http2.ClientHttp2Session[] = [];
 /** the app's streams by path */
 const appStreams = new Map<string, http2.ServerHttp2Stream>();
 
@@ -42,17 +38,12 @@ test.before(async () => {
     stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
     stream.end('answer');
   });
-  app.listen(0, '127.0.0.1');
-  await once(app, 'listening');
-  mesh = await startMesh(meshYaml({ services: { web: '{port: 8080}', app: '{port: 8082, protocol: grpc}' } }));
-  appSidecar = await mesh.sidecar({ service: 'app', appPort: (app.address() as AddressInfo).port });
-  web = await mesh.sidecar({ service: 'web', appPort: 1, upstreams: ['app'] });
+  m = await h2AppMesh(app);
+  ({ web, appSidecar } = m);
 });
 
 test.after.always(async () => {
-  for (const c of callers) c.destroy();
-  await mesh?.stop();
-  app?.close();
+  await m?.stop();
 });
 
 interface Ended {
@@ -68,8 +59,8 @@ interface Ended {
  * its stream closes (a stream open after 10 s is closed with CANCEL, and the test fails on that).
  */
 function callWith(path: string, request: Buffer, end: boolean, onTrailers: (stream: http2.ClientHttp2Stream) => void = () => {}): Promise<Ended> {
-  const caller = http2.connect(`http://127.0.0.1:${web.ports.upstreams.app}`);
-  callers.push(caller);
+  // A session per call: a stalled request holds its session's flow-control window.
+  const caller = m.connect();
   const stream = caller.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers' });
   let head: http2.IncomingHttpHeaders = {};
   let data = '';

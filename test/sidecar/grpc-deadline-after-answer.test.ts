@@ -6,17 +6,15 @@
 import test from 'ava';
 import http2 from 'node:http2';
 import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startMesh, type SidecarProc, type TestMesh } from '../helpers/mesh.ts';
-import { meshYaml, routeYaml } from '../helpers/mesh-yaml.ts';
+import { h2AppMesh, type H2AppMesh } from '../helpers/h2-app-mesh.ts';
+import { routeYaml } from '../helpers/mesh-yaml.ts';
 
 /** more than a caller that does not read takes in (its HTTP/2 windows), less than the sidecars hold on to */
 const ANSWER = 128 * 1024;
 
 let app: http2.Http2Server;
-let mesh: TestMesh;
-let web: SidecarProc;
+let m: H2AppMesh;
 let caller: http2.ClientHttp2Session;
 
 test.before(async () => {
@@ -28,22 +26,13 @@ test.before(async () => {
     stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
     stream.end(Buffer.alloc(ANSWER, 'a'));
   });
-  app.listen(0, '127.0.0.1');
-  await once(app, 'listening');
-  mesh = await startMesh(meshYaml({
-    services: { web: '{port: 8080}', app: '{port: 8082, protocol: grpc}' },
-    extra: routeYaml('app', '    - destinations: [{weight: 100}]\n      timeout: 300ms\n'),
-  }));
-  await mesh.sidecar({ service: 'app', appPort: (app.address() as AddressInfo).port });
-  web = await mesh.sidecar({ service: 'web', appPort: 1, upstreams: ['app'] });
+  m = await h2AppMesh(app, routeYaml('app', '    - destinations: [{weight: 100}]\n      timeout: 300ms\n'));
   // A small window, so that what the caller does not read stays in the sidecars.
-  caller = http2.connect(`http://127.0.0.1:${web.ports.upstreams.app}`, { settings: { initialWindowSize: 16 * 1024 } });
+  caller = m.connect({ initialWindowSize: 16 * 1024 });
 });
 
 test.after.always(async () => {
-  caller?.destroy();
-  await mesh?.stop();
-  app?.close();
+  await m?.stop();
 });
 
 test('an answer the app ended before the route timeout reaches a caller that reads it late whole, with its own status', async (t) => {

@@ -7,13 +7,13 @@
 import test from 'ava';
 import http2 from 'node:http2';
 import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
-import { startMesh, waitFor, type SidecarProc, type TestMesh } from '../helpers/mesh.ts';
-import { headerRule, meshYaml, routeYaml } from '../helpers/mesh-yaml.ts';
+import { waitFor, type SidecarProc } from '../helpers/mesh.ts';
+import { h2AppMesh, type H2AppMesh } from '../helpers/h2-app-mesh.ts';
+import { headerRule, routeYaml } from '../helpers/mesh-yaml.ts';
 import { inFlight } from '../helpers/metrics.ts';
 
 let app: http2.Http2Server;
-let mesh: TestMesh;
+let m: H2AppMesh;
 let web: SidecarProc;
 let caller: http2.ClientHttp2Session;
 /** the app's streams by path, with whether each has closed */
@@ -29,20 +29,15 @@ test.before(async () => {
     stream.on('close', () => (seen.closed = true));
     if (headers[':path'] === '/svc/Read') stream.resume();
   });
-  app.listen(0, '127.0.0.1');
-  await once(app, 'listening');
   const perTry = headerRule('x-rule', 'per-try', '      retries: {attempts: 1, perTryTimeout: 200ms, on: [reset], budget: {percent: 100, minPerSecond: 100}}\n');
   const extra = routeYaml('app', `${perTry}    - destinations: [{weight: 100}]\n`);
-  mesh = await startMesh(meshYaml({ services: { web: '{port: 8080}', app: '{port: 8082, protocol: grpc}' }, extra }));
-  await mesh.sidecar({ service: 'app', appPort: (app.address() as AddressInfo).port });
-  web = await mesh.sidecar({ service: 'web', appPort: 1, upstreams: ['app'] });
-  caller = http2.connect(`http://127.0.0.1:${web.ports.upstreams.app}`);
+  m = await h2AppMesh(app, extra);
+  web = m.web;
+  caller = m.connect();
 });
 
 test.after.always(async () => {
-  caller?.destroy();
-  await mesh?.stop();
-  app?.close();
+  await m?.stop();
 });
 
 /** A call with grpc-timeout 300m; resolves with the grpc-status of the answer's head once it comes. */

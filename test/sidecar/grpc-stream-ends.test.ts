@@ -6,13 +6,12 @@
 import test from 'ava';
 import http2 from 'node:http2';
 import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
-import { startMesh, waitFor, type SidecarProc, type TestMesh } from '../helpers/mesh.ts';
-import { meshYaml } from '../helpers/mesh-yaml.ts';
+import { waitFor, type SidecarProc } from '../helpers/mesh.ts';
+import { h2AppMesh, type H2AppMesh } from '../helpers/h2-app-mesh.ts';
 import { inFlight } from '../helpers/metrics.ts';
 
 let app: http2.Http2Server;
-let mesh: TestMesh;
+let m: H2AppMesh;
 let web: SidecarProc;
 let appSidecar: SidecarProc;
 let caller: http2.ClientHttp2Session;
@@ -28,18 +27,13 @@ test.before(async () => {
     // /die: part of an answer, then the app's connection goes away
     else stream.write('part', () => setTimeout(() => stream.session?.socket.destroy(), 50));
   });
-  app.listen(0, '127.0.0.1');
-  await once(app, 'listening');
-  mesh = await startMesh(meshYaml({ services: { web: '{port: 8080}', app: '{port: 8082, protocol: grpc}' } }));
-  appSidecar = await mesh.sidecar({ service: 'app', appPort: (app.address() as AddressInfo).port });
-  web = await mesh.sidecar({ service: 'web', appPort: 1, upstreams: ['app'] });
-  caller = http2.connect(`http://127.0.0.1:${web.ports.upstreams.app}`);
+  m = await h2AppMesh(app);
+  ({ web, appSidecar } = m);
+  caller = m.connect();
 });
 
 test.after.always(async () => {
-  caller?.destroy();
-  await mesh?.stop();
-  app?.close();
+  await m?.stop();
 });
 
 interface Ended {
