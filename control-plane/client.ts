@@ -22,6 +22,16 @@ const https = process.getBuiltinModule('node:https');
 /** How long a call (not the stream) may go without a byte from the control plane. */
 export const CALL_TIMEOUT_MS = 30_000;
 
+/**
+ * The longest event the snapshot stream takes. A full snapshot of a mesh of thousands of services is a few MB; a
+ * control plane that sends more without ending the event (a line with no newline, for ever) is broken, and
+ * holding it all would take the sidecar's memory.
+ */
+export const MAX_EVENT_CHARS = 64 << 20;
+
+/** How much of a refused stream's answer is read for its reason. */
+const MAX_ERROR_CHARS = 64 << 10;
+
 /** The snapshot stream's request body when it is full duplex: JSON lines (control-plane/api/stream-lines.ts). */
 const NDJSON = 'application/x-ndjson';
 
@@ -143,7 +153,8 @@ export class ControlPlaneClient {
     });
     req.once('response', (r: IncomingMessage) => {
       res = r;
-      if (untilHead) req.setTimeout(0);
+      // A refusal's body is read as a call's is, under the timeout: only a stream that opened is watched otherwise.
+      if (untilHead && r.statusCode === 200) req.setTimeout(0);
     });
   }
 
@@ -196,8 +207,14 @@ export class ControlPlaneClient {
     res.setEncoding('utf8');
     if (res.statusCode !== 200) {
       let text = '';
-      for await (const c of res) text += c;
-      req.destroy();
+      try {
+        // An error's explanation is short; more is not read (a broken control plane could send it for ever).
+        for await (const c of res) if ((text += c).length > MAX_ERROR_CHARS) break;
+      } catch (err) {
+        throw unreachable(this.#o, err as Error);
+      } finally {
+        req.destroy();
+      }
       throw serverError(res.statusCode ?? 0, text);
     }
     const parser = new SseParser();
@@ -218,6 +235,9 @@ export class ControlPlaneClient {
     res.on('data', (chunk: string) => {
       heard = Date.now();
       for (const m of parser.push(chunk)) onMessage(m);
+      if (parser.pendingChars <= MAX_EVENT_CHARS || res.destroyed) return;
+      reason = `an event from the control plane passed ${MAX_EVENT_CHARS >> 20} MiB without ending`;
+      res.destroy();
     });
     return {
       close: () => res.destroy(),

@@ -152,11 +152,14 @@ export class Sidecar {
     // With tracing configured, the first request is traced too: OpenTelemetry is loaded before the listeners open.
     await this.observer.applyConfig(this.#config!);
 
-    const material = this.#material(svid);
+    // The certificate in force now: a renewal while the first config was awaited replaced the bootstrap one.
+    const material = this.#material(this.svid.current);
     this.#peers = new PeerConnector(material);
     this.#peers.applyConfig(this.#config!);
     const config = () => this.#config!;
     this.#inbound = new InboundListener({ host: o.inboundHost, port: this.ports.inbound, appHost: o.appHost, appPort: o.appPort, config, log: o.log, policyHeader: o.policyHeader, observer: () => this.observer, maxConnectionsPerAddress: o.maxInboundConnectionsPerAddress }, material);
+    // From here on (no await since the material was taken) a renewal reaches the peers and the inbound.
+    this.svid.on('rotated', (s) => this.#retls(s));
     await inboundPort.release();
     await this.#inbound.listen();
     const main = new OutboundListener({ host: o.outboundHost, port: o.outboundPort, config, peers: this.#peers, log: o.log, observer: () => this.observer, state: this.#resilience });
@@ -170,7 +173,6 @@ export class Sidecar {
       this.ports.upstreams[u.service] = l.port;
       this.#outbound.push(l);
     }
-    this.svid.on('rotated', (s) => this.#retls(s));
     // Start-up's garbage goes back to the OS before anything is served (./memory.ts).
     const compactedMs = this.#compactor.compact();
     this.#compactor.start();
@@ -207,7 +209,9 @@ export class Sidecar {
   }
 
   #apply(version: number, body: Parameters<typeof compileSnapshot>[1]): void {
-    const next = compileSnapshot(version, body);
+    const ignored: string[] = [];
+    const next = compileSnapshot(version, body, ignored);
+    if (ignored.length) this.#o.log({ msg: 'snapshot holds fields this sidecar does not know (a newer control plane); ignoring them', version, fields: ignored.slice(0, 20) });
     const identity = this.svid.current.identity;
     if (next.self.identity !== identity) {
       throw new WeftError('WEFT_AUTH_FORBIDDEN', `snapshot is for ${next.self.identity} but this sidecar is ${identity}`);

@@ -14,30 +14,60 @@ export interface SseMessage {
   readonly data: string;
 }
 
-/** Incremental parser for the client side: feed chunks, get whole events. */
+/**
+ * Incremental parser for the client side: feed chunks, get whole events. The unfinished record is kept as its
+ * chunks and only each new chunk is searched, so an event arriving in many chunks costs its length once, not its
+ * length times its chunks; `pendingChars` lets the reader cap an event that never ends.
+ */
 export class SseParser {
-  #buffer = '';
+  #parts: string[] = [];
+  #pending = 0;
+
+  /** characters of the record not yet ended */
+  get pendingChars(): number {
+    return this.#pending;
+  }
 
   push(chunk: string): SseMessage[] {
-    this.#buffer += chunk;
     const out: SseMessage[] = [];
-    for (let end = this.#buffer.indexOf('\n\n'); end !== -1; end = this.#buffer.indexOf('\n\n')) {
-      const record = this.#buffer.slice(0, end);
-      this.#buffer = this.#buffer.slice(end + 2);
-      let event = 'message';
-      let id: string | undefined;
-      const data: string[] = [];
-      for (const line of record.split('\n')) {
-        if (line.startsWith(':')) continue;
-        const colon = line.indexOf(':');
-        const name = colon === -1 ? line : line.slice(0, colon);
-        const value = colon === -1 ? '' : line.slice(colon + 1).replace(/^ /, '');
-        if (name === 'event') event = value;
-        else if (name === 'id') id = value;
-        else if (name === 'data') data.push(value);
+    let rest = chunk;
+    for (;;) {
+      let record: string;
+      // The blank line may straddle two chunks: one ends with "\n", the next starts with it.
+      if (this.#pending > 0 && rest.startsWith('\n') && this.#parts.at(-1)!.endsWith('\n')) {
+        record = this.#parts.join('').slice(0, -1);
+        rest = rest.slice(1);
+      } else {
+        const end = rest.indexOf('\n\n');
+        if (end === -1) break;
+        record = this.#parts.join('') + rest.slice(0, end);
+        rest = rest.slice(end + 2);
       }
-      if (data.length > 0) out.push({ event, id, data: data.join('\n') });
+      this.#parts = [];
+      this.#pending = 0;
+      const m = parseRecord(record);
+      if (m) out.push(m);
+    }
+    if (rest.length > 0) {
+      this.#parts.push(rest);
+      this.#pending += rest.length;
     }
     return out;
   }
+}
+
+function parseRecord(record: string): SseMessage | null {
+  let event = 'message';
+  let id: string | undefined;
+  const data: string[] = [];
+  for (const line of record.split('\n')) {
+    if (line.startsWith(':')) continue;
+    const colon = line.indexOf(':');
+    const name = colon === -1 ? line : line.slice(0, colon);
+    const value = colon === -1 ? '' : line.slice(colon + 1).replace(/^ /, '');
+    if (name === 'event') event = value;
+    else if (name === 'id') id = value;
+    else if (name === 'data') data.push(value);
+  }
+  return data.length > 0 ? { event, id, data: data.join('\n') } : null;
 }

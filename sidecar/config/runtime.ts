@@ -13,6 +13,7 @@ import { compileAuthorizer, type Authorizer } from '../policy/authorizer.ts';
 import { normalizeHost } from '../policy/normalize.ts';
 import { inSubset, RoundRobin } from '../routing/balancer.ts';
 import { compileRoute, type RouteTable } from '../routing/route-table.ts';
+import { checkSnapshotShape } from './snapshot-shape.ts';
 
 const PROTOCOLS = new Set(['http', 'http2', 'grpc', 'tcp']);
 const MTLS_MODES = new Set(['STRICT', 'PERMISSIVE']);
@@ -55,7 +56,9 @@ export interface RuntimeConfig {
   readonly streamIdleTimeoutMs: number;
 }
 
-export function compileSnapshot(version: number, body: SnapshotBody): RuntimeConfig {
+/** `ignored`: where the snapshot holds fields this sidecar does not know (checkSnapshotShape), for the log. */
+export function compileSnapshot(version: number, body: SnapshotBody, ignored: string[] = []): RuntimeConfig {
+  ignored.push(...checkSnapshotShape(body));
   if (!MTLS_MODES.has(body.mesh.mtls.mode)) throw new Error(`unknown mTLS mode ${JSON.stringify(body.mesh.mtls.mode)}`);
   // A control plane from before the field sends none: the Mesh's default.
   const streamIdleTimeoutMs = body.mesh.streamIdleTimeoutMs ?? DEFAULT_STREAM_IDLE_TIMEOUT_MS;
@@ -71,6 +74,7 @@ export function compileSnapshot(version: number, body: SnapshotBody): RuntimeCon
     for (const e of u.endpoints) {
       if (!/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(e.address)) throw new Error(`service ${u.service.name}: endpoint address ${JSON.stringify(e.address)} is not host:port`);
     }
+    if (u.route) checkRoute(u);
     const subsets = new Map([['', { endpoints: u.endpoints, balancer: new RoundRobin() }]]);
     for (const subset of u.service.subsets) subsets.set(subset.name, { endpoints: u.endpoints.filter((e) => inSubset(e, subset)), balancer: new RoundRobin() });
     const rt: UpstreamRuntime = {
@@ -102,6 +106,27 @@ export function compileSnapshot(version: number, body: SnapshotBody): RuntimeCon
     tcpService: body.inbound.service?.protocol === 'tcp',
     streamIdleTimeoutMs,
   };
+}
+
+/** What the shape cannot say about a route: every destination and mirror names a subset the service has, weights add up. */
+function checkRoute(u: Upstream): void {
+  const where = `route for ${u.service.name}.${u.service.namespace}`;
+  const subsets = new Set(u.service.subsets.map((s) => s.name));
+  const known = (subset: string, rule: number) => {
+    if (!subsets.has(subset)) throw new Error(`${where}, rule ${rule}: subset ${JSON.stringify(subset)} is not one of the service's subsets`);
+  };
+  u.route!.rules.forEach((rule, i) => {
+    if (rule.destinations.length === 0) throw new Error(`${where}, rule ${i}: no destination`);
+    for (const d of rule.destinations) {
+      if (d.weight < 0 || d.weight > 100) throw new Error(`${where}, rule ${i}: weight ${d.weight} is not in 0..100`);
+      if (d.subset !== null) known(d.subset, i);
+    }
+    if (rule.destinations.every((d) => d.weight === 0)) throw new Error(`${where}, rule ${i}: every weight is 0`);
+    if (rule.mirror) known(rule.mirror.subset, i);
+    for (const m of rule.match) {
+      for (const h of m.headers) if (h.type !== 'present' && typeof (h as { value?: unknown }).value !== 'string') throw new Error(`${where}, rule ${i}: header match on ${h.name} has no value`);
+    }
+  });
 }
 
 /** Finds the upstream for a Host header or absolute-URI authority: case, trailing dot and port do not matter. */

@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { WeftError } from '../../errors.ts';
 import { ControlPlaneClient, type SnapshotStream } from '../../control-plane/client.ts';
-import { assemble, type SnapshotDelta } from '../../control-plane/snapshot/resources.ts';
+import { bodyOf, merge, unknownKinds, type SnapshotDelta } from '../../control-plane/snapshot/resources.ts';
 import type { SnapshotBody } from '../../control-plane/snapshot/types.ts';
 import { backoffMs, type SvidSource } from '../identity/svid-source.ts';
 
@@ -46,6 +46,8 @@ interface Link {
   inForce: boolean;
   /** ACKs of snapshots that arrived before #open() had the stream in hand, sent once it has */
   readonly early: Record<string, unknown>[];
+  /** the last version this stream delivered: on one stream versions only grow */
+  version: number | null;
 }
 
 /** Refusals of the stream that no retry changes: this certificate may not register so, or is revoked. */
@@ -94,10 +96,15 @@ export class ControlPlaneAgent {
   /** Opens a connection under the current certificate; a new stream starts with a full snapshot. */
   async #open(): Promise<Link> {
     const svid = this.#o.svid.current;
-    const link: Link = { client: new ControlPlaneClient({ ...this.#o.controlPlane, cert: svid.chainPem, key: svid.keyPem }), stream: null, resources: null, inForce: false, early: [] };
+    const link: Link = { client: new ControlPlaneClient({ ...this.#o.controlPlane, cert: svid.chainPem, key: svid.keyPem }), stream: null, resources: null, inForce: false, early: [], version: null };
     try {
       link.stream = await link.client.stream('/v1/sidecars/stream', { id: this.id, ...this.#o.registration }, (m) => {
-        if (m.event === 'snapshot') this.#onSnapshot(link, m.data);
+        if (m.event === 'snapshot') {
+          // A stream that delivers ends the backoff; one that only opens does not (a control plane that drops
+          // every stream at once would otherwise be retried every second by every sidecar).
+          this.#failures = 0;
+          this.#onSnapshot(link, m.data);
+        }
         // It refused a line this sidecar sent, and ends the stream: a bug to report, the reconnect recovers.
         else if (m.event === 'error') this.#o.log({ msg: 'the control plane refused a report on the stream and is closing it', error: m.data });
       });
@@ -135,7 +142,6 @@ export class ControlPlaneAgent {
       try {
         if (!this.#link) this.#link = await this.#open();
         this.#status.connected = true;
-        this.#failures = 0;
         const link = this.#link;
         const why = await link.stream!.closed;
         if (why) this.#o.log({ msg: 'control plane stream closed by this side', reason: why });
@@ -167,7 +173,14 @@ export class ControlPlaneAgent {
     let version = -1;
     try {
       const delta = JSON.parse(data) as SnapshotDelta;
+      if (!Number.isSafeInteger(delta.version)) throw new Error(`snapshot version ${JSON.stringify(delta.version)} is not a whole number`);
       version = delta.version;
+      // On one stream versions only grow: an older one is out of order (a control plane's bug). A new stream may
+      // start lower: a control plane restarted with its clock behind (versions start from its clock) is taken.
+      if (link.version !== null && version < link.version) throw new Error(`snapshot ${version} is older than ${link.version}, which this stream delivered before: out of order`);
+      const applied = this.#status.appliedVersion;
+      if (link.version === null && applied !== null && version < applied) this.#o.log({ msg: 'the control plane restarted with versions older than the one applied (its clock is behind?); taking its snapshot', version, applied });
+      link.version = version;
       // Nothing new, and what this link sent before is in force (not NACKed): only the version moves on.
       if (!delta.full && link.inForce && Object.keys(delta.resources).length === 0 && delta.removed.length === 0) {
         this.#o.retag(version);
@@ -176,10 +189,11 @@ export class ControlPlaneAgent {
         return;
       }
       // What the control plane sent on this stream is what it believes this sidecar holds, applied or not.
-      const { resources, body } = assemble(link.resources, delta);
-      link.resources = resources;
+      link.resources = merge(link.resources, delta);
       link.inForce = false;
-      this.#o.apply(version, body);
+      const unknown = unknownKinds(link.resources);
+      if (unknown.length) this.#o.log({ msg: 'snapshot holds resources of kinds this sidecar does not know (a newer control plane); ignoring them', version, resources: unknown.slice(0, 20) });
+      this.#o.apply(version, bodyOf(link.resources, version));
       link.inForce = true;
       this.#status.appliedVersion = version;
       this.#firstApplied();
