@@ -5,6 +5,7 @@ import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { REASON_HEADER } from './headers.ts';
 import type { ReplayableBody } from './replayable-body.ts';
 import { StreamRelay } from './stream-relay.ts';
+import { cancelStream } from './h2-cancel.ts';
 import { h2ResponseHeaders, h2Trailers } from './h2-headers.ts';
 import { GRPC_DEADLINE_EXCEEDED, GRPC_UNAVAILABLE, grpcMessage, meshGrpcStatus } from './grpc-status.ts';
 
@@ -117,7 +118,7 @@ export function relayH2(inbound: ServerHttp2Stream, session: H2Target, headers: 
       letGo();
       finish(null, NOT_RELAYED);
     }
-    if (!upstream.closed) upstream.close(inbound.rstCode || NGHTTP2_CANCEL);
+    cancelStream(upstream, inbound.rstCode || NGHTTP2_CANCEL);
   };
   inbound.on('close', onInboundClose);
   // A caller's reset with NO_ERROR (node:http2's default for close()) while its request is held back by backpressure
@@ -150,7 +151,7 @@ export function relayH2(inbound: ServerHttp2Stream, session: H2Target, headers: 
         return;
       }
       fail(Object.assign(new Error(`no answer within the per-try timeout of ${ms} ms`), { code: 'WEFT_PER_TRY_TIMEOUT' }));
-      upstream.close(NGHTTP2_CANCEL);
+      cancelStream(upstream);
     }, ms);
   };
   /** Whether the answer being relayed is gRPC's: it is cut off with a status in its trailers, not a reset. */
@@ -166,7 +167,7 @@ export function relayH2(inbound: ServerHttp2Stream, session: H2Target, headers: 
     body?.detach(upstream);
     request?.stop();
     answer?.stop();
-    upstream.close(NGHTTP2_CANCEL);
+    cancelStream(upstream);
     upstreamGone = true;
     if (inbound.destroyed || inbound.closed) {
       // nothing to tell the client
@@ -180,7 +181,7 @@ export function relayH2(inbound: ServerHttp2Stream, session: H2Target, headers: 
   tries.set(inbound, (grpcStatus, reason, message) => {
     if (state !== 'waiting') return cutOff(grpcStatus, reason, message);
     letGo();
-    upstream.close(NGHTTP2_CANCEL);
+    cancelStream(upstream);
     finish(null, NOT_RELAYED);
   });
   const perTry = opts.answerTimeoutMs;
@@ -193,7 +194,7 @@ export function relayH2(inbound: ServerHttp2Stream, session: H2Target, headers: 
     const endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
     if (opts.accept && !opts.accept(h, endStream)) {
       letGo();
-      upstream.close(NGHTTP2_CANCEL);
+      cancelStream(upstream);
       finish(null, NOT_RELAYED);
       return;
     }
@@ -203,7 +204,7 @@ export function relayH2(inbound: ServerHttp2Stream, session: H2Target, headers: 
       state = 'done';
       tries.delete(inbound);
       if (timer) clearTimeout(timer);
-      upstream.close(NGHTTP2_CANCEL);
+      cancelStream(upstream);
       finish(null, NOT_RELAYED);
       return;
     }
@@ -257,7 +258,7 @@ export function relayH2(inbound: ServerHttp2Stream, session: H2Target, headers: 
    * request's buffered data has been written, which such an upstream never lets happen.
    */
   const endRequest = () => {
-    if (!upstream.closed && !upstream.writableFinished) upstream.close(NGHTTP2_CANCEL);
+    if (!upstream.writableFinished) cancelStream(upstream);
   };
   upstream.on('trailers', (t) => {
     if (state !== 'relaying') return;
@@ -282,8 +283,9 @@ export function relayH2(inbound: ServerHttp2Stream, session: H2Target, headers: 
     request?.stop();
     const code = upstream.rstCode ?? NGHTTP2_NO_ERROR;
     // A gRPC answer is whole only once it has ended (trailers, or a trailers-only head), whatever reset follows; any
-    // other, also unless the upstream reset it with an error.
-    const whole = complete || (!grpcAnswer && code === NGHTTP2_NO_ERROR);
+    // other once its end has been relayed (`answered`: the reset is then endRequest's own CANCEL of a request the
+    // app no longer wanted), or unless the upstream reset it with an error.
+    const whole = complete || (!grpcAnswer && (answered || code === NGHTTP2_NO_ERROR));
     upstreamGone = true;
     if (inbound.destroyed || inbound.closed) {
       // the caller went first (its reset was passed upstream): nothing to tell it

@@ -2,9 +2,8 @@
 
 import type { H2Call } from './h2-call.ts';
 import type { ReplayableBody } from '../http/replayable-body.ts';
+import { cancelStream } from '../http/h2-cancel.ts';
 import { shadowHost } from './http-call.ts';
-
-const NGHTTP2_CANCEL = 8;
 
 /**
  * A copy of the call to the mirror subset, its :authority marked "-shadow", once the call is over; its answer is
@@ -22,7 +21,7 @@ export function mirrorH2(call: H2Call, subset: string, body: ReplayableBody, tim
     const copy = call.peers.h2Pool(call.upstream, endpoint.address).request(headers, { endStream: false });
     copy.on('error', () => {});
     // A copy that hangs is given up, so that copies never pile up on the mirror's session.
-    copy.setTimeout(timeoutMs, () => copy.close(NGHTTP2_CANCEL));
+    copy.setTimeout(timeoutMs, () => cancelStream(copy));
     copy.resume();
     body.copyTo(copy);
   } catch {
