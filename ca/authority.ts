@@ -196,8 +196,16 @@ function verifiedCsr(input: string | Uint8Array): { csr: x509.Pkcs10CertificateR
     ok = false;
   }
   if (!ok) throw new WeftError('WEFT_CA_CSR_SIGNATURE', "the CSR's signature does not verify with its own public key: it was altered, or not signed by the key it carries with ECDSA-SHA256");
+  // A compressed point (33 bytes, not 65) is re-encoded uncompressed: the form every TLS stack reads (Go's x509 reads
+  // no other), and the one subjectKeyId hashes. A JWK holds the coordinates, and node exports them uncompressed.
+  if (spki.length !== UNCOMPRESSED_P256_SPKI_LENGTH) {
+    return { csr, spki: new Uint8Array(createPublicKey({ key: key.export({ format: 'jwk' }), format: 'jwk' }).export({ type: 'spki', format: 'der' })) };
+  }
   return { csr, spki };
 }
+
+/** SubjectPublicKeyInfo DER of a P-256 key with its point uncompressed: 26 bytes of header, 0x04, x and y. */
+const UNCOMPRESSED_P256_SPKI_LENGTH = 91;
 
 function refuseOtherNames(csr: x509.Pkcs10CertificateRequest, identity: string): void {
   for (const ext of csr.extensions) {

@@ -1,8 +1,9 @@
 // The issuance journal: one JSON line per certificate the CA signed, appended, never rewritten.
 
-import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { WeftError } from '../errors.ts';
 import type { IssuanceRecord } from './authority.ts';
+import { appendLine } from './append-line.ts';
 
 export class IssuanceJournal {
   readonly path: string;
@@ -13,10 +14,13 @@ export class IssuanceJournal {
 
   /** O_APPEND writes of one short line are not interleaved, so concurrent issuers never corrupt each other. */
   append(record: IssuanceRecord): void {
-    appendFileSync(this.path, JSON.stringify(record) + '\n', { mode: 0o600 });
+    appendLine(this.path, JSON.stringify(record), { mode: 0o600 });
   }
 
-  /** Every record. A torn last line (a crash mid-append) is skipped; a bad line elsewhere is corruption. */
+  /**
+   * Every record. A torn line (a crash mid-append: a record cut short, last, or ended by the next append) is
+   * skipped; any other bad line is corruption.
+   */
   read(): IssuanceRecord[] {
     if (!existsSync(this.path)) return [];
     const lines = readFileSync(this.path, 'utf8').split('\n');
@@ -27,6 +31,7 @@ export class IssuanceJournal {
         records.push(JSON.parse(line) as IssuanceRecord);
       } catch {
         if (i === lines.length - 1) break;
+        if (line.startsWith('{"') && !line.endsWith('}')) continue;
         throw new WeftError('WEFT_CA_STORE_CORRUPT', `${this.path}:${i + 1}: journal line is not JSON`, { path: this.path, line: i + 1 });
       }
     }

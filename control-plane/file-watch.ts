@@ -2,13 +2,24 @@
 // over the file replaces its inode) and a burst of events becomes one call. And the control plane's watch of its
 // config file: each save applied or refused, and what the operator is told of it.
 
-import { readFileSync, watch, type FSWatcher } from 'node:fs';
+import { lstatSync, readFileSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
+
+/** Whether `file` is a symlink now (false when it cannot be read: absent, or its folder unreadable). */
+function isSymlink(file: string): boolean {
+  try {
+    return lstatSync(file).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}
 
 export function watchFile(file: string, onChange: () => void, debounceMs = 100): FSWatcher {
   let timer: NodeJS.Timeout | null = null;
   const w = watch(dirname(file), (_event, name) => {
-    if (name !== basename(file)) return;
+    // A file reached through a symlink changes when a link on the way is renamed over, as Kubernetes updates a
+    // mounted ConfigMap (mesh.yaml -> ..data/mesh.yaml, a new ..data renamed over the old): any change beside it counts.
+    if (name !== basename(file) && !isSymlink(file)) return;
     if (timer) clearTimeout(timer);
     timer = setTimeout(onChange, debounceMs);
   });

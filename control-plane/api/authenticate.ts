@@ -51,17 +51,23 @@ export function peerIdentity(req: Request, ctx: AuthContext): PeerIdentity | nul
   }
   // Revocation and expiry can come while a connection is open (a kept-alive one, or a TLS session resumed from
   // before), so both are checked on every call, not once per handshake.
-  if (peer && ctx.isRevoked(peer.serial)) {
+  if (peer) requireCurrent(peer, ctx);
+  return peer;
+}
+
+/**
+ * Throws unless `peer`'s certificate is unrevoked and within its validity now. Called again by a handler that awaited
+ * its request's body, before acting on it: the certificate may have been revoked, or expired, while the body came.
+ */
+export function requireCurrent(peer: PeerIdentity, ctx: AuthContext): void {
+  if (ctx.isRevoked(peer.serial)) {
     throw new WeftError('WEFT_CERT_REVOKED', `client certificate ${peer.serial} for ${peer.identity} is revoked`, { serial: peer.serial });
   }
-  if (peer) {
-    const now = ctx.now();
-    if (now >= peer.notAfter || now < peer.notBefore) {
-      const when = now >= peer.notAfter ? `expired at ${new Date(peer.notAfter).toISOString()}` : `is not valid before ${new Date(peer.notBefore).toISOString()}`;
-      throw new WeftError('WEFT_CERT_EXPIRED', `client certificate ${peer.serial} for ${peer.identity} ${when}; bootstrap again with a new token`, { serial: peer.serial });
-    }
+  const now = ctx.now();
+  if (now >= peer.notAfter || now < peer.notBefore) {
+    const when = now >= peer.notAfter ? `expired at ${new Date(peer.notAfter).toISOString()}` : `is not valid before ${new Date(peer.notBefore).toISOString()}`;
+    throw new WeftError('WEFT_CERT_EXPIRED', `client certificate ${peer.serial} for ${peer.identity} ${when}; bootstrap again with a new token`, { serial: peer.serial });
   }
-  return peer;
 }
 
 export function requireWorkload(req: Request, ctx: AuthContext): PeerIdentity {

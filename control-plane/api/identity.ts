@@ -5,7 +5,7 @@ import { parseSpiffeId } from '../../ca/spiffe-id.ts';
 import { SYSTEM_NAMESPACE } from '../config/names.ts';
 import type { CertificateAuthority, IssuedSvid } from '../../ca/authority.ts';
 import type { BootstrapTokens } from '../identity/tokens.ts';
-import { requireWorkload, type AuthContext } from './authenticate.ts';
+import { requireCurrent, requireWorkload, type AuthContext } from './authenticate.ts';
 import type { FailureBudget } from './failure-budget.ts';
 import type { RenewalBudget } from './renewal-budget.ts';
 import { field, readJson, sendJson, type Request, type Response } from './http.ts';
@@ -103,5 +103,8 @@ async function renewCall(req: Request, res: Response, deps: IdentityDeps): Promi
   }
   const body = await readJson<Record<string, unknown>>(req);
   const csr = field(body, 'csr', { max: 16 * 1024 });
+  // Checked again with nothing awaited before the signature: a revocation (or the expiry) that came while the body
+  // did must not be renewed into a fresh certificate.
+  requireCurrent(peer, deps.auth);
   sendJson(res, 200, answer(deps.authority().sign(csr, peer.identity, { ttlSeconds: deps.workloadTtlSeconds() })));
 }

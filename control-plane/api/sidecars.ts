@@ -6,7 +6,7 @@ import { keyOf, type Registry, type SidecarEntry, type SidecarRegistration } fro
 import type { SnapshotPusher } from '../push/pusher.ts';
 import { PacedWriter } from '../push/paced-writer.ts';
 import { sseEvent, SSE_KEEPALIVE } from '../push/sse.ts';
-import { requireWorkload, type AuthContext, type PeerIdentity } from './authenticate.ts';
+import { requireCurrent, requireWorkload, type AuthContext, type PeerIdentity } from './authenticate.ts';
 import { BODY_DEADLINE_MS, field, readJson, sendJson, type Request, type Response } from './http.ts';
 import { isDuplex, LINE_RATE, parseStreamLine, readStreamLines, type StreamLine } from './stream-lines.ts';
 import { TokenBuckets } from './token-buckets.ts';
@@ -164,6 +164,8 @@ export class SidecarApi {
 
   /** Checks that `peer` may register `reg`, and registers it (again, after a reconnect). */
   #register(peer: PeerIdentity, reg: SidecarRegistration): SidecarEntry {
+    // Again, after the registration's body: a certificate revoked meanwhile was not among those disconnectRevoked ended.
+    requireCurrent(peer, this.#o.auth);
     const expected = this.#o.expectedIdentity(reg.service, reg.namespace);
     if (peer.identity !== expected) {
       throw new WeftError('WEFT_AUTH_FORBIDDEN', `certificate identity ${peer.identity} may not register as service ${keyOf(reg)}, which runs as ${expected}`, { identity: peer.identity, expected });

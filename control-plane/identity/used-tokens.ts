@@ -1,6 +1,7 @@
 // The ledger of redeemed bootstrap tokens: a token ID is recorded (and synced) before its certificate is issued.
 
-import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { appendLine } from '../../ca/append-line.ts';
 
 export class UsedTokens {
   readonly path: string;
@@ -27,7 +28,7 @@ export class UsedTokens {
 
   /** Records `jti` durably. Synchronous, so two concurrent redemptions of one token cannot both pass `has`. */
   add(jti: string, exp: number): void {
-    appendFileSync(this.path, JSON.stringify({ jti, exp }) + '\n', { mode: 0o600, flush: true });
+    appendLine(this.path, JSON.stringify({ jti, exp }), { mode: 0o600, flush: true });
     this.#used.set(jti, exp);
   }
 }
