@@ -11,7 +11,7 @@ import type { UpstreamRuntime } from '../config/runtime.ts';
 import { bufferSmallBody, relayH1 } from '../http/h1-proxy.ts';
 import type { H1Request, H1Response } from '../http/h1-message.ts';
 import { meshReply, type MeshReason } from '../http/mesh-reply.ts';
-import { UpstreamFailure, type EndpointHealth } from '../resilience/endpoint-health.ts';
+import { CallerGone, UpstreamFailure, type EndpointHealth } from '../resilience/endpoint-health.ts';
 import type { RetryBudget } from '../resilience/retry-budget.ts';
 import type { ResilienceState } from '../resilience/state.ts';
 import { pickP2c } from '../routing/balancer.ts';
@@ -21,6 +21,7 @@ import type { PeerConnector } from './peers.ts';
 
 /** RFC 9110 §9.2.2: methods a retry cannot make do twice what was asked once. */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+const ABANDONED = new Set(['WEFT_ABORTED', 'UND_ERR_ABORTED']); // how a try fails when its caller left (its response closed)
 /** Bodies up to this size are kept in memory so a retry can resend them; larger ones are streamed once. */
 export const MAX_RETRY_BODY = 64 * 1024;
 /** How long a mirrored copy may take when its rule has no timeout (Envoy's default route timeout). */
@@ -102,6 +103,7 @@ class OutboundCall {
   #health: EndpointHealth | null = null;
   #retryStatus = false;
   #relayed = false;
+  #sent = false; // this try's request reached the endpoint: a failure now is a reset, not a connect failure
 
   constructor(call: HttpCall, onUnexpected: (err: Error) => void) {
     this.#call = call;
@@ -156,12 +158,13 @@ class OutboundCall {
     this.#abortAttempt?.(new Error('route timeout'));
     if (!this.#call.res.headersSent) this.#reply(504, 'timeout', `no answer from ${this.#call.upstream.key} within the route's timeout of ${this.#rule!.timeoutMs} ms`);
     else this.#call.res.destroy();
+    this.#end(); // over now, not when the aborted try settles or a body being read ends: the pending slot is free
   }
 
   /** Past the faults: counted against the pending limit, and the body read when it may be sent twice. */
   #admit(): void {
-    const { upstream, req, state } = this.#call;
-    if (this.#expired) return this.#end();
+    const { upstream, req, res, state } = this.#call;
+    if (this.#expired || res.closed) return this.#end(); // timed out, or the caller left during a fault delay
     if (!state.enter(upstream)) {
       this.#reply(503, 'overflow', `${upstream.key} has ${upstream.trafficPolicy!.connectionPool.maxPendingRequests} requests pending, its limit; try again later`);
       return this.#end();
@@ -222,6 +225,7 @@ class OutboundCall {
     obs.set({ endpoint: health.address, retries: this.#n, breaker: health.state });
     this.#retryStatus = false;
     this.#relayed = false;
+    this.#sent = false;
     health.runCallback(this.#forward, this.#settled);
   }
 
@@ -242,11 +246,13 @@ class OutboundCall {
         onAbortable: (abort) => {
           this.#abortAttempt = abort;
         },
-        // The per-try timeout runs from the end of the request (as Envoy's), so a long upload is not cut off.
-        onRequestSent: policy?.perTryTimeoutMs
+        // The per-try timeout runs from the end of the request (as Envoy's), so a long upload is not cut off; once,
+        // though the pool may send the request again on a new connection. A replayable body goes with its head.
+        onRequestSent: policy
           ? () => {
-              const ms = policy.perTryTimeoutMs!;
-              perTry = setTimeout(() => this.#abortAttempt?.(Object.assign(new Error(`no answer within the per-try timeout of ${ms} ms`), { code: 'WEFT_PER_TRY_TIMEOUT' })), ms);
+              this.#sent = true;
+              const ms = policy.perTryTimeoutMs;
+              if (ms) perTry ??= setTimeout(() => this.#abortAttempt?.(Object.assign(new Error(`no answer within the per-try timeout of ${ms} ms`), { code: 'WEFT_PER_TRY_TIMEOUT' })), ms);
             }
           : undefined,
         // A retryable status is dropped (not relayed) only when a retry is sure to follow.
@@ -255,7 +261,8 @@ class OutboundCall {
       (err, status, relayed) => {
         if (perTry) clearTimeout(perTry);
         this.#relayed = relayed;
-        settled(err ?? (status >= 500 ? new UpstreamFailure(status, `${health.address} answered ${status}`) : null));
+        if (err && res.closed && !this.#expired && ABANDONED.has(err.code ?? '')) settled(new CallerGone(`the caller left its call to ${health.address}`));
+        else settled(err ?? (status >= 500 ? new UpstreamFailure(status, `${health.address} answered ${status}`) : null));
       },
     );
   };
@@ -274,7 +281,9 @@ class OutboundCall {
       return this.#end();
     }
     const policy = this.#policy;
-    if (!(err instanceof UpstreamFailure) && (policy?.on.connectFailure || policy?.on.reset) && this.#canRetry()) return this.#next();
+    // As Envoy's retry_on: `reset` is any try with no answer (connection not made, lost, per-try timeout), `connect-failure` only the first.
+    const retryOn = this.#sent ? policy?.on.reset : policy?.on.connectFailure || policy?.on.reset;
+    if (!(err instanceof UpstreamFailure) && retryOn && this.#canRetry()) return this.#next();
     if (err instanceof UpstreamFailure) return this.#end();
     if (res.headersSent) res.destroy();
     else {

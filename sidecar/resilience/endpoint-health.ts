@@ -21,6 +21,19 @@ export class UpstreamFailure extends Error {
   }
 }
 
+/**
+ * The caller went away before its call was over: it says nothing about the endpoint, so neither the breaker nor
+ * outlier detection counts it (as Envoy's outlier detection ignores a downstream reset), nor its latency the EWMA.
+ */
+export class CallerGone extends Error {
+  readonly code = 'WEFT_CALLER_GONE';
+}
+
+/** Outcomes that say nothing about the endpoint: refused by its own open breaker (not tried), or abandoned by the caller. */
+function inconclusive(err: Error | null): boolean {
+  return err instanceof CallerGone || (err as (Error & { code?: string }) | null)?.code === 'EOPENBREAKER';
+}
+
 const EWMA_ALPHA = 0.3;
 
 export class EndpointHealth {
@@ -56,6 +69,8 @@ export class EndpointHealth {
       rollingCountTimeout: 10_000,
       rollingCountBuckets: 10,
       timeout: false,
+      // Not a failure, and so (to opossum) a success; but an abandoned trial closes nothing: see 'failure' below.
+      errorFilter: (err: Error) => err instanceof CallerGone && !this.breaker!.halfOpen,
     });
     this.breaker.on('open', () => onState('open'));
     this.breaker.on('halfOpen', () => onState('half-open'));
@@ -66,10 +81,11 @@ export class EndpointHealth {
       options.resetTimeout = config.resetTimeoutMs;
       onState('closed');
     });
-    this.breaker.on('failure', () => {
+    this.breaker.on('failure', (err: Error) => {
       // A failed trial while half-open reopens the breaker (opossum emits 'failure' first): back off,
-      // doubling the wait up to maxResetTimeout.
-      if (this.breaker!.halfOpen) options.resetTimeout = Math.min(config.maxResetTimeoutMs, options.resetTimeout * 2);
+      // doubling the wait up to maxResetTimeout. A trial its caller abandoned reopens it for another trial
+      // after the same wait.
+      if (this.breaker!.halfOpen && !(err instanceof CallerGone)) options.resetTimeout = Math.min(config.maxResetTimeoutMs, options.resetTimeout * 2);
     });
   }
 
@@ -78,9 +94,13 @@ export class EndpointHealth {
     return this.breaker.opened ? 'open' : this.breaker.halfOpen ? 'half-open' : 'closed';
   }
 
-  /** May take traffic: closed, or half-open (its trial request). */
+  /**
+   * May take traffic: closed, or half-open with its one trial not yet taken (opossum refuses every other call
+   * until the trial settles, so offering the endpoint then only earns callers an EOPENBREAKER).
+   */
   get available(): boolean {
-    return this.state !== 'open';
+    if (!this.breaker) return true;
+    return this.breaker.halfOpen ? this.breaker.pendingClose : !this.breaker.opened;
   }
 
   /** Runs one attempt under the breaker. `attempt` throws UpstreamFailure for what counts as a failure. */
@@ -128,8 +148,6 @@ export class EndpointHealth {
       this.#outlierFailures = 0;
       return;
     }
-    // Refused by its own open breaker: the endpoint was not tried.
-    if ((err as Error & { code?: string }).code === 'EOPENBREAKER') return;
     if (++this.#outlierFailures < od.consecutive5xx || this.ejectedUntil > now) return;
     this.#outlierFailures = 0;
     if (this.ejectedUntil !== 0) this.#ejections = Math.max(0, this.#ejections - Math.floor((now - this.ejectedUntil) / od.intervalMs));
@@ -141,6 +159,7 @@ export class EndpointHealth {
 
   #settle(started: number, err: Error | null): void {
     this.inFlight--;
+    if (inconclusive(err)) return;
     const now = monotonicMs();
     const ms = now - started;
     this.ewmaMs = this.ewmaMs === 0 ? ms : this.ewmaMs * (1 - EWMA_ALPHA) + ms * EWMA_ALPHA;

@@ -63,3 +63,14 @@ test.serial('a caller that leaves mid-body during the delay takes its request wi
   t.is(web.child.exitCode, null);
   t.is((await get(web, '/next')).status, 200);
 });
+
+test.serial('a caller that leaves during the delay after its whole request takes it with it too', async (t) => {
+  const s = net.connect(web.ports.outbound, '127.0.0.1');
+  s.on('error', () => {});
+  await once(s, 'connect');
+  s.write('GET /left-whole HTTP/1.1\r\nHost: catalog\r\n\r\n');
+  await sleep(100);
+  s.destroy();
+  await sleep(DELAY_MS + 500);
+  t.false(app.state.paths.includes('/left-whole'), 'the request went on to the app after its caller had gone');
+});
