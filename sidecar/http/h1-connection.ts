@@ -31,8 +31,8 @@ export interface H1Handler {
   onData(chunk: Buffer): boolean;
   /** the whole response has arrived (raw trailer pairs, usually empty) */
   onComplete(trailers: string[]): void;
-  /** the exchange failed; never called after onComplete */
-  onError(err: Error & { code?: string }): void;
+  /** the exchange failed; never called after onComplete. `reached`: it went out on a connection (it may have arrived) */
+  onError(err: Error & { code?: string }, reached: boolean): void;
 }
 
 const NO_TRAILERS: string[] = Object.freeze([]) as unknown as string[];
@@ -85,7 +85,7 @@ export class Exchange {
   fail(err: Error): void {
     if (this.done) return;
     this.done = true;
-    this.handler.onError(err);
+    this.handler.onError(err, this.conn !== null || this.replays > 0);
   }
 
   abort = (err?: Error): void => {

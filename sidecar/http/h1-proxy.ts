@@ -18,10 +18,12 @@ export interface ForwardOptions {
   /** called once the whole request has been written upstream */
   readonly onRequestSent?: () => void;
   /**
-   * Decides, when the response head arrives, whether to relay it (true) or drop it (false: its body is
-   * discarded and the exchange ends with `relayed` false, so the caller can retry elsewhere).
+   * Decides, when the response head arrives (its status and raw headers), whether to relay it (true) or drop it
+   * (false: its body is discarded and the exchange ends with `relayed` false, so the caller can retry elsewhere).
    */
-  readonly accept?: (status: number) => boolean;
+  readonly accept?: (status: number, rawHeaders: readonly string[]) => boolean;
+  /** the answer is the local app's: its x-weft-* headers are dropped, as only the mesh speaks in them */
+  readonly fromApp?: boolean;
 }
 
 /** Whether an answer's body is small enough to leave in its head's write (a Content-Length within WITH_HEAD). */
@@ -36,9 +38,10 @@ function leavesWithHead(raw: readonly string[]): boolean {
 /**
  * How an exchange ended: `err` null once the answer was relayed in full (or dropped by `accept`). An error with
  * `status` 0 means no answer head arrived (so the caller can answer with a mesh error or retry); with a status,
- * the answer broke off after its head: if `relayed`, the caller's response has been destroyed.
+ * the answer broke off after its head: if `relayed`, the caller's response has been destroyed. `reached` is false
+ * when the request never went out on a connection (none could be made): the origin did not get any of it.
  */
-export type RelayDone = (err: ForwardError | null, status: number, relayed: boolean) => void;
+export type RelayDone = (err: ForwardError | null, status: number, relayed: boolean, reached: boolean) => void;
 
 function ignore(): void {}
 
@@ -70,26 +73,26 @@ class H1Relay implements H1Handler {
     this.#opts.onRequestSent?.();
   }
 
-  onError(err: ForwardError): void {
+  onError(err: ForwardError, reached: boolean): void {
     if (this.#resume) this.#res.off('drain', this.#resume);
     if (this.#status !== 0 && !this.#relay) {
-      this.#done(null, this.#status, false);
+      this.#done(null, this.#status, false, true);
       return;
     }
     if (this.#status !== 0) this.#res.destroy(err);
-    this.#done(err, this.#status, this.#status !== 0);
+    this.#done(err, this.#status, this.#status !== 0, reached);
   }
 
   onHeaders(statusCode: number, rawHeaders: string[], resumeReading: () => void): void {
     this.#status = statusCode;
-    const relay = (this.#relay = this.#opts.accept ? this.#opts.accept(statusCode) : true);
+    const relay = (this.#relay = this.#opts.accept ? this.#opts.accept(statusCode, rawHeaders) : true);
     if (!relay) return;
     // A small body leaves in its head's write (H1Response), at once. Otherwise head, chunks and end are
     // corked to the end of this turn of the event loop, to leave as few writes (TLS records between
     // sidecars) as they can (./write-batch.ts). Corking the single write too measured slower: 4-5% fewer
     // requests/s in the pair, p50 0.15 ms higher at 2,000 requests/s (two runs of 8 alternating rounds).
     if (!leavesWithHead(rawHeaders)) corkForTurn(this.#res);
-    this.#res.relayHead(statusCode, responseHeadersRaw(rawHeaders));
+    this.#res.relayHead(statusCode, responseHeadersRaw(rawHeaders, this.#opts.fromApp));
     this.#resume = resumeReading;
   }
 
@@ -103,7 +106,7 @@ class H1Relay implements H1Handler {
   onComplete(): void {
     if (this.#resume) this.#res.off('drain', this.#resume);
     if (this.#relay) this.#res.end();
-    this.#done(null, this.#status, this.#relay);
+    this.#done(null, this.#status, this.#relay, true);
   }
 }
 

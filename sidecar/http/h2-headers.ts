@@ -31,23 +31,26 @@ export function h2RequestHeaders(incoming: IncomingHttpHeaders, extra?: Readonly
   return out;
 }
 
-/** An answer's head for the caller: its status, without connection-specific headers. */
-export function h2ResponseHeaders(incoming: IncomingHttpHeaders): http2.OutgoingHttpHeaders {
+/**
+ * An answer's head for the caller: its status, without connection-specific headers; `fromApp` (the local app's
+ * answer) without x-weft-* either, so that an app cannot speak for the mesh (a caller's sidecar acts on x-weft-reason).
+ */
+export function h2ResponseHeaders(incoming: IncomingHttpHeaders, fromApp = false): http2.OutgoingHttpHeaders {
   const out: http2.OutgoingHttpHeaders = { [HTTP2_HEADER_STATUS]: incoming[HTTP2_HEADER_STATUS] };
   for (const name in incoming) {
     const value = incoming[name];
-    if (name.startsWith(':') || DROP.has(name) || value === undefined) continue;
+    if (name.startsWith(':') || DROP.has(name) || value === undefined || (fromApp && name.startsWith('x-weft-'))) continue;
     out[name] = value;
   }
   return out;
 }
 
-/** An answer's trailers for the caller: without pseudo-headers (node:http2 refuses them in trailers). */
-export function h2Trailers(incoming: IncomingHttpHeaders): http2.OutgoingHttpHeaders {
+/** An answer's trailers for the caller: without pseudo-headers (node:http2 refuses them in trailers); `fromApp` as above. */
+export function h2Trailers(incoming: IncomingHttpHeaders, fromApp = false): http2.OutgoingHttpHeaders {
   const out: http2.OutgoingHttpHeaders = {};
   for (const name in incoming) {
     const value = incoming[name];
-    if (!name.startsWith(':') && value !== undefined && value !== null) out[name] = value as string | string[];
+    if (!name.startsWith(':') && value !== undefined && value !== null && !(fromApp && name.startsWith('x-weft-'))) out[name] = value as string | string[];
   }
   return out;
 }

@@ -32,6 +32,8 @@ export interface ForwardH2Options {
    * in its trailers, any other is reset.
    */
   readonly answerTimeoutMs?: number | null;
+  /** the answer is the local app's: its x-weft-* headers and trailers are dropped, as only the mesh speaks in them */
+  readonly fromApp?: boolean;
 }
 
 /**
@@ -211,7 +213,7 @@ export function relayH2(inbound: ServerHttp2Stream, session: H2Target, headers: 
     if (endStream) {
       // A trailers-only answer (how gRPC reports most errors): one header block that also ends the stream.
       if (timer) clearTimeout(timer);
-      inbound.respond(h2ResponseHeaders(h), { endStream: true });
+      inbound.respond(h2ResponseHeaders(h, opts.fromApp), { endStream: true });
       complete = answered = true;
       endRequest();
       return;
@@ -224,7 +226,7 @@ export function relayH2(inbound: ServerHttp2Stream, session: H2Target, headers: 
       if (upstreamGone) endCall();
       else endRequest();
     });
-    inbound.respond(h2ResponseHeaders(h), { waitForTrailers: true });
+    inbound.respond(h2ResponseHeaders(h, opts.fromApp), { waitForTrailers: true });
     answer = new StreamRelay(upstream, inbound);
   });
   /** the answer's body, relayed to the client */
@@ -262,7 +264,7 @@ export function relayH2(inbound: ServerHttp2Stream, session: H2Target, headers: 
   };
   upstream.on('trailers', (t) => {
     if (state !== 'relaying') return;
-    trailers = h2Trailers(t);
+    trailers = h2Trailers(t, opts.fromApp);
     complete = true;
     if (timer) clearTimeout(timer);
   });

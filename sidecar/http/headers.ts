@@ -42,6 +42,11 @@ export function forwardHeaders(incoming: IncomingHttpHeaders, keep: readonly str
   return out;
 }
 
+/** Whether a header name, in any case, is one of the mesh's own (x-weft-*): its first two characters are looked at first. */
+export function isInternal(name: string): boolean {
+  return name.length > 7 && (name.charCodeAt(0) | 32) === 120 /* x */ && name.charCodeAt(1) === 45 /* - */ && name.slice(0, 7).toLowerCase() === INTERNAL_PREFIX;
+}
+
 /** Whether a name of this length could be a hop-by-hop one (other than host): the rest need no lower-casing. */
 const HOP_LENGTH = new Uint8Array(32);
 for (const name of HOP_BY_HOP) if (name !== 'host') HOP_LENGTH[name.length] = 1;
@@ -50,9 +55,10 @@ for (const name of HOP_BY_HOP) if (name !== 'host') HOP_LENGTH[name.length] = 1;
  * Response headers for the previous hop, from the raw name/value list the parser delivers (names in any
  * case): hop-by-hop ones dropped, everything else as the app sent it. A new flat list for `res.writeHead`,
  * without building an object per response. A name is lower-cased only when its length is one a dropped name has
- * (the common answer has none to drop but Connection).
+ * (the common answer has none to drop but Connection). `fromApp`: the answer is the local app's, and its x-weft-*
+ * headers are dropped too, so that an app cannot speak for the mesh (a caller's sidecar acts on x-weft-reason).
  */
-export function responseHeadersRaw(raw: readonly string[]): string[] {
+export function responseHeadersRaw(raw: readonly string[], fromApp = false): string[] {
   let named: Set<string> | null = null;
   let namedLength: Uint8Array | null = null;
   for (let i = 0; i < raw.length; i += 2) {
@@ -74,6 +80,7 @@ export function responseHeadersRaw(raw: readonly string[]): string[] {
       const lower = name.toLowerCase();
       if ((HOP_BY_HOP.has(lower) && lower !== 'host') || named?.has(lower)) continue;
     }
+    if (fromApp && isInternal(name)) continue;
     out.push(name, raw[i + 1]!);
   }
   return out;

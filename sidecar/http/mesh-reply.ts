@@ -12,7 +12,10 @@ export type MeshReason =
   /** an HTTP/2 stream the upstream refused unprocessed (REFUSED_STREAM), and not sent again */
   | 'upstream-refused'
   | 'peer-identity-mismatch'
+  /** the app's connection was never made (refused, timed out): the request reached no app */
   | 'app-unavailable'
+  /** the app's connection was lost before its answer: the app may have had the request */
+  | 'app-reset'
   | 'not-ready'
   | 'bad-request'
   | 'timeout'
@@ -33,4 +36,17 @@ export function meshReply(res: H1Response, status: number, reason: MeshReason, m
   res.setHeader(REASON_HEADER, reason);
   res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', ...extra });
   res.end(body);
+}
+
+/**
+ * Whether a peer sidecar's answer (its raw headers) says that the request reached no app (`app-unavailable`), so
+ * the caller may count it as a connect failure to that endpoint. Only a sidecar can say so: the inbound side drops
+ * every x-weft-* header of its app's answers (../http/headers.ts).
+ */
+export function appNeverReached(raw: readonly string[]): boolean {
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 13 && name.toLowerCase() === REASON_HEADER) return raw[i + 1] === 'app-unavailable';
+  }
+  return false;
 }

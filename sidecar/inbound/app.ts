@@ -11,6 +11,8 @@ export class AppConnector {
   readonly #host: string;
   readonly #port: number;
   #h2: http2.ClientHttp2Session | null = null;
+  /** the sessions whose connection to the app was made */
+  readonly #h2Connected = new WeakSet<http2.ClientHttp2Session>();
 
   constructor(host: string, port: number) {
     this.#host = host;
@@ -23,11 +25,17 @@ export class AppConnector {
     if (this.#h2 && !this.#h2.closed && !this.#h2.destroyed) return this.#h2;
     const session = loadHttp2().connect(`http://${this.#host.includes(':') ? `[${this.#host}]` : this.#host}:${this.#port}`);
     session.on('error', () => {});
+    session.once('connect', () => this.#h2Connected.add(session));
     session.on('close', () => {
       if (this.#h2 === session) this.#h2 = null;
     });
     this.#h2 = session;
     return session;
+  }
+
+  /** Whether `session` (from h2Session) got its connection to the app: a stream failed on one that did not never reached the app. */
+  connected(session: http2.ClientHttp2Session): boolean {
+    return this.#h2Connected.has(session);
   }
 
   connectTcp(): Promise<Duplex> {

@@ -21,8 +21,8 @@ import { pathOf } from '../policy/normalize.ts';
 import { endH2Observation, noopObserver, type RequestObservation } from '../telemetry/observer.ts';
 import type { InboundOptions } from './listener.ts';
 
-/** The inbound side relays each stream to the app once, with no retry, timeout or kept body. */
-const NO_OPTIONS = Object.freeze({});
+/** The inbound side relays each stream to the app once, with no retry, timeout or kept body; the app's x-weft-* dropped. */
+const FROM_APP = Object.freeze({ fromApp: true });
 
 const TWO_HOSTS = (target: string): Verdict => ({ ok: false, target, status: 400, reason: 'bad-request', message: 'the mesh refused this request: a Host header that differs from :authority', decision: null, headers: {} });
 
@@ -125,8 +125,13 @@ export class InboundRequests {
     }
     const headers = this.#appHeaders(req);
     for (const name in obs.propagate) headers[name] = obs.propagate[name]!;
-    relayH1(this.#app.pool, req, res, headers, { path: verdict.target }, (err, status) => {
-      if (err && status === 0) meshReply(res, 503, 'app-unavailable', `the app at ${this.#o.appHost}:${this.#o.appPort} did not answer: ${err.message}`);
+    relayH1(this.#app.pool, req, res, headers, { path: verdict.target, fromApp: true }, (err, status, _relayed, reached) => {
+      if (!err || status !== 0) return;
+      // app-unavailable only when no connection to the app was made: the caller's sidecar may then send the request
+      // to another endpoint, as after a connect failure. A connection lost after the request went out is a reset.
+      const app = `the app at ${this.#o.appHost}:${this.#o.appPort}`;
+      if (reached) meshReply(res, 503, 'app-reset', `${app} closed the connection without answering: ${err.message}`);
+      else meshReply(res, 503, 'app-unavailable', `${app} did not answer: ${err.message}`);
     });
   }
 
@@ -193,11 +198,13 @@ export class InboundRequests {
     const upstreamHeaders = h2RequestHeaders(headers, obs.propagate);
     if (peer) upstreamHeaders[PEER_IDENTITY_HEADER] = peer.identity;
     upstreamHeaders[':path'] = verdict.target;
-    relayH2(stream, this.#app.h2Session(), upstreamHeaders, NO_OPTIONS, (err) => {
+    const session = this.#app.h2Session();
+    relayH2(stream, session, upstreamHeaders, FROM_APP, (err) => {
       if (!err) return;
       // The app refused the stream (never processed it): so is the caller's, so that its sidecar may send it
-      // again, to another endpoint if there is one.
+      // again, to another endpoint if there is one. No connection to the app: app-unavailable, as over HTTP/1.
       if (err instanceof RefusedStreamError) refuseStream(stream);
+      else if (this.#app.connected(session)) meshReplyH2(stream, 503, 'app-reset', `the app reset the stream without answering: ${err.message}`, grpc);
       else meshReplyH2(stream, 503, 'app-unavailable', `the app did not answer: ${err.message}`, grpc);
     });
     return closed;

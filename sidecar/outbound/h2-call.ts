@@ -14,6 +14,7 @@ import type { UpstreamRuntime } from '../config/runtime.ts';
 import type { RetryPolicy, RouteRule } from '../../control-plane/config/types.ts';
 import { forwardH2, meshReplyH2, RefusedStreamError, relayH2 } from '../http/h2-proxy.ts';
 import { grpcStatusForHttp, grpcTimeoutMs } from '../http/grpc-status.ts';
+import { REASON_HEADER } from '../http/headers.ts';
 import { ReplayableBody } from '../http/replayable-body.ts';
 import { UpstreamFailure, type EndpointHealth } from '../resilience/endpoint-health.ts';
 import type { ResilienceState } from '../resilience/state.ts';
@@ -243,8 +244,9 @@ const ENDPOINT_FAILURES = new Set([4, 13, 14]);
 
 /**
  * A call under a retry policy. The request body is kept (up to MAX_RETRY_BODY) as it is sent; a try that fails
- * before any answer reached the client (no connection, a reset, the per-try timeout, or an answer head `on`
- * names: an HTTP status, or for gRPC a trailers-only answer's grpc-status) is made again on another endpoint
+ * before any answer reached the client (no connection, a reset, the per-try timeout, an answer head `on` names:
+ * an HTTP status, or for gRPC a trailers-only answer's grpc-status; or, under connect-failure or reset, the peer
+ * sidecar's `app-unavailable`, its app never reached) is made again on another endpoint
  * if there is one, once the whole body is in hand, while attempts and the retry budget allow. An answer that
  * has begun streaming to the client is never retried.
  */
@@ -260,8 +262,11 @@ async function attempts(call: H2Call, policy: RetryPolicy, subset: string | null
     call.obs.set({ retryBudgetExhausted: true });
     return false;
   };
+  // The peer sidecar's word that its app was never reached (no connection made) is a connect failure of that endpoint.
+  const appDown = policy.on.connectFailure || policy.on.reset;
   const retryable = (h: IncomingHttpHeaders, endStream: boolean) => {
     if (policy.on.statuses.includes(Number(h[':status']))) return true;
+    if (appDown && h[REASON_HEADER] === 'app-unavailable') return true;
     return grpc && endStream && policy.on.grpcStatuses.includes(Number(h['grpc-status']));
   };
   /** Whether a dropped answer is the endpoint failing: a 5xx, or a gRPC status Envoy counts as one (504, 500, 503). */

@@ -3,7 +3,7 @@
 import type { H2Call } from './h2-call.ts';
 import type { ReplayableBody } from '../http/replayable-body.ts';
 import { cancelStream } from '../http/h2-cancel.ts';
-import { shadowHost } from './http-call.ts';
+import { shadowHost } from './h1-mirror.ts';
 
 /**
  * A copy of the call to the mirror subset, its :authority marked "-shadow", once the call is over; its answer is

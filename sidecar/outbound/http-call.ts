@@ -10,13 +10,14 @@ import type { RetryPolicy, RouteRule } from '../../control-plane/config/types.ts
 import type { UpstreamRuntime } from '../config/runtime.ts';
 import { bufferSmallBody, relayH1 } from '../http/h1-proxy.ts';
 import type { H1Request, H1Response } from '../http/h1-message.ts';
-import { meshReply, type MeshReason } from '../http/mesh-reply.ts';
+import { appNeverReached, meshReply, type MeshReason } from '../http/mesh-reply.ts';
 import { CallerGone, UpstreamFailure, type EndpointHealth } from '../resilience/endpoint-health.ts';
 import type { RetryBudget } from '../resilience/retry-budget.ts';
 import type { ResilienceState } from '../resilience/state.ts';
 import { pickP2c } from '../routing/balancer.ts';
 import { matchRule, pickDestination, type RequestFacts } from '../routing/route-table.ts';
 import type { RequestObservation } from '../telemetry/observer.ts';
+import { mirror } from './h1-mirror.ts';
 import type { PeerConnector } from './peers.ts';
 
 /** RFC 9110 §9.2.2: methods a retry cannot make do twice what was asked once. */
@@ -102,6 +103,8 @@ class OutboundCall {
   #n = 0;
   #health: EndpointHealth | null = null;
   #retryStatus = false;
+  /** whether to relay an answer head, under a retry policy (made once per call that has one) */
+  #accept: ((status: number, rawHeaders: readonly string[]) => boolean) | undefined = undefined;
   #relayed = false;
   #sent = false; // this try's request reached the endpoint: a failure now is a reset, not a connect failure
 
@@ -198,6 +201,7 @@ class OutboundCall {
     this.#budget?.request();
     this.#endpoints = upstream.subsets.get(this.#subset ?? '')?.endpoints ?? [];
     this.#tried = this.#maxRetries > 0 ? new Set<string>() : null;
+    if (this.#maxRetries > 0) this.#accept = (status, raw) => this.#acceptAnswer(status, raw);
     this.#attempt();
   }
 
@@ -255,8 +259,7 @@ class OutboundCall {
               if (ms) perTry ??= setTimeout(() => this.#abortAttempt?.(Object.assign(new Error(`no answer within the per-try timeout of ${ms} ms`), { code: 'WEFT_PER_TRY_TIMEOUT' })), ms);
             }
           : undefined,
-        // A retryable status is dropped (not relayed) only when a retry is sure to follow.
-        accept: policy?.on.statuses.length ? (status) => !(policy.on.statuses.includes(status) && (this.#retryStatus = this.#canRetry())) : undefined,
+        accept: this.#accept,
       },
       (err, status, relayed) => {
         if (perTry) clearTimeout(perTry);
@@ -266,6 +269,16 @@ class OutboundCall {
       },
     );
   };
+
+  /**
+   * A retryable answer is dropped (not relayed) only when a retry is sure to follow: a status `on` names, or the peer
+   * sidecar's word that its app was never reached (no connection made to it), a connect failure of this endpoint.
+   */
+  #acceptAnswer(status: number, raw: readonly string[]): boolean {
+    const on = this.#policy!.on;
+    const retryable = on.statuses.includes(status) || (status === 503 && (on.connectFailure || on.reset) && appNeverReached(raw));
+    return !(retryable && (this.#retryStatus = this.#canRetry()));
+  }
 
   readonly #settled = (err: Error | null): void => this.#guard(() => this.#afterTry(err));
 
@@ -313,38 +326,4 @@ class OutboundCall {
   #reply(status: number, reason: MeshReason, message: string): void {
     meshReply(this.#call.res, status, reason, message);
   }
-}
-
-/** As Envoy and Istio mark a mirrored request: "-shadow" after the host name (before a port). */
-export function shadowHost(host: string): string {
-  const port = /:\d+$/.exec(host);
-  return port ? `${host.slice(0, port.index)}-shadow${port[0]}` : `${host}-shadow`;
-}
-
-/**
- * A copy of the request to the mirror subset, its Host marked "-shadow"; its answer is read and thrown away, and
- * nobody waits for it. It is given up after the rule's timeout, or MIRROR_TIMEOUT_MS. A body goes with it when
- * it was read into memory (up to MAX_RETRY_BODY, with a Content-Length); a larger one, or one of unknown length,
- * was streamed once to the real destination, and that request is not copied.
- */
-function mirror(call: HttpCall, subset: string, sent: SentBody, timeoutMs: number): void {
-  const pool = call.upstream.subsets.get(subset);
-  const endpoint = pool?.balancer.pick(pool.endpoints);
-  const body = call.req.body === null ? null : sent;
-  if (!endpoint || (body !== null && !Buffer.isBuffer(body))) return;
-  const host = call.headers.host;
-  const headers = typeof host === 'string' ? { ...call.headers, host: shadowHost(host) } : call.headers;
-  let timer: NodeJS.Timeout | null = null;
-  const done = () => timer && clearTimeout(timer);
-  call.peers.h1Pool(call.upstream, endpoint.address).dispatch(
-    { method: call.req.method, path: call.target, headers, body },
-    {
-      // A copy that hangs is given up, so that copies never pile up in the mirror's pool.
-      onConnect: (abort) => void (timer = setTimeout(() => abort(), timeoutMs)),
-      onHeaders() {},
-      onData: () => true,
-      onComplete: done,
-      onError: done,
-    },
-  );
 }

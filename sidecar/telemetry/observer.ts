@@ -2,6 +2,7 @@
 // spans, metrics and access logs. The request path never waits on telemetry.
 
 import { REASON_HEADER } from '../http/headers.ts';
+import type { MeshReason } from '../http/mesh-reply.ts';
 
 export type Direction = 'inbound' | 'outbound';
 
@@ -50,11 +51,26 @@ export function sentGrpcStatus(stream: { sentHeaders?: Record<string, unknown>; 
   return value === undefined ? undefined : Number(value);
 }
 
+/** Every reason the mesh answers with (a Record, so that the compiler sees a new MeshReason missing here). */
+const MESH_REASONS: Readonly<Record<MeshReason, true>> = {
+  'no-route': true, 'no-healthy-upstream': true, 'upstream-connect-failure': true, 'upstream-reset': true, 'upstream-refused': true,
+  'peer-identity-mismatch': true, 'app-unavailable': true, 'app-reset': true, 'not-ready': true, 'bad-request': true, 'timeout': true,
+  'stream-idle-timeout': true, 'circuit-open': true, 'overflow': true, 'denied': true, 'fault-injected': true,
+};
+
+/**
+ * The mesh's reason among the headers a stream sent: only one of the mesh's own. A relayed answer carries whatever
+ * the app put in it, and an app's x-weft-reason (one per request, say) must not become a label value.
+ */
+function meshReasonOf(value: unknown): MeshReason | undefined {
+  return typeof value === 'string' && Object.hasOwn(MESH_REASONS, value) ? (value as MeshReason) : undefined;
+}
+
 /** Ends the observation of an HTTP/2 stream once it has closed: the status, mesh reason and gRPC status it was sent. */
 export function endH2Observation(obs: RequestObservation, stream: { sentHeaders?: Record<string, unknown>; sentTrailers?: Record<string, unknown> }, grpc: boolean): void {
   obs.end({
     status: Number(stream.sentHeaders?.[':status'] ?? 0),
-    reason: (stream.sentHeaders?.[REASON_HEADER] ?? stream.sentTrailers?.[REASON_HEADER]) as string | undefined,
+    reason: meshReasonOf(stream.sentHeaders?.[REASON_HEADER]) ?? meshReasonOf(stream.sentTrailers?.[REASON_HEADER]),
     grpcStatus: grpc ? sentGrpcStatus(stream) : undefined,
   });
 }

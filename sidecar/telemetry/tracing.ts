@@ -62,7 +62,8 @@ export function startAttributes(start: RequestStart, self: string | null): Attri
 
 /** Attributes learnt while the request was handled, and its outcome. */
 export function endAttributes(facts: RequestFacts, outcome: RequestEnd): Attributes {
-  const a: Attributes = { 'http.response.status_code': outcome.status };
+  // Set if and only if an answer was sent or received (status 0: none, the caller or the upstream went away).
+  const a: Attributes = outcome.status === 0 ? {} : { 'http.response.status_code': outcome.status };
   if (facts.destination) a['weft.destination.identity'] = facts.destination;
   if (facts.subset) a['weft.destination.subset'] = facts.subset;
   if (facts.endpoint) {
@@ -98,6 +99,16 @@ export function isGrpcSpanError(direction: RequestStart['direction'], grpcStatus
 /** OpenTelemetry's HTTP conventions: a server span fails on 5xx, a client span on 4xx too; 0 is no response at all. */
 export function isSpanError(direction: RequestStart['direction'], status: number): boolean {
   return status === 0 || status >= 500 || (direction === 'outbound' && status >= 400);
+}
+
+/**
+ * A failed span's `error.type` (a low-cardinality cause): the status code when there was an answer (a gRPC call's
+ * grpc-status for a gRPC failure), else the mesh's reason, else `_OTHER`, the conventions' fallback.
+ */
+export function errorType(outcome: RequestEnd, grpcFailed: boolean): string {
+  if (grpcFailed) return String(outcome.grpcStatus);
+  if (outcome.status !== 0) return String(outcome.status);
+  return outcome.reason ?? '_OTHER';
 }
 
 export class Tracing {
@@ -141,8 +152,13 @@ export class Tracing {
       propagate: this.#codec.inject(trace.setSpan(parent, span), b3, trace.getSpanContext(parent)?.spanId),
       end(facts, outcome) {
         span.setAttributes(endAttributes(facts, outcome));
-        if (isSpanError(start.direction, outcome.status)) span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.reason ?? `HTTP ${outcome.status}` });
-        else if (outcome.grpcStatus !== undefined && isGrpcSpanError(start.direction, outcome.grpcStatus)) span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.reason ?? `gRPC status ${outcome.grpcStatus}` });
+        if (isSpanError(start.direction, outcome.status)) {
+          span.setAttribute('error.type', errorType(outcome, false));
+          span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.reason ?? (outcome.status === 0 ? 'no answer' : `HTTP ${outcome.status}`) });
+        } else if (outcome.grpcStatus !== undefined && isGrpcSpanError(start.direction, outcome.grpcStatus)) {
+          span.setAttribute('error.type', errorType(outcome, true));
+          span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.reason ?? `gRPC status ${outcome.grpcStatus}` });
+        }
         span.end();
       },
     };

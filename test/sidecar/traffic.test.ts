@@ -5,7 +5,7 @@ import test, { type ExecutionContext } from 'ava';
 import http from 'node:http';
 import { Readable } from 'node:stream';
 import { Agent, request } from 'undici';
-import { shadowHost } from '../../sidecar/outbound/http-call.ts';
+import { shadowHost } from '../../sidecar/outbound/h1-mirror.ts';
 import { pickDestination, compileRoute } from '../../sidecar/routing/route-table.ts';
 import { rebalance } from '../../cli/commands/route.ts';
 import { controllable, get, many, MESH } from '../helpers/catalog.ts';
