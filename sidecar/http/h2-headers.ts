@@ -2,6 +2,7 @@
 
 import type * as http2 from 'node:http2';
 import type { IncomingHttpHeaders } from 'node:http2';
+import { putTraceContext } from '../telemetry/propagation.ts';
 
 // node:http2's constants, spelled out so that this module does not load node:http2 (see ./node-http.ts).
 const HTTP2_HEADER_METHOD = ':method';
@@ -12,10 +13,10 @@ const HTTP2_HEADER_STATUS = ':status';
 /** connection-specific headers, which HTTP/2 forbids (RFC 9113 §8.2.2), and host (the next hop gets :authority) */
 const DROP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings', 'host']);
 
-/** Request headers for the next hop: pseudo-headers rebuilt, x-weft-* removed, `extra` added. */
+/** Request headers for the next hop: pseudo-headers rebuilt, x-weft-* removed, the observation's trace context put on (../telemetry/propagation.ts). */
 // The header copies below walk the object with for...in rather than Object.entries: no array of pairs per call
 // (a gRPC call allocates ~28-30 KB in a sidecar, most of it node:http2's; the copies were ~5% of it once).
-export function h2RequestHeaders(incoming: IncomingHttpHeaders, extra?: Readonly<Record<string, string>>): http2.OutgoingHttpHeaders {
+export function h2RequestHeaders(incoming: IncomingHttpHeaders, propagate?: Readonly<Record<string, string>>): http2.OutgoingHttpHeaders {
   const out: http2.OutgoingHttpHeaders = {
     [HTTP2_HEADER_METHOD]: incoming[HTTP2_HEADER_METHOD],
     [HTTP2_HEADER_PATH]: incoming[HTTP2_HEADER_PATH],
@@ -27,7 +28,7 @@ export function h2RequestHeaders(incoming: IncomingHttpHeaders, extra?: Readonly
     if (name.startsWith(':') || name.startsWith('x-weft-') || DROP.has(name) || value === undefined) continue;
     out[name] = value;
   }
-  if (extra) for (const name in extra) out[name] = extra[name];
+  if (propagate) putTraceContext(out, propagate);
   return out;
 }
 

@@ -18,6 +18,7 @@ import { forwardUpgrade } from '../http/upgrade.ts';
 import type { PeerIdentity } from './mesh-tls.ts';
 import { enforce, type EnforceInput, type Verdict } from '../policy/enforce.ts';
 import { pathOf } from '../policy/normalize.ts';
+import { putTraceContext } from '../telemetry/propagation.ts';
 import { endH2Observation, noopObserver, type RequestObservation } from '../telemetry/observer.ts';
 import type { InboundOptions } from './listener.ts';
 
@@ -124,7 +125,7 @@ export class InboundRequests {
       return;
     }
     const headers = this.#appHeaders(req);
-    for (const name in obs.propagate) headers[name] = obs.propagate[name]!;
+    putTraceContext(headers, obs.propagate);
     relayH1(this.#app.pool, req, res, headers, { path: verdict.target, fromApp: true }, (err, status, _relayed, reached) => {
       if (!err || status !== 0) return;
       // app-unavailable only when no connection to the app was made: the caller's sidecar may then send the request
@@ -148,7 +149,7 @@ export class InboundRequests {
     if (!verdict.ok) return refuse(verdict.status, verdict.reason!, verdict.message, verdict.headers);
     req.url = verdict.target;
     const headers = this.#appHeaders(req);
-    for (const name in obs.propagate) headers[name] = obs.propagate[name]!;
+    putTraceContext(headers, obs.propagate);
     forwardUpgrade(req, socket, head, headers, () => this.#app.connectTcp()).then(
       (status) => {
         obs.end({ status });

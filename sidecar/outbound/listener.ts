@@ -27,6 +27,7 @@ import { pathOf } from '../policy/normalize.ts';
 import { callHttp } from './http-call.ts';
 import { callH2 } from './h2-call.ts';
 import type { ResilienceState } from '../resilience/state.ts';
+import { putTraceContext } from '../telemetry/propagation.ts';
 import { endH2Observation, noopObserver, type Observer, type RequestObservation } from '../telemetry/observer.ts';
 
 
@@ -44,6 +45,12 @@ export interface OutboundOptions {
 }
 
 function ignore(): void {}
+
+/**
+ * The destination_service of a request that names no service: a fixed value, never the caller's Host, so that
+ * callers cannot grow the metric series (one per random host).
+ */
+const UNROUTED = 'unknown';
 
 function failure(err: Error & { code?: string }): { status: number; reason: 'peer-identity-mismatch' | 'upstream-connect-failure'; message: string } {
   if (err.code === 'WEFT_PEER_IDENTITY') return { status: 502, reason: 'peer-identity-mismatch', message: err.message };
@@ -130,14 +137,14 @@ export class OutboundListener {
   }
 
   /** Which service an HTTP/1 request names, and its origin-form path; or the mesh's answer when it names none. */
-  #target(req: H1Request): { upstream: UpstreamRuntime; host: string; path: string } | { status: 400 | 404; reason: MeshReason; message: string } {
+  #target(req: H1Request): { upstream: UpstreamRuntime; host: string; path: string } | { status: 400 | 404; reason: MeshReason; message: string; path: string } {
     const url = req.url;
     let host: string;
     let path: string;
     if (/^https?:\/\//i.test(url)) {
       // Absolute form (HTTP_PROXY style): the authority in the URI wins over Host (RFC 9112 §3.2.2).
       const u = URL.parse(url);
-      if (!u) return { status: 400, reason: 'bad-request', message: `the request target ${JSON.stringify(url.slice(0, 200))} is not a valid absolute URI` };
+      if (!u) return { status: 400, reason: 'bad-request', message: `the request target ${JSON.stringify(url.slice(0, 200))} is not a valid absolute URI`, path: url };
       host = u.host;
       path = `${u.pathname}${u.search}`;
     } else {
@@ -145,7 +152,7 @@ export class OutboundListener {
       path = url;
     }
     const upstream = this.#fixed() ?? upstreamForHost(this.#o.config(), host);
-    if (!upstream) return { status: 404, reason: 'no-route', message: `${host || '(no Host header)'} is not a service in this mesh; known: ${[...this.#o.config().hosts.keys()].join(', ')}` };
+    if (!upstream) return { status: 404, reason: 'no-route', message: `${host || '(no Host header)'} is not a service in this mesh; known: ${[...this.#o.config().hosts.keys()].join(', ')}`, path };
     return { upstream, host, path };
   }
 
@@ -156,7 +163,11 @@ export class OutboundListener {
   #onRequest(req: H1Request, res: H1Response): void {
     if (refuseAmbiguousHead(req, res)) return;
     const target = this.#target(req);
-    if ('status' in target) return meshReply(res, target.status, target.reason, target.message);
+    if ('status' in target) {
+      // Names no service (or no valid target): the mesh answers, and the request is counted and logged all the same.
+      res.observation = this.#observe(null, 'http', req.method, pathOf(target.path), (n) => headerOf(req.headers, n));
+      return meshReply(res, target.status, target.reason, target.message);
+    }
     const { upstream, host, path } = target;
     if (upstream.service.protocol !== 'http') {
       meshReply(res, 400, 'bad-request', `${upstream.key} speaks ${upstream.service.protocol}; use an upstream port (--upstream ${upstream.service.name}=PORT)${upstream.service.protocol === 'tcp' ? '' : ' or h2c'}`);
@@ -166,7 +177,7 @@ export class OutboundListener {
     const obs = this.#observe(upstream, 'http', facts.method, facts.path, facts.header);
     res.observation = obs;
     const headers = forwardHeaders(req.headers);
-    for (const name in obs.propagate) headers[name] = obs.propagate[name]!;
+    putTraceContext(headers, obs.propagate);
     headers.host = host;
     callHttp({ upstream, req, res, headers, target: path, facts, peers: this.#o.peers, state: this.#o.state, obs }, (err) => {
       this.#o.log({ msg: 'outbound call failed unexpectedly', upstream: upstream.key, error: err.stack ?? err.message });
@@ -178,7 +189,11 @@ export class OutboundListener {
     socket.on('error', () => {});
     if (refuseUpgrade(req, socket)) return;
     const target = this.#target(req);
-    if ('status' in target) return answerOnSocket(socket, target.status, target.reason, target.message);
+    if ('status' in target) {
+      const obs = this.#observe(null, 'http', req.method, pathOf(target.path), (n) => headerOf(req.headers, n));
+      answerOnSocket(socket, target.status, target.reason, target.message);
+      return obs.end({ status: target.status, reason: target.reason });
+    }
     const { upstream, host, path } = target;
     const facts = this.#facts(req, path);
     // An upgrade is observed as a request until its answer (a 101, or a refusal): counted, traced, logged.
@@ -188,7 +203,7 @@ export class OutboundListener {
     if (!sel.ok) return refuse(sel.status, sel.reason, sel.message);
     obs.set({ subset: sel.subset, endpoint: sel.address });
     const headers = forwardHeaders(req.headers);
-    for (const name in obs.propagate) headers[name] = obs.propagate[name]!;
+    putTraceContext(headers, obs.propagate);
     headers.host = host;
     req.url = path;
     forwardUpgrade(req, socket, head, headers, () => this.#o.peers.connect(upstream, sel.address, ALPN.http1)).then(
@@ -211,14 +226,14 @@ export class OutboundListener {
     const grpc = String(headers['content-type'] ?? '').startsWith('application/grpc');
     const authority = headers[':authority'];
     const upstream = this.#fixed() ?? upstreamForHost(this.#o.config(), authority);
-    if (!upstream) {
-      meshReplyH2(stream, 404, 'no-route', `${authority ?? '(no authority)'} is not a service in this mesh`, grpc);
-      return;
-    }
     const method = String(headers[':method']);
     const bare = pathOf(String(headers[':path'] ?? '/'));
     const facts = { method, path: bare, header: (n: string) => headerOf(headers, n) };
-    const obs = this.#observe(upstream, grpc ? 'grpc' : 'http2', method, bare, facts.header);
+    const obs = this.#observe(upstream ?? null, grpc ? 'grpc' : 'http2', method, bare, facts.header);
+    if (!upstream) {
+      meshReplyH2(stream, 404, 'no-route', `${authority ?? '(no authority)'} is not a service in this mesh`, grpc);
+      return () => endH2Observation(obs, stream, grpc);
+    }
     callH2({ upstream, stream, headers: h2RequestHeaders(headers, obs.propagate), facts, grpc, peers: this.#o.peers, state: this.#o.state, obs }, headers, (err) => {
       this.#o.log({ msg: 'outbound stream failed unexpectedly', upstream: upstream.key, error: err.stack ?? err.message });
       meshReplyH2(stream, 503, 'upstream-connect-failure', `internal error: ${err.message}`, grpc);
@@ -226,9 +241,10 @@ export class OutboundListener {
     return () => endH2Observation(obs, stream, grpc);
   }
 
-  #observe(upstream: UpstreamRuntime, protocol: 'http' | 'http2' | 'grpc', method: string, path: string, header: (n: string) => string | string[] | undefined): RequestObservation {
-    const obs = (this.#o.observer ?? (() => noopObserver))().request({ direction: 'outbound', protocol, method, path, header, source: this.#o.config().self.identity, service: upstream.key });
-    obs.set({ destination: upstream.identity });
+  /** Starts a request's observation; `upstream` null: the request names no service (it is observed as UNROUTED). */
+  #observe(upstream: UpstreamRuntime | null, protocol: 'http' | 'http2' | 'grpc', method: string, path: string, header: (n: string) => string | string[] | undefined): RequestObservation {
+    const obs = (this.#o.observer ?? (() => noopObserver))().request({ direction: 'outbound', protocol, method, path, header, source: this.#o.config().self.identity, service: upstream?.key ?? UNROUTED });
+    if (upstream) obs.set({ destination: upstream.identity });
     return obs;
   }
 

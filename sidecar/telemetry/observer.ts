@@ -76,7 +76,10 @@ export function endH2Observation(obs: RequestObservation, stream: { sentHeaders?
 }
 
 export interface RequestObservation {
-  /** headers to add to the request sent on (trace context for the next hop) */
+  /**
+   * the trace context for the next hop: empty with tracing off; else it replaces every trace header the caller sent
+   * (put on with putTraceContext, ./propagation.ts)
+   */
   readonly propagate: Readonly<Record<string, string>>;
   set(facts: RequestFacts): void;
   end(outcome: RequestEnd): void;

@@ -63,9 +63,9 @@ export class TraceContextCodec {
   }
 
   /**
-   * Headers carrying `context` to the next hop. They replace whatever the caller sent under the same names;
-   * for multi-header B3, `x-b3-parentspanid` is set too (to the span that is the parent of the one sent), so a
-   * stale value from the caller is never passed on.
+   * Headers carrying `context` to the next hop. They replace every trace header the caller sent, also those they
+   * do not set (./propagation.ts); for multi-header B3, `x-b3-parentspanid` is set too (to the span that is the
+   * parent of the one sent).
    */
   inject(context: Context, b3: B3Format, parentSpanId: string | undefined): Record<string, string> {
     const out: Record<string, string> = {};
