@@ -180,11 +180,10 @@ export class ControlPlaneAgent {
       if (link.version !== null && version < link.version) throw new Error(`snapshot ${version} is older than ${link.version}, which this stream delivered before: out of order`);
       const applied = this.#status.appliedVersion;
       if (link.version === null && applied !== null && version < applied) this.#o.log({ msg: 'the control plane restarted with versions older than the one applied (its clock is behind?); taking its snapshot', version, applied });
-      link.version = version;
       // Nothing new, and what this link sent before is in force (not NACKed): only the version moves on.
       if (!delta.full && link.inForce && Object.keys(delta.resources).length === 0 && delta.removed.length === 0) {
         this.#o.retag(version);
-        this.#status.appliedVersion = version;
+        this.#status.appliedVersion = link.version = version;
         this.#ack(link, { id: this.id, version, ok: true });
         return;
       }
@@ -195,7 +194,9 @@ export class ControlPlaneAgent {
       if (unknown.length) this.#o.log({ msg: 'snapshot holds resources of kinds this sidecar does not know (a newer control plane); ignoring them', version, resources: unknown.slice(0, 20) });
       this.#o.apply(version, bodyOf(link.resources, version));
       link.inForce = true;
-      this.#status.appliedVersion = version;
+      // (Only a version applied moves the stream's mark: a NACKed one, a huge bogus number say, must not make every
+      // later version look out of order.)
+      this.#status.appliedVersion = link.version = version;
       this.#firstApplied();
       this.#ack(link, { id: this.id, version, ok: true });
     } catch (err) {

@@ -202,10 +202,9 @@ export function relayH2(inbound: ServerHttp2Stream, session: H2Target, headers: 
     }
     state = 'relaying';
     if (inbound.destroyed || inbound.closed || inbound.headersSent) {
-      // The mesh answered meanwhile (a route timeout), or the caller went: this answer has nowhere to go.
-      state = 'done';
-      tries.delete(inbound);
-      if (timer) clearTimeout(timer);
+      // The mesh answered meanwhile (a route timeout), or the caller went: this answer has nowhere to go. letGo
+      // also lets the request drain (a relay paused on this upstream would hold the caller's stream open).
+      letGo();
       cancelStream(upstream);
       finish(null, NOT_RELAYED);
       return;

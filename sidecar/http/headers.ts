@@ -42,9 +42,14 @@ export function forwardHeaders(incoming: IncomingHttpHeaders, keep: readonly str
   return out;
 }
 
-/** Whether a header name, in any case, is one of the mesh's own (x-weft-*): its first two characters are looked at first. */
+/** Whether a header name, in any case, is one of the mesh's own (x-weft-*): compared by character, allocating nothing. */
 export function isInternal(name: string): boolean {
-  return name.length > 7 && (name.charCodeAt(0) | 32) === 120 /* x */ && name.charCodeAt(1) === 45 /* - */ && name.slice(0, 7).toLowerCase() === INTERNAL_PREFIX;
+  if (name.length <= INTERNAL_PREFIX.length) return false;
+  for (let i = 0; i < INTERNAL_PREFIX.length; i++) {
+    // `| 32` lower-cases a letter and leaves '-' (45, which has the bit set) as it is.
+    if ((name.charCodeAt(i) | 32) !== INTERNAL_PREFIX.charCodeAt(i)) return false;
+  }
+  return true;
 }
 
 /** Whether a name of this length could be a hop-by-hop one (other than host): the rest need no lower-casing. */

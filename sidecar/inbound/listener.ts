@@ -235,12 +235,16 @@ export class InboundListener {
       return;
     }
     this.#peers.set(socket, peer);
-    // The handshake checked the certificate's validity once; a keep-alive connection must not outlive it.
+    // The handshake checked the certificate's validity once; a keep-alive connection takes no new request after it
+    // expires (the caller's pool reconnects with its current one). Requests and streams in progress finish, as in
+    // a drain: a caller's pool may hold a busy connection a little past its certificate. A TCP connection or
+    // WebSocket tunnel is closed: it cannot be re-authenticated (no renegotiation in TLS 1.3).
     const left = notAfterMs - Date.now();
     const expiry = left <= MAX_TIMER_MS ? setTimeout(() => {
-      this.#o.log({ msg: 'closing a connection: peer certificate expired', identity: peer.identity, serial: peer.serial });
-      socket.destroy();
-    }, left).unref() : null;
+      const gently = !tcp && this.#requests.retire(socket);
+      this.#o.log({ msg: gently ? 'peer certificate expired: the connection takes no new request' : 'closing a connection: peer certificate expired', identity: peer.identity, serial: peer.serial });
+      if (!gently) socket.destroy();
+    }, Math.max(0, left)).unref() : null;
     socket.on('close', () => (this.#peers.delete(socket), expiry && clearTimeout(expiry)));
     if (tcp) this.#tcpToApp(socket, peer);
     else if (socket.alpnProtocol === ALPN.h2) this.#requests.serveH2(socket, peer);

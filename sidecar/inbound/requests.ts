@@ -38,6 +38,9 @@ export class InboundRequests {
   /** HTTP/2 hides the TLS socket behind a proxy; the peer is attached to the session as it is created */
   readonly #sessionPeers = new WeakMap<http2.Http2Session, PeerIdentity>();
   #nextPeer: PeerIdentity | null = null;
+  #nextSocket: Socket | null = null;
+  /** each HTTP/2 session by the connection it runs on, to retire it (retire()) */
+  readonly #socketSessions = new WeakMap<Socket, http2.ServerHttp2Session>();
   /** open WebSocket tunnels and what authorized them: a new config that would refuse the upgrade closes them */
   readonly #tunnels = new Map<Socket, EnforceInput>();
   /** open HTTP/2 sessions: draining sends each a GOAWAY, so that callers take new calls elsewhere */
@@ -64,8 +67,24 @@ export class InboundRequests {
   /** Serves HTTP/2 on a connection; `peer` is its caller (null: plaintext h2c, unauthenticated). */
   serveH2(socket: Socket, peer: PeerIdentity | null): void {
     this.#nextPeer = peer;
+    this.#nextSocket = socket;
     this.#h2().emit('connection', socket);
     this.#nextPeer = null;
+    this.#nextSocket = null;
+  }
+
+  /**
+   * Takes no new request on `socket` (its caller's certificate has expired), as a drain does: HTTP/1 closes after
+   * the response in progress, HTTP/2 gets a GOAWAY and closes once its streams end. False if it serves neither (a
+   * WebSocket tunnel: the caller closes it).
+   */
+  retire(socket: Socket): boolean {
+    if (this.#tunnels.has(socket)) return false;
+    if (this.#h1.closeConnection(socket)) return true;
+    const session = this.#socketSessions.get(socket);
+    if (!session) return false;
+    goAway(session);
+    return true;
   }
 
   /** Closes an HTTP/1 connection as a drain does (after the response in progress); false if it serves none. */
@@ -170,6 +189,7 @@ export class InboundRequests {
       this.#h2Server = hardenedH2Server((stream, headers) => this.#onStream(stream, headers), H2_IDLE_MS, this.#streamIdleMs);
       this.#h2Server.on('session', (session) => {
         if (this.#nextPeer) this.#sessionPeers.set(session, this.#nextPeer);
+        if (this.#nextSocket) this.#socketSessions.set(this.#nextSocket, session);
         this.#h2Sessions.add(session);
         session.once('close', () => this.#h2Sessions.delete(session));
         if (this.#draining) goAway(session); // a handshake that was under way when draining began

@@ -1,23 +1,12 @@
-// The outbound side's open mTLS connections, by the certificate chain their peer presented: each is closed when
-// that certificate is revoked, or when it (or a CA certificate above it) expires. The handshake checked both, but
-// a pooled keep-alive connection or HTTP/2 session would otherwise go on carrying requests long after.
+// The outbound side's open mTLS connections, by the certificate their peer presented: each is closed when that
+// certificate is revoked. The handshake checked it, but a pooled keep-alive connection or HTTP/2 session would
+// otherwise go on carrying requests to it. (Expiry is not cut here: a peer renews at half its certificate's life
+// while this side's pools are recycled on this side's own renewal, so a busy pooled connection routinely outlives
+// the peer's old certificate by minutes, and cutting it would fail the requests on it. The peer's inbound stops
+// taking new requests on a connection whose caller's certificate has expired: ../inbound/listener.ts.)
 
-import type { PeerCertificate, TLSSocket } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import { normalizeSerial } from '../../ca/serial.ts';
-
-/** setTimeout's limit; a later expiry (a long-lived test certificate) is not scheduled: the connection will not last. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
-/** The earliest notAfter along a peer's chain (node links each certificate to its issuer, a root to itself). */
-export function chainNotAfterMs(leaf: PeerCertificate): number {
-  let earliest = Infinity;
-  const seen = new Set<PeerCertificate>();
-  for (let c: PeerCertificate | undefined = leaf; c && c.valid_to && !seen.has(c); c = (c as { issuerCertificate?: PeerCertificate }).issuerCertificate) {
-    seen.add(c);
-    earliest = Math.min(earliest, Date.parse(c.valid_to));
-  }
-  return earliest;
-}
 
 export class PeerConnections {
   /** each open connection and the normalized serial of its peer's certificate */
@@ -32,17 +21,12 @@ export class PeerConnections {
   }
 
   #follow(socket: TLSSocket): void {
-    const cert = socket.getPeerCertificate(true);
+    const cert = socket.getPeerCertificate();
     if (!cert?.serialNumber || socket.destroyed) return;
     const serial = normalizeSerial(cert.serialNumber);
     if (this.#revoked.has(serial)) return void socket.destroy(); // revoked between the handshake's check and now
     this.#open.set(socket, serial);
-    const left = chainNotAfterMs(cert) - Date.now();
-    const expiry = left <= MAX_TIMER_MS ? setTimeout(() => socket.destroy(), Math.max(0, left)).unref() : null;
-    socket.once('close', () => {
-      this.#open.delete(socket);
-      if (expiry) clearTimeout(expiry);
-    });
+    socket.once('close', () => this.#open.delete(socket));
   }
 
   /** The revocation list as the config says now: connections to a peer on it are closed at once. */

@@ -31,7 +31,7 @@ export interface EnforceInput {
 export function enforce(config: RuntimeConfig, input: EnforceInput, opts: { policyHeader: boolean; log: (e: Record<string, unknown>) => void }): Verdict {
   // Methods are case-sensitive, but apps often upper-case them (Express routes `delete` as DELETE): one with a
   // lower-case letter (HTTP/2 can carry one; HTTP/1.1's parser refuses it) would step around a rule on DELETE.
-  const n = /[a-z]/.test(input.method) ? LOWER_CASE_METHOD : normalizePath(input.target);
+  const n = hasLowerCase(input.method) ? LOWER_CASE_METHOD : normalizePath(input.target);
   if (!n.ok) {
     opts.log({ msg: 'request refused', reason: n.reason, source: input.principal, method: input.method, target: input.target.slice(0, 200) });
     return { ok: false, target: input.target, status: 400, reason: 'bad-request', message: `the mesh refused this request: ${n.reason}`, decision: null, headers: {} };
@@ -54,4 +54,13 @@ export function enforce(config: RuntimeConfig, input: EnforceInput, opts: { poli
     };
   }
   return { ok: true, target: n.query ? n.path + n.query : n.path, status: 200, reason: null, message: '', decision, headers: NO_HEADERS };
+}
+
+/** A loop, not a regular expression literal: that would make a RegExp object on every request. */
+function hasLowerCase(method: string): boolean {
+  for (let i = 0; i < method.length; i++) {
+    const c = method.charCodeAt(i);
+    if (c >= 97 && c <= 122) return true;
+  }
+  return false;
 }

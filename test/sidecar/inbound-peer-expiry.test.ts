@@ -1,6 +1,7 @@
-// An inbound connection lasts no longer than the certificate its caller presented: the handshake checked its
-// validity, but a keep-alive connection (HTTP/1.1, an HTTP/2 session, a TCP stream) would otherwise carry
-// requests on for as long as its caller keeps it busy, certificate expired or not.
+// An inbound connection takes no new request once the certificate its caller presented has expired: the handshake
+// checked its validity, but a keep-alive connection (HTTP/1.1, an HTTP/2 session) would otherwise carry requests on
+// for as long as its caller keeps it busy, certificate expired or not. (Requests in progress finish; a TCP stream
+// or WebSocket tunnel is closed.)
 
 import test from 'ava';
 import { once } from 'node:events';
