@@ -12,6 +12,28 @@ import { ReplayableBody } from '../../../sidecar/http/replayable-body.ts';
 type Outcome = { relayed: boolean } | { error: string };
 type Forward = (inbound: http2.ServerHttp2Stream) => Promise<{ relayed: boolean }>;
 
+/**
+ * `app` on a free port, a session to it (`up`), and a proxy whose streams go to `onStream` (given `up`); resolves
+ * with a client session to the proxy. Everything is closed when the test ends.
+ */
+async function chain(t: ExecutionContext, app: http2.Http2Server, onStream: (inbound: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, up: http2.ClientHttp2Session) => void): Promise<http2.ClientHttp2Session> {
+  app.listen(0, '127.0.0.1');
+  await once(app, 'listening');
+  const up = http2.connect(`http://127.0.0.1:${(app.address() as AddressInfo).port}`);
+  const proxy = http2.createServer();
+  proxy.on('stream', (inbound, headers) => onStream(inbound, headers, up));
+  proxy.listen(0, '127.0.0.1');
+  await once(proxy, 'listening');
+  const client = http2.connect(`http://127.0.0.1:${(proxy.address() as AddressInfo).port}`);
+  t.teardown(() => {
+    client.destroy();
+    up.destroy();
+    proxy.close();
+    app.close();
+  });
+  return client;
+}
+
 /** An app that answers `delayMs` after a stream opens (or after its request ends); a proxy that runs `forward`. */
 async function setup(t: ExecutionContext, delayMs: number, from: 'open' | 'end', forward: (up: http2.ClientHttp2Session) => Forward) {
   const app = http2.createServer();
@@ -27,23 +49,11 @@ async function setup(t: ExecutionContext, delayMs: number, from: 'open' | 'end',
     if (from === 'open') answer();
     else s.on('end', answer);
   });
-  app.listen(0, '127.0.0.1');
-  await once(app, 'listening');
-  const up = http2.connect(`http://127.0.0.1:${(app.address() as AddressInfo).port}`);
   const outcomes: Outcome[] = [];
-  const proxy = http2.createServer();
-  const run = forward(up);
-  proxy.on('stream', (inbound) => {
+  let run: Forward | null = null;
+  const client = await chain(t, app, (inbound, _headers, up) => {
+    run ??= forward(up);
     run(inbound).then((r) => outcomes.push(r), (e: Error & { code?: string }) => outcomes.push({ error: e.code ?? e.message }));
-  });
-  proxy.listen(0, '127.0.0.1');
-  await once(proxy, 'listening');
-  const client = http2.connect(`http://127.0.0.1:${(proxy.address() as AddressInfo).port}`);
-  t.teardown(() => {
-    client.destroy();
-    up.destroy();
-    proxy.close();
-    app.close();
   });
   return { client, outcomes };
 }
@@ -113,22 +123,11 @@ test("an answer that ends while the relay of the request is paused on the upstre
       s.end('answer');
     }, 300);
   });
-  app.listen(0, '127.0.0.1');
-  await once(app, 'listening');
-  const up = http2.connect(`http://127.0.0.1:${(app.address() as AddressInfo).port}`);
-  const proxy = http2.createServer();
-  const closed = new Promise<void>((resolve) => proxy.on('stream', (inbound) => {
-    inbound.once('close', resolve);
+  let resolveClosed!: () => void;
+  const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
+  const client = await chain(t, app, (inbound, _headers, up) => {
+    inbound.once('close', resolveClosed);
     relayH2(inbound, up, HEADERS, {}, () => {});
-  }));
-  proxy.listen(0, '127.0.0.1');
-  await once(proxy, 'listening');
-  const client = http2.connect(`http://127.0.0.1:${(proxy.address() as AddressInfo).port}`);
-  t.teardown(() => {
-    client.destroy();
-    up.destroy();
-    proxy.close();
-    app.close();
   });
   const req = client.request({ ':method': 'POST', ':path': '/', 'content-type': 'application/grpc' });
   req.on('error', () => {});
@@ -154,22 +153,9 @@ test('an answer the upstream resets mid-way is a broken try (the endpoint failed
       s.close(http2.constants.NGHTTP2_CANCEL);
     }
   });
-  app.listen(0, '127.0.0.1');
-  await once(app, 'listening');
-  const up = http2.connect(`http://127.0.0.1:${(app.address() as AddressInfo).port}`);
   const outcomes = new Map<string, H2Try>();
-  const proxy = http2.createServer();
-  proxy.on('stream', (inbound, headers) => {
+  const client = await chain(t, app, (inbound, headers, up) => {
     relayH2(inbound, up, { ...HEADERS, ':path': headers[':path'] }, {}, (_err, outcome) => outcomes.set(String(headers[':path']), outcome));
-  });
-  proxy.listen(0, '127.0.0.1');
-  await once(proxy, 'listening');
-  const client = http2.connect(`http://127.0.0.1:${(proxy.address() as AddressInfo).port}`);
-  t.teardown(() => {
-    client.destroy();
-    up.destroy();
-    proxy.close();
-    app.close();
   });
   for (const path of ['/part', '/whole']) {
     const req = client.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc' });
